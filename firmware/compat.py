@@ -1,0 +1,232 @@
+# The one place where MicroPython and CPython differ: time, ticks, asyncio helpers,
+# random ids, memory figures. Everything else in firmware/ imports from here.
+import sys
+import time
+import os
+
+try:
+    import asyncio
+except ImportError:  # MicroPython < 1.21
+    import uasyncio as asyncio  # noqa
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+try:
+    from micropython import const  # noqa: F401
+except ImportError:
+    def const(x):
+        return x
+
+# ---------------------------------------------------------------- ticks (monotonic ms)
+if MICROPYTHON:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+else:
+    _T0 = time.monotonic()
+
+    def ticks_ms():
+        return int((time.monotonic() - _T0) * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+
+def sleep_ms(ms):
+    """Awaitable sleep in milliseconds on both targets."""
+    if MICROPYTHON:
+        return asyncio.sleep_ms(ms)
+    return asyncio.sleep(ms / 1000)
+
+
+async def wait_for_ms(aw, ms):
+    """asyncio.wait_for with a millisecond timeout; raises asyncio.TimeoutError."""
+    if MICROPYTHON:
+        return await asyncio.wait_for_ms(aw, ms)
+    return await asyncio.wait_for(aw, ms / 1000)
+
+
+TimeoutError = asyncio.TimeoutError
+CancelledError = asyncio.CancelledError
+
+# ---------------------------------------------------------------- wall clock (UTC)
+# Embedded MicroPython ports count from 2000-01-01, unix ports and CPython from 1970.
+# We always work in unix seconds; the offset is applied here and nowhere else.
+EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
+_clock_delta = 0.0  # correction learned from the CSMS (BootNotification/Heartbeat currentTime)
+
+
+def _raw_unix():
+    return time.time() + EPOCH_OFFSET
+
+
+def now():
+    """Current UTC time in unix seconds (float on CPython, may be int on a board)."""
+    return _raw_unix() + _clock_delta
+
+
+def set_now(unix_seconds):
+    """Adopt the given UTC time (e.g. currentTime from the CSMS) without touching the RTC."""
+    global _clock_delta
+    _clock_delta = unix_seconds - _raw_unix()
+
+
+def _days_from_civil(y, m, d):
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _civil_from_days(z):
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return y + (m <= 2), m, d
+
+
+def iso8601(unix_seconds=None):
+    """UTC timestamp as the OCPP dateTime string, e.g. 2026-11-24T03:36:00.123Z."""
+    if unix_seconds is None:
+        unix_seconds = now()
+    ms = int(round(unix_seconds * 1000))
+    secs, ms = divmod(ms, 1000)
+    days, rem = divmod(secs, 86400)
+    y, mo, d = _civil_from_days(days)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        y, mo, d, rem // 3600, rem // 60 % 60, rem % 60, ms)
+
+
+def parse_iso8601(s):
+    """Parse an RFC 3339 date-time into unix seconds (float). Raises ValueError."""
+    try:
+        if len(s) < 19 or s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":":
+            raise ValueError
+        y, mo, d = int(s[0:4]), int(s[5:7]), int(s[8:10])
+        hh, mm, ss = int(s[11:13]), int(s[14:16]), int(s[17:19])
+        i = 19
+        frac = 0.0
+        if i < len(s) and s[i] == ".":
+            j = i + 1
+            while j < len(s) and "0" <= s[j] <= "9":
+                j += 1
+            if j == i + 1:
+                raise ValueError
+            frac = float("0" + s[i:j])
+            i = j
+        tz = s[i:]
+        if tz in ("Z", "z"):
+            off = 0
+        elif len(tz) == 6 and tz[0] in "+-" and tz[3] == ":":
+            off = (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * (1 if tz[0] == "+" else -1)
+        else:
+            raise ValueError
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 61):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError("not an RFC 3339 date-time: %r" % (s,))
+    return _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss + frac - off
+
+
+# ---------------------------------------------------------------- ids
+def random_bytes(n):
+    return os.urandom(n)
+
+
+def uuid4():
+    """Random RFC 4122 version-4 UUID string (36 characters)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = "".join("%02x" % x for x in b)
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+def random_int(lo, hi):
+    """Uniform integer in [lo, hi] from the OS random source."""
+    if hi <= lo:
+        return lo
+    span = hi - lo + 1
+    r = int.from_bytes(os.urandom(4), "big")
+    return lo + r % span
+
+
+# ---------------------------------------------------------------- asyncio helpers
+class Queue:
+    """Minimal unbounded FIFO for asyncio on both targets (MicroPython has none built in)."""
+
+    def __init__(self):
+        self._items = []
+        self._ev = asyncio.Event()
+
+    def put_nowait(self, item):
+        self._items.append(item)
+        self._ev.set()
+
+    async def get(self):
+        while not self._items:
+            self._ev.clear()
+            await self._ev.wait()
+        return self._items.pop(0)
+
+    def get_nowait(self):
+        return self._items.pop(0) if self._items else None
+
+    def qsize(self):
+        return len(self._items)
+
+
+def create_task(coro):
+    return asyncio.create_task(coro)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------- memory
+def mem_figures():
+    """(free, allocated, peak) heap bytes where the runtime can tell, else Nones."""
+    try:
+        import gc
+        import micropython
+        return gc.mem_free(), gc.mem_alloc(), micropython.mem_peak()
+    except (ImportError, AttributeError):
+        return None, None, None
+
+
+def collect():
+    import gc
+    gc.collect()
+
+
+# ---------------------------------------------------------------- files
+def path_exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    """mkdir -p (os.makedirs is missing on MicroPython)."""
+    cur = ""
+    for part in path.split("/"):
+        if not part:
+            cur = "/" if not cur else cur
+            continue
+        cur = cur + part if cur.endswith("/") or not cur else cur + "/" + part
+        if not path_exists(cur):
+            os.mkdir(cur)
