@@ -1,0 +1,99 @@
+# Persistence primitives for the data directory. Two shapes only:
+#  - small state documents written atomically (temp file + rename), and
+#  - append-only journals (one JSON record per line) recovered on start-up.
+# A power cut at any instant leaves either the old or the new document, and a journal whose
+# only possible damage is a torn last line, which recovery drops.
+import json
+import os
+
+from firmware.compat import path_exists, makedirs
+
+
+class Store:
+    def __init__(self, data_dir):
+        self.dir = data_dir.rstrip("/") or "."
+        makedirs(self.dir)
+        self.bytes_written = 0  # flash-wear accounting, reported by the bench
+
+    def path(self, name):
+        return self.dir + "/" + name
+
+    # -------------------------------------------------------------- documents
+    def load(self, name, default=None):
+        """Read a JSON document; a missing or unreadable file yields `default`."""
+        p = self.path(name)
+        for candidate in (p, p + ".tmp"):
+            try:
+                with open(candidate) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                continue
+        return default
+
+    def save(self, name, obj):
+        """Atomically replace a JSON document."""
+        p = self.path(name)
+        tmp = p + ".tmp"
+        data = json.dumps(obj)
+        with open(tmp, "w") as f:
+            f.write(data)
+            _sync(f)
+        try:
+            os.rename(tmp, p)
+        except OSError:
+            # littlefs/FAT may refuse to rename over an existing file
+            os.remove(p)
+            os.rename(tmp, p)
+        self.bytes_written += len(data)
+
+    def remove(self, name):
+        for p in (self.path(name), self.path(name) + ".tmp"):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
+    def exists(self, name):
+        return path_exists(self.path(name))
+
+    # -------------------------------------------------------------- journals
+    def append(self, name, record):
+        """Append one JSON record as a line and flush it to the medium."""
+        line = json.dumps(record) + "\n"
+        with open(self.path(name), "a") as f:
+            f.write(line)
+            _sync(f)
+        self.bytes_written += len(line)
+
+    def records(self, name):
+        """Yield the journal's intact records in order, one line at a time (bounded RAM).
+        A torn or corrupt line (power cut during a write) is skipped."""
+        try:
+            f = open(self.path(name))
+        except OSError:
+            return
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                if not line.endswith("\n"):
+                    break  # torn tail
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def size(self, name):
+        try:
+            return os.stat(self.path(name))[6]
+        except OSError:
+            return 0
+
+
+def _sync(f):
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except (AttributeError, OSError):
+        pass  # MicroPython: flush reaches the filesystem driver; close commits littlefs
