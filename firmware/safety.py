@@ -1,0 +1,244 @@
+"""Per-EVSE safety state machine: decides the pilot offer and the relay, nothing else.
+
+Used unchanged by the ESP32 board and by the simulator. It only reads the hardware bundle
+(`hal.Evse`: pilot.state(), faults(), relay.feedback()) and never awaits anything, so a dead
+network can not delay it.
+
+API
+    s = Safety(evse_hw, allow_ventilation=False)   # opens the relay at once
+    s.permit(authorized, available, amps)          # from the charging logic, any time
+    events = s.step(now_ms)                        # every <= 20 ms from the safety task
+    await run([s1, s2], period_ms=10, on_events=fn)  # fn(safety, events)
+    s.state(), s.relay_closed(), s.faults(), s.offered(), s.status()
+
+`step()` returns a shared empty tuple when nothing changed, else a list of events:
+    ("pilot", "A".."F")        debounced pilot state changed
+    ("relay", True/False)      relay commanded closed/open
+    ("offer", amps)            pilot offer changed (0 = no PWM)
+    ("fault", name)            a fault became active (names from hal.FAULT_NAMES)
+    ("fault_cleared", name)    it recovered (see the table below)
+
+Relay rules: it closes only while the pilot is C (or D with ventilation allowed), the
+charging logic permits (authorized, available, amps >= 6) and no blocking fault is active.
+It closes in the same step those hold (IEC 61851-1 allows 3 s after B->C). It opens in the
+same step the EV leaves C or a blocking fault appears; with a 10 ms period and the pilot
+driver's debounce this stays well inside 100 ms.
+
+Withdrawn permission (deauthorised, unavailable, amps < 6): the PWM stops at once (100 %
+duty, state x1) and the relay stays closed until the EV answers by leaving C, at the latest
+STOP_REACTION_MS (6 s, IEC 61851-1 Annex A: the EVSE opens if the EV does not react to
+x2->x1). A lowered but still valid current only changes the duty cycle; the EV has 5 s
+(CURRENT_REACTION_MS) to follow, which needs no relay action here.
+
+Faults (board-reported through evse_hw.faults(), plus ones detected here):
+    name       blocks  recovers when                                      detected by
+    rcd        yes     input clear, then the EV is unplugged (state A)   board RCD input
+    pilot      yes     pilot valid, then unplugged (state A)             E/F read here
+    diode      yes     unplugged (state A)                               board pilot driver
+    welding    yes     feedback shows open, then unplugged, +5 s        relay feedback here
+    contactor  yes     30 s after the condition cleared                  relay feedback here
+    overtemp   yes     60 s after the sensor is back below its limit     board sensor
+    lock       yes     5 s after the lock reports the right position     board lock
+    meter      no      as soon as the meter answers again                board meter
+Unknown names block and recover 10 s after they clear. While a blocking fault is active the
+pilot shows a steady +12 V (no PWM) so that the unplug (state A) can be seen.
+"""
+from firmware.compat import ticks_diff, ticks_ms, sleep_ms
+
+STOP_REACTION_MS = 6000
+CURRENT_REACTION_MS = 5000
+FEEDBACK_MS = 300        # contactor travel time before the auxiliary contact must agree
+MIN_AMPS = 6
+
+# name -> (blocks charging, needs replug, hold ms after the condition cleared)
+POLICY = {
+    "rcd": (True, True, 0),
+    "pilot": (True, True, 0),
+    "diode": (True, True, 0),
+    "welding": (True, True, 5000),
+    "contactor": (True, False, 30000),
+    "overtemp": (True, False, 60000),
+    "lock": (True, False, 5000),
+    "meter": (False, False, 0),
+}
+_DEFAULT_POLICY = (True, False, 10000)
+_EMPTY = ()
+
+
+class Safety:
+    def __init__(self, evse_hw, allow_ventilation=False):
+        self.hw = evse_hw
+        self.allow_ventilation = allow_ventilation
+        evse_hw.relay.set(False)
+        self._closed = False
+        self._relay_ms = ticks_ms()
+        self._offer = 0
+        evse_hw.pilot.offer(0)
+        self._state = None
+        self._auth = False
+        self._avail = True
+        self._amps = 0
+        self._stop_ms = None     # when permission was withdrawn with the relay closed
+        self._latched = {}       # name -> [cleared_since_ms or None, replugged]
+        self._blocking = 0       # number of latched faults that block charging
+        self._own = set()        # faults detected here (pilot, welding, contactor)
+
+    # ---------------------------------------------------------------- inputs
+    def permit(self, authorized, available, amps):
+        self._auth = bool(authorized)
+        self._avail = bool(available)
+        a = amps or 0
+        m = self.hw.max_current
+        if m and a > m:
+            a = m
+        self._amps = a if a >= MIN_AMPS else 0
+
+    # ---------------------------------------------------------------- views
+    def state(self):
+        return self._state
+
+    def relay_closed(self):
+        return self._closed
+
+    def offered(self):
+        return self._offer
+
+    def faults(self):
+        return list(self._latched)
+
+    def blocked(self):
+        return self._blocking > 0
+
+    def status(self):
+        return {"pilot": self._state, "relay": self._closed, "offer": self._offer,
+                "faults": self.faults(), "authorized": self._auth,
+                "available": self._avail, "amps": self._amps}
+
+    # ---------------------------------------------------------------- the step
+    def step(self, now):
+        hw = self.hw
+        ev = None
+        st = hw.pilot.state()
+        if st != self._state:
+            self._state = st
+            ev = [("pilot", st)]
+
+        self._detect(now, st)
+        raw = hw.faults()
+        own = self._own
+        if raw or own or self._latched:
+            ev = self._faults(now, st, raw, own, ev)
+
+        # relay
+        ev_ready = st == "C" or (st == "D" and self.allow_ventilation)
+        permitted = self._auth and self._avail and self._amps > 0
+        if self._blocking or not ev_ready:
+            want = False
+            self._stop_ms = None
+        elif permitted:
+            want = True
+            self._stop_ms = None
+        elif self._closed:
+            if self._stop_ms is None:
+                self._stop_ms = now
+            want = ticks_diff(now, self._stop_ms) < STOP_REACTION_MS
+        else:
+            want = False
+        if want != self._closed:
+            ev = self._set_relay(now, want, ev)
+
+        # pilot offer
+        offer = self._amps if (permitted and not self._blocking) else 0
+        if offer != self._offer:
+            hw.pilot.offer(offer)
+            self._offer = offer
+            if ev is None:
+                ev = []
+            ev.append(("offer", offer))
+        return _EMPTY if ev is None else ev
+
+    def _set_relay(self, now, closed, ev):
+        self.hw.relay.set(closed)
+        self._closed = closed
+        self._relay_ms = now
+        if ev is None:
+            ev = []
+        ev.append(("relay", closed))
+        return ev
+
+    def _detect(self, now, st):
+        own = self._own
+        # Safety never drives -12 V itself, so E or F always means a broken pilot circuit
+        if st == "E" or st == "F":
+            if "pilot" not in own:
+                own.add("pilot")
+        elif own and "pilot" in own:
+            own.discard("pilot")
+        fb = self.hw.relay.feedback()
+        if fb is None:
+            return
+        settled = ticks_diff(now, self._relay_ms) >= FEEDBACK_MS
+        welded = settled and fb and not self._closed
+        dropped = settled and (not fb) and self._closed
+        if welded != ("welding" in own):
+            own.add("welding") if welded else own.discard("welding")
+        if dropped != ("contactor" in own):
+            own.add("contactor") if dropped else own.discard("contactor")
+
+    def _faults(self, now, st, raw, own, ev):
+        latched = self._latched
+        # new faults latch and, if blocking, open the relay in this very step
+        for src in (raw, own):
+            for name in src:
+                rec = latched.get(name)
+                if rec is None:
+                    latched[name] = [None, False]
+                    if POLICY.get(name, _DEFAULT_POLICY)[0]:
+                        self._blocking += 1
+                        if self._closed:
+                            ev = self._set_relay(now, False, ev)
+                    if ev is None:
+                        ev = []
+                    ev.append(("fault", name))
+                else:
+                    rec[0] = None
+                    rec[1] = False
+        done = None
+        for name in latched:
+            if name in raw or name in own:
+                continue
+            rec = latched[name]
+            if rec[0] is None:
+                rec[0] = now
+            if st == "A":
+                rec[1] = True
+            blocks, replug, hold = POLICY.get(name, _DEFAULT_POLICY)
+            if (rec[1] or not replug) and ticks_diff(now, rec[0]) >= hold:
+                if done is None:
+                    done = []
+                done.append(name)
+        if done:
+            for name in done:
+                del latched[name]
+                if POLICY.get(name, _DEFAULT_POLICY)[0]:
+                    self._blocking -= 1
+                if ev is None:
+                    ev = []
+                ev.append(("fault_cleared", name))
+        return ev
+
+
+async def run(safeties, period_ms=10, on_events=None):
+    """Step every Safety forever; hand non-empty event lists to on_events(safety, events).
+    A failing callback is reported on stderr and never stops the loop."""
+    while True:
+        now = ticks_ms()
+        for s in safeties:
+            evs = s.step(now)
+            if evs and on_events is not None:
+                try:
+                    on_events(s, evs)
+                except Exception as e:  # the relay logic must outlive a buggy listener
+                    import sys
+                    print("safety listener:", repr(e), file=sys.stderr)
+        await sleep_ms(period_ms)

@@ -1,0 +1,45 @@
+"""Helpers shared by the portable tests (CPython under pytest and the unix micropython)."""
+import sys
+
+MICROPYTHON = sys.implementation.name == "micropython"
+# make the fake `machine` importable for the board drivers
+_HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+
+class Skipped(Exception):
+    pass
+
+
+def skip(reason):
+    """Skip the current test on either runner."""
+    try:
+        import pytest
+    except ImportError:
+        raise Skipped(reason)
+    pytest.skip(reason)
+
+
+def raises(exc, fn, *args, **kw):
+    """Return the exception `fn` raised, failing if it raised none or another type."""
+    try:
+        fn(*args, **kw)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised" % exc.__name__)
+
+
+def run_micropython(modules, timeout=60):
+    """Run portable test modules under `micropython`; return (returncode, output)."""
+    import os
+    import shutil
+    import subprocess
+    exe = shutil.which("micropython")
+    if exe is None:
+        return None, "micropython binary not found"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    runner = os.path.join(root, "tests", "fake_machine", "mprun.py")
+    p = subprocess.run([exe, runner, root] + list(modules), cwd=root, capture_output=True,
+                       text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr

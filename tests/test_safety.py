@@ -1,0 +1,307 @@
+# Safety scenarios on a simulated clock. Portable: runs under pytest and under micropython
+# (tests/fake_machine/mprun.py); the micropython run is driven from test_board_micropython.py.
+from firmware import safety
+from firmware.hal import Evse
+
+
+class FakePilot:
+    def __init__(self):
+        self.st = "A"
+        self.offers = []
+
+    def offer(self, amps):
+        self.offers.append(amps)
+
+    def state(self):
+        return self.st
+
+    def current(self):
+        return self.offers[-1]
+
+
+class FakeRelay:
+    def __init__(self, with_feedback=False):
+        self._closed = None
+        self.fb = None if not with_feedback else False
+        self.sets = []
+
+    def set(self, closed):
+        self._closed = closed
+        self.sets.append(closed)
+
+    def closed(self):
+        return self._closed
+
+    def feedback(self):
+        return self.fb
+
+
+class Rig:
+    """One EVSE with a simulated clock stepped in 10 ms ticks."""
+
+    def __init__(self, feedback=False, vent=False, max_current=32):
+        self.pilot = FakePilot()
+        self.relay = FakeRelay(feedback)
+        self.hw = Evse(1, self.pilot, self.relay, None, max_current=max_current)
+        self.s = safety.Safety(self.hw, allow_ventilation=vent)
+        self.now = 1000
+        self.events = []
+
+    def run(self, ms):
+        end = self.now + ms
+        while self.now < end:
+            self.now += 10
+            evs = self.s.step(self.now)
+            for e in evs:
+                self.events.append((self.now, e))
+
+    def run_until(self, pred, limit_ms):
+        """Advance until pred() holds; return the elapsed ms (or None after limit)."""
+        t0 = self.now
+        while self.now - t0 <= limit_ms:
+            if pred():
+                return self.now - t0
+            self.now += 10
+            for e in self.s.step(self.now):
+                self.events.append((self.now, e))
+        return None
+
+    def charging(self, amps=16):
+        self.s.permit(True, True, amps)
+        self.pilot.st = "B"
+        self.run(50)
+        self.pilot.st = "C"
+        self.run(30)
+        assert self.relay._closed is True
+        if self.relay.fb is not None:
+            self.relay.fb = True
+        self.events = []
+
+
+def test_relay_open_at_construction():
+    r = Rig()
+    assert r.relay.sets == [False]
+    assert r.s.relay_closed() is False
+
+
+def test_closes_only_in_c_when_permitted():
+    r = Rig()
+    r.pilot.st = "C"
+    r.run(200)
+    assert r.relay._closed is False, "not authorised yet"
+    r.s.permit(True, False, 16)
+    r.run(200)
+    assert r.relay._closed is False, "unavailable"
+    r.s.permit(True, True, 3)
+    r.run(200)
+    assert r.relay._closed is False, "below 6 A"
+    r.s.permit(True, True, 16)
+    dt = r.run_until(lambda: r.relay._closed, 3000)
+    assert dt is not None and dt <= 3000
+    assert r.pilot.current() == 16
+
+
+def test_close_within_3s_of_b_to_c():
+    r = Rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "B"
+    r.run(100)
+    assert r.pilot.current() == 16 and r.relay._closed is False
+    r.pilot.st = "C"
+    dt = r.run_until(lambda: r.relay._closed, 3000)
+    assert dt is not None and dt <= 3000
+
+
+def test_opens_within_100ms_after_c_to_b():
+    r = Rig()
+    r.charging()
+    r.pilot.st = "B"
+    dt = r.run_until(lambda: not r.relay._closed, 1000)
+    assert dt is not None and dt <= 100, dt
+
+
+def test_state_d_needs_ventilation():
+    r = Rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "D"
+    r.run(500)
+    assert r.relay._closed is False
+    v = Rig(vent=True)
+    v.s.permit(True, True, 16)
+    v.pilot.st = "D"
+    v.run(50)
+    assert v.relay._closed is True
+
+
+def test_each_fault_opens_within_100ms_and_offers_no_pwm():
+    for name in ("rcd", "diode", "overtemp", "lock", "contactor", "welding", "pilot"):
+        r = Rig()
+        r.charging()
+        r.hw.faults().add(name)
+        dt = r.run_until(lambda: not r.relay._closed, 1000)
+        assert dt is not None and dt <= 100, (name, dt)
+        assert ("fault", name) in [e for _, e in r.events]
+        assert r.pilot.current() == 0, name
+
+
+def test_meter_fault_does_not_open():
+    r = Rig()
+    r.charging()
+    r.hw.faults().add("meter")
+    r.run(500)
+    assert r.relay._closed is True
+    assert "meter" in r.s.faults()
+    r.hw.faults().discard("meter")
+    r.run(20)
+    assert "meter" not in r.s.faults()
+    assert ("fault_cleared", "meter") in [e for _, e in r.events]
+
+
+def test_pilot_e_and_f_are_faults_needing_replug():
+    for bad in ("E", "F"):
+        r = Rig()
+        r.charging()
+        r.pilot.st = bad
+        dt = r.run_until(lambda: not r.relay._closed, 1000)
+        assert dt is not None and dt <= 100
+        assert "pilot" in r.s.faults()
+        r.pilot.st = "C"
+        r.run(2000)
+        assert r.relay._closed is False and "pilot" in r.s.faults(), "needs replug"
+        r.pilot.st = "A"
+        r.run(20)
+        assert "pilot" not in r.s.faults()
+        r.pilot.st = "B"
+        r.run(50)
+        r.pilot.st = "C"
+        r.run(50)
+        assert r.relay._closed is True
+
+
+def test_rcd_needs_clear_input_then_replug():
+    r = Rig()
+    r.charging()
+    f = r.hw.faults()
+    f.add("rcd")
+    r.run(50)
+    r.pilot.st = "A"      # unplugged while the RCD input is still tripped
+    r.run(100)
+    r.pilot.st = "B"
+    r.run(100)
+    f.discard("rcd")
+    r.run(1000)
+    assert "rcd" in r.s.faults(), "the unplug happened before the trip cleared"
+    r.pilot.st = "A"
+    r.run(20)
+    assert "rcd" not in r.s.faults()
+
+
+def test_overtemp_recovers_after_timeout_without_replug():
+    r = Rig()
+    r.charging()
+    f = r.hw.faults()
+    f.add("overtemp")
+    r.run(1000)
+    f.discard("overtemp")
+    hold = safety.POLICY["overtemp"][2]
+    r.run(hold - 100)
+    assert "overtemp" in r.s.faults() and r.relay._closed is False
+    r.run(200)
+    assert "overtemp" not in r.s.faults()
+    # EV still in C, still permitted: charging resumes by itself
+    r.run(20)
+    assert r.relay._closed is True
+
+
+def test_welding_detected_from_feedback():
+    r = Rig(feedback=True)
+    r.charging()
+    r.pilot.st = "B"
+    r.run(50)
+    assert r.relay._closed is False
+    # the auxiliary contact still reads closed: welded
+    r.run(safety.FEEDBACK_MS + 50)
+    assert "welding" in r.s.faults()
+    r.relay.fb = False
+    r.pilot.st = "A"
+    r.run(safety.POLICY["welding"][2] + 50)
+    assert "welding" not in r.s.faults()
+
+
+def test_contactor_not_closing_is_a_fault():
+    r = Rig(feedback=True)
+    r.s.permit(True, True, 16)
+    r.pilot.st = "C"
+    r.run(30)
+    assert r.relay._closed is True
+    r.run(safety.FEEDBACK_MS + 50)   # feedback never followed
+    assert "contactor" in r.s.faults()
+    assert r.relay._closed is False
+
+
+def test_withdrawn_permission_waits_for_ev_then_opens():
+    r = Rig()
+    r.charging()
+    r.s.permit(False, True, 16)
+    r.run(20)
+    assert r.pilot.current() == 0, "PWM stops at once"
+    assert r.relay._closed is True, "EV gets its reaction time"
+    r.pilot.st = "B"              # EV reacts after 1 s
+    dt = r.run_until(lambda: not r.relay._closed, 200)
+    assert dt is not None and dt <= 100
+
+
+def test_withdrawn_permission_opens_after_reaction_time():
+    r = Rig()
+    r.charging()
+    t0 = r.now
+    r.s.permit(True, True, 0)
+    r.run_until(lambda: not r.relay._closed, safety.STOP_REACTION_MS + 500)
+    waited = r.now - t0
+    assert safety.STOP_REACTION_MS <= waited <= safety.STOP_REACTION_MS + 30, waited
+
+
+def test_lowered_current_changes_duty_keeps_relay():
+    r = Rig()
+    r.charging(32)
+    r.s.permit(True, True, 10)
+    r.run(safety.CURRENT_REACTION_MS + 1000)
+    assert r.pilot.current() == 10 and r.relay._closed is True
+
+
+def test_amps_clamped_to_evse_max():
+    r = Rig(max_current=16)
+    r.s.permit(True, True, 40)
+    r.pilot.st = "B"
+    r.run(30)
+    assert r.pilot.current() == 16
+
+
+def test_step_returns_shared_empty_tuple_when_idle():
+    r = Rig()
+    r.run(50)
+    a = r.s.step(r.now + 10)
+    b = r.s.step(r.now + 20)
+    assert a == () and a is b
+
+
+def test_run_steps_all_and_reports_events():
+    from firmware.compat import asyncio
+    r1, r2 = Rig(), Rig()
+    r1.s.permit(True, True, 16)
+    r1.pilot.st = "C"
+    seen = []
+
+    def on_events(s, evs):
+        seen.append((s, list(evs)))
+        raise ValueError("a buggy listener must not stop the loop")
+
+    async def main():
+        t = asyncio.create_task(safety.run([r1.s, r2.s], 5, on_events))
+        await asyncio.sleep(0.1)
+        t.cancel()
+
+    asyncio.run(main())
+    assert r1.relay._closed is True and r2.relay._closed is False
+    assert any(s is r1.s and ("relay", True) in evs for s, evs in seen)
+    assert any(s is r2.s and ("pilot", "A") in evs for s, evs in seen)
