@@ -1,0 +1,66 @@
+# Logging to stderr (the serial console on a board) with a small ring buffer of recent lines
+# that the console's `log N` command shows. Never log secrets: callers pass redacted text.
+import sys
+
+from firmware import compat
+
+LEVELS = ("debug", "info", "warn", "error")
+level = 1
+RING_SIZE = 40
+_ring = [None] * RING_SIZE
+_head = 0
+_count = 0
+sink = None  # optional extra callable(line), e.g. tests
+
+
+def _emit(lvl, tag, msg):
+    global _head, _count
+    if lvl < level:
+        return
+    t = compat.iso8601()
+    line = "%s %s [%s] %s" % (t[11:23], LEVELS[lvl][0].upper(), tag, msg)
+    _ring[_head] = line
+    _head = (_head + 1) % RING_SIZE
+    if _count < RING_SIZE:
+        _count += 1
+    try:
+        print(line, file=sys.stderr)
+    except Exception:
+        pass
+    if sink is not None:
+        sink(line)
+
+
+def debug(tag, msg):
+    _emit(0, tag, msg)
+
+
+def info(tag, msg):
+    _emit(1, tag, msg)
+
+
+def warn(tag, msg):
+    _emit(2, tag, msg)
+
+
+def error(tag, msg):
+    _emit(3, tag, msg)
+
+
+def exc(tag, msg, e):
+    _emit(3, tag, "%s: %s: %s" % (msg, type(e).__name__, e))
+    if level == 0:
+        try:
+            sys.print_exception(e)  # MicroPython
+        except AttributeError:
+            import traceback
+            traceback.print_exception(type(e), e, e.__traceback__)
+
+
+def recent(n):
+    """The last n lines, oldest first."""
+    n = max(0, min(n, _count))
+    out = []
+    for i in range(n):
+        out.append(_ring[(_head - n + i) % RING_SIZE])
+    return out

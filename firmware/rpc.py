@@ -1,0 +1,234 @@
+# OCPP-J RPC framing (OCPP 2.0.1 part 4): CALL [2, id, action, payload],
+# CALLRESULT [3, id, payload], CALLERROR [4, id, code, description, details].
+# At most one CALL from the station is outstanding; CSMS CALLs are answered meanwhile.
+import json
+
+from firmware import compat, log
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+MAX_ID_LEN = 36
+MAX_DESCRIPTION = 255
+
+
+class CallError(Exception):
+    """A CALLERROR, received from the CSMS or raised by a handler to be sent to it."""
+
+    def __init__(self, code, description="", details=None):
+        Exception.__init__(self, code, description)
+        self.code = code
+        self.description = description
+        self.details = details if details is not None else {}
+
+
+class Offline(Exception):
+    """No connection to the CSMS (never connected, or lost while waiting for a reply)."""
+
+
+def _validator():
+    try:
+        from firmware import validate
+        return validate
+    except ImportError:
+        return None
+
+
+class Rpc:
+    def __init__(self, validator=None):
+        self.handlers = {}
+        self.validator = validator if validator is not None else _validator()
+        self.ws = None
+        self.trace = False
+        # Set by the station: returns a CallError to refuse a CSMS request (e.g. SecurityError
+        # while BootNotification is Rejected), or None to let it through.
+        self.gate = None
+        self._seq = 0
+        self._prefix = "%x-" % compat.random_int(0, 0xFFFFFF)
+        self._pending_id = None
+        self._reply = None
+        self._reply_ev = compat.asyncio.Event()
+        self._call_lock = compat.asyncio.Lock()
+        self.sent = 0
+        self.received = 0
+
+    def register(self, action, handler):
+        self.handlers[action] = handler
+
+    def next_id(self):
+        self._seq += 1
+        return self._prefix + str(self._seq)
+
+    # ---------------------------------------------------------------- outgoing
+    async def _send(self, frame):
+        ws = self.ws
+        if ws is None:
+            raise Offline("not connected")
+        text = json.dumps(frame)
+        if self.trace:
+            log.info("ocpp", ">> " + text)
+        try:
+            await ws.send(text)
+        except Exception as e:  # transport gone: the connection loop reconnects
+            raise Offline("send failed: %s" % (e,))
+        self.sent += 1
+
+    async def call(self, action, payload, timeout_ms=30000, msg_id=None):
+        """Send a CALL and return the CALLRESULT payload.
+        Raises CallError (CALLERROR or an invalid reply), compat.TimeoutError or Offline."""
+        async with self._call_lock:
+            if self.ws is None:
+                raise Offline("not connected")
+            mid = msg_id or self.next_id()
+            self._pending_id = mid
+            self._reply = None
+            self._reply_ev.clear()
+            try:
+                await self._send([CALL, mid, action, payload])
+                await compat.wait_for_ms(self._reply_ev.wait(), timeout_ms)
+            finally:
+                self._pending_id = None
+            reply = self._reply
+            self._reply = None
+            if reply is None:
+                raise Offline("connection lost while waiting for %s reply" % action)
+            if reply[0] == CALLERROR:
+                raise CallError(reply[2], reply[3], reply[4])
+            body = reply[2]
+            v = self.validator
+            if v is not None:
+                err = v.check_response(action, body)
+                if err:
+                    raise CallError(err[0], "invalid %s response: %s" % (action, err[1]))
+            return body
+
+    # ---------------------------------------------------------------- incoming
+    async def serve(self, ws):
+        """Process frames from `ws` until it closes; returns the exception that ended it."""
+        self.ws = ws
+        try:
+            while True:
+                msg = await ws.recv()
+                self.received += 1
+                await self.on_frame(msg)
+        except Exception as e:
+            return e
+        finally:
+            self.ws = None
+            if self._pending_id is not None:
+                self._reply = None
+                self._reply_ev.set()  # wake the caller: Offline
+
+    async def on_frame(self, text):
+        if self.trace:
+            log.info("ocpp", "<< " + (text if isinstance(text, str) else repr(text)[:200]))
+        if not isinstance(text, str):
+            await self._error("-1", "RpcFrameworkError", "binary frames are not used by OCPP-J")
+            return
+        try:
+            msg = json.loads(text)
+        except Exception:  # ValueError, RecursionError, MemoryError on hostile input
+            await self._error("-1", "RpcFrameworkError", "frame is not valid JSON")
+            return
+        if not isinstance(msg, list) or len(msg) < 3:
+            await self._error(_readable_id(msg), "RpcFrameworkError",
+                              "frame is not a JSON array of at least 3 elements")
+            return
+        mid = msg[1]
+        if not isinstance(mid, str) or not mid or len(mid) > MAX_ID_LEN:
+            await self._error("-1", "RpcFrameworkError", "message id must be a string of 1..36 characters")
+            return
+        kind = msg[0]
+        if kind == CALL and type(kind) is int:
+            await self._on_call(msg)
+        elif kind == CALLRESULT and type(kind) is int:
+            self._on_reply(msg, 3)
+        elif kind == CALLERROR and type(kind) is int:
+            self._on_reply(msg, 5)
+        else:
+            await self._error(mid, "MessageTypeNotSupported", "unknown message type id %r" % (kind,))
+
+    def _on_reply(self, msg, length):
+        mid = msg[1]
+        if mid != self._pending_id or self._reply is not None:
+            log.warn("ocpp", "ignoring reply with unexpected id %s" % mid)
+            return
+        if len(msg) != length or (length == 3 and not isinstance(msg[2], dict)):
+            msg = [CALLERROR, mid, "FormatViolation", "malformed reply frame", {}]
+        elif length == 5:
+            code, desc, details = msg[2], msg[3], msg[4]
+            msg = [CALLERROR, mid, code if isinstance(code, str) else "GenericError",
+                   desc if isinstance(desc, str) else "", details if isinstance(details, dict) else {}]
+        self._reply = msg
+        self._reply_ev.set()
+
+    async def _on_call(self, msg):
+        mid = msg[1]
+        if len(msg) != 4 or not isinstance(msg[2], str):
+            await self._error(mid, "RpcFrameworkError", "CALL must be [2, id, action, payload]")
+            return
+        action, payload = msg[2], msg[3]
+        if not isinstance(payload, dict):
+            await self._error(mid, "FormatViolation", "payload must be a JSON object")
+            return
+        try:
+            if self.gate is not None:
+                refused = self.gate(action)
+                if refused is not None:
+                    raise refused
+            handler = self.handlers.get(action)
+            v = self.validator
+            if handler is None:
+                if v is not None and v.known_action(action):
+                    raise CallError("NotSupported", "%s is not supported by this station" % action)
+                raise CallError("NotImplemented", "unknown action %s" % action[:64])
+            if v is not None:
+                err = v.check_request(action, payload)
+                if err:
+                    raise CallError(err[0], err[1])
+            result = handler(payload)
+            if hasattr(result, "send"):  # coroutine (async handler) on both targets
+                result = await result
+            after = None
+            if isinstance(result, tuple):
+                result, after = result
+        except CallError as e:
+            await self._error(mid, e.code, e.description, e.details)
+            return
+        except Exception as e:
+            log.exc("ocpp", "handler for %s failed" % action, e)
+            await self._error(mid, "InternalError", "%s handler failed: %s" % (action, _short(e)))
+            return
+        try:
+            await self._send([CALLRESULT, mid, result])
+        except Offline:
+            return
+        if after is not None:
+            compat.create_task(_guard(after, action))
+
+    async def _error(self, mid, code, description, details=None):
+        if len(description) > MAX_DESCRIPTION:
+            description = description[:MAX_DESCRIPTION]
+        try:
+            await self._send([CALLERROR, mid, code, description, details or {}])
+        except Offline:
+            pass
+
+
+async def _guard(after, action):
+    try:
+        await after()
+    except Exception as e:
+        log.exc("ocpp", "follow-up of %s failed" % action, e)
+
+
+def _readable_id(msg):
+    if isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[1], str) and 0 < len(msg[1]) <= MAX_ID_LEN:
+        return msg[1]
+    return "-1"
+
+
+def _short(e):
+    s = "%s: %s" % (type(e).__name__, e)
+    return s[:120]

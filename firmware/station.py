@@ -1,0 +1,211 @@
+# The station orchestrator: owns the connection to the CSMS (connect, back-off, keep-alive),
+# the RPC dispatcher, the device model, and the functional blocks. Blocks register their
+# handlers and listen to station events; they never import each other.
+from firmware import compat, log
+from firmware.rpc import Rpc, CallError, Offline
+from firmware.storage import Store
+from firmware.device_model import DeviceModel
+
+# Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
+BLOCKS = ("provisioning", "variables", "availability", "data_transfer")
+
+COMM = "OCPPCommCtrlr"
+
+
+class Station:
+    def __init__(self, board, csms_url, identity, password=None, cafile=None, blocks=BLOCKS,
+                 overrides=None):
+        self.board = board
+        self.store = Store(board.data_dir)
+        self.dm = DeviceModel(self.store, board.evses)
+        for (comp, var, value) in overrides or ():
+            self.dm.set(comp, var, value)
+        self.csms_url = csms_url.rstrip("/")
+        self.identity = identity
+        self.password = password
+        self.cafile = cafile
+        self.rpc = Rpc()
+        self.rpc.gate = self._gate
+        self.connected = False
+        self.boot_status = None  # None until the first BootNotification reply
+        self.running = False
+        self.last_error = None
+        self.connects = 0
+        self._listeners = {}
+        self._tasks = []
+        self._ws = None
+        self._online_ev = compat.asyncio.Event()
+        self._accepted_ev = compat.asyncio.Event()
+        self._may_send = ()  # actions allowed before Accepted besides BootNotification
+        self.blocks = {}
+        for name in blocks:
+            mod = __import__("firmware." + name, None, None, ("Block",))
+            self.blocks[name] = mod.Block(self)
+
+    # ---------------------------------------------------------------- events
+    def on(self, event, fn):
+        self._listeners.setdefault(event, []).append(fn)
+
+    def emit(self, event, *args):
+        for fn in self._listeners.get(event, ()):
+            try:
+                r = fn(*args)
+                if hasattr(r, "send"):
+                    self.spawn(r)
+            except Exception as e:
+                log.exc("station", "listener for %s failed" % event, e)
+
+    def spawn(self, coro):
+        t = compat.create_task(coro)
+        self._tasks.append(t)
+        if len(self._tasks) > 16:
+            self._tasks = [x for x in self._tasks if not x.done()]
+        return t
+
+    def log(self, level, msg):
+        getattr(log, level)("station", msg)
+
+    # ---------------------------------------------------------------- sending
+    def message_timeout_ms(self):
+        return int((self.dm.get(COMM, "MessageTimeout", vi="Default") or 30) * 1000)
+
+    def allow_before_accepted(self, actions):
+        """While Pending, a TriggerMessage may ask for messages other than BootNotification."""
+        self._may_send = tuple(actions)
+
+    async def call(self, action, payload, timeout_ms=None, msg_id=None, wait_online=True):
+        """Send a CALL to the CSMS and return its response payload.
+        Before BootNotification is Accepted only BootNotification (and triggered messages) go
+        out; others wait. With wait_online=False an offline station raises Offline at once."""
+        while True:
+            if action != "BootNotification" and self.boot_status != "Accepted" \
+                    and action not in self._may_send:
+                if not wait_online:
+                    raise Offline("not accepted by the CSMS yet")
+                await self._accepted_ev.wait()
+                continue
+            if not self.connected:
+                if not wait_online:
+                    raise Offline("not connected")
+                await self._online_ev.wait()
+                continue
+            return await self.rpc.call(action, payload, timeout_ms or self.message_timeout_ms(), msg_id)
+
+    def set_boot_status(self, status):
+        self.boot_status = status
+        if status == "Accepted":
+            self._may_send = ()
+            self._accepted_ev.set()
+        else:
+            self._accepted_ev.clear()
+        self.emit("boot_status", status)
+
+    def _gate(self, action):
+        if self.boot_status == "Rejected":
+            return CallError("SecurityError", "station is not accepted by the CSMS")
+        return None
+
+    # ---------------------------------------------------------------- connection
+    def url(self):
+        from firmware.ws import quote_identity
+        return self.csms_url + "/" + quote_identity(self.identity)
+
+    def backoff_ms(self, attempt):
+        """Wait before reconnect attempt number `attempt` (0 = first after a loss):
+        RetryBackOffWaitMinimum doubled per attempt up to RetryBackOffRepeatTimes, plus
+        random(0..RetryBackOffRandomRange)."""
+        dm = self.dm
+        wait = dm.get(COMM, "RetryBackOffWaitMinimum") or 0
+        rng = dm.get(COMM, "RetryBackOffRandomRange") or 0
+        rep = dm.get(COMM, "RetryBackOffRepeatTimes") or 0
+        return int((wait * (1 << min(attempt, rep))) * 1000) + compat.random_int(0, int(rng * 1000))
+
+    async def _connect_once(self):
+        from firmware import ws as wsmod
+        pw = self.password
+        sec_pw = self.dm.get("SecurityCtrlr", "BasicAuthPassword")
+        if sec_pw:
+            pw = sec_pw
+        return await wsmod.connect(
+            self.url(), username=self.identity if pw else None, password=pw, cafile=self.cafile,
+            timeout_ms=self.message_timeout_ms())
+
+    async def _connection_loop(self):
+        attempt = -1  # the first connection at boot is immediate
+        while self.running:
+            if attempt >= 0:
+                delay = self.backoff_ms(attempt)
+                self.emit("backoff", attempt, delay)
+                log.info("net", "reconnecting in %d ms (attempt %d)" % (delay, attempt + 1))
+                await compat.sleep_ms(delay)
+            try:
+                ws = await self._connect_once()
+            except Exception as e:
+                self.last_error = "%s" % (e,)
+                log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))
+                attempt += 1
+                continue
+            attempt = 0
+            self.connects += 1
+            self._ws = ws
+            self.connected = True
+            self._online_ev.set()
+            log.info("net", "connected to %s" % self.csms_url)
+            self.emit("connected")
+            ka = compat.create_task(ws.keepalive(self.dm.get(COMM, "WebSocketPingInterval") or 0))
+            reason = await self.rpc.serve(ws)
+            ka.cancel()
+            self.connected = False
+            self._online_ev.clear()
+            self._ws = None
+            try:
+                ws.abort()
+            except Exception:
+                pass
+            self.last_error = "%s" % (reason,)
+            log.warn("net", "connection lost: %s" % (reason,))
+            self.emit("disconnected")
+
+    async def reconnect(self):
+        """Drop the current connection (e.g. new credentials); the loop reconnects."""
+        ws = self._ws
+        if ws is not None:
+            try:
+                await ws.close(1000, "reconnect")
+            except Exception:
+                ws.abort()
+
+    # ---------------------------------------------------------------- life cycle
+    async def run(self):
+        self.running = True
+        self.emit("start")
+        try:
+            await self._connection_loop()
+        finally:
+            self.running = False
+
+    async def stop(self):
+        self.running = False
+        ws = self._ws
+        if ws is not None:
+            try:
+                await ws.close(1001, "station shutting down")
+            except Exception:
+                pass
+        for t in self._tasks:
+            t.cancel()
+
+    def reboot(self, reason):
+        """Record why we restart (the next BootNotification reports it) and reboot."""
+        self.store.save("boot.json", {"reason": reason})
+        log.info("station", "rebooting: %s" % reason)
+        self.board.reboot()
+
+    def status(self):
+        return {
+            "boot": self.boot_status,
+            "connected": self.connected,
+            "csms": self.csms_url,
+            "identity": self.identity,
+            "last_error": self.last_error,
+        }

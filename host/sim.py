@@ -1,0 +1,195 @@
+# Station simulator: the portable core on simulated hardware, on CPython or MicroPython.
+#
+#   python -m host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] [--evses N]
+#                      [--data-dir DIR] [--set Component.Variable=VALUE ...] [--verbose]
+#   micropython -m host.sim --csms URL ...
+#
+# With --csms: one command per stdin line, one JSON line per command on stdout, logs on stderr.
+# Without --csms (CPython only): start the demo CSMS on a free loopback port and run a demo.
+import sys
+import json
+
+from firmware import compat, log
+from firmware.station import Station
+from firmware.console import Console, ConsoleError, parse_var
+from host.sim_board import SimBoard
+
+USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
+         "[--evses N] [--data-dir DIR] [--set Component.Variable=VALUE] [--verbose]")
+
+OPTIONS = {"--csms": "csms", "--id": "id", "--password": "password", "--cafile": "cafile",
+           "--evses": "evses", "--data-dir": "data_dir", "--set": "set"}
+
+
+def parse_args(argv):
+    """Tiny argument parser (argparse is not available on every MicroPython)."""
+    a = {"csms": None, "id": "CS001", "password": None, "cafile": None, "evses": "1",
+         "data_dir": None, "set": [], "verbose": False}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            raise ConsoleError(USAGE)
+        if arg == "--verbose":
+            a["verbose"] = True
+            i += 1
+            continue
+        key, val = arg, None
+        if "=" in arg and arg.startswith("--"):
+            key, val = arg.split("=", 1)
+        name = OPTIONS.get(key)
+        if name is None:
+            raise ConsoleError("unknown option %s\n%s" % (arg, USAGE))
+        if val is None:
+            if i + 1 >= len(argv):
+                raise ConsoleError("option %s needs a value\n%s" % (key, USAGE))
+            val = argv[i + 1]
+            i += 1
+        if name == "set":
+            a["set"].append(val)
+        else:
+            a[name] = val
+        i += 1
+    try:
+        a["evses"] = int(a["evses"])
+        if not 1 <= a["evses"] <= 8:
+            raise ValueError
+    except ValueError:
+        raise ConsoleError("--evses must be a number from 1 to 8")
+    if a["data_dir"] is None:
+        a["data_dir"] = ".sim-data/" + a["id"]
+    return a
+
+
+def apply_settings(station, settings):
+    for s in settings:
+        if "=" not in s:
+            raise ConsoleError("--set expects Component.Variable=VALUE, got %r" % s)
+        name, value = s.split("=", 1)
+        item = parse_var(name)
+        item["attributeValue"] = value
+        r = station.dm.csms_set_many([item])[0]
+        if r.get("attributeStatus") not in ("Accepted", "RebootRequired"):
+            raise ConsoleError("--set %s: %s" % (name, r.get("attributeStatus")))
+
+
+class Simulator:
+    """Runs the station and restarts it in-process when it asks for a reboot."""
+
+    def __init__(self, args):
+        self.args = args
+        self.board = SimBoard(args["evses"], args["data_dir"], serial=args["id"])
+        self.station = None
+        self.console = None
+        self.quit = False
+        self.boots = 0
+
+    def make_station(self):
+        a = self.args
+        st = Station(self.board, a["csms"], a["id"], password=a["password"], cafile=a["cafile"])
+        if self.boots == 0:
+            apply_settings(st, a["set"])
+        self.boots += 1
+        self.station = st
+        self.console = Console(st)
+        return st
+
+    async def run(self):
+        while not self.quit:
+            st = self.make_station()
+            task = compat.create_task(st.run())
+            while not (self.quit or self.board.reboot_requested or self.console.quit):
+                await compat.sleep_ms(50)
+            if self.console.quit:
+                self.quit = True
+            await st.stop()
+            task.cancel()
+            await compat.sleep_ms(20)
+            if self.board.reboot_requested:
+                self.board.reboot_requested = False
+                log.info("sim", "station restarting")
+
+    async def handle(self, line):
+        if self.console is None:
+            return {"ok": False, "error": "station not started yet"}
+        return await self.console.handle(line)
+
+
+def _write(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    try:
+        sys.stdout.flush()
+    except AttributeError:
+        pass
+
+
+class StdinLines:
+    """Async `readline()` over stdin on both targets ('' at end of input)."""
+
+    async def open(self):
+        self._thread = False
+        if compat.MICROPYTHON:
+            self._reader = compat.asyncio.StreamReader(sys.stdin)
+            return self
+        import asyncio
+        loop = asyncio.get_running_loop()
+        self._reader = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._reader), sys.stdin)
+        except (ValueError, OSError):
+            self._thread = True  # stdin is a regular file: read it in a worker thread
+        return self
+
+    async def readline(self):
+        if self._thread:
+            import asyncio
+            return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        line = await self._reader.readline()
+        return line.decode() if isinstance(line, bytes) else line
+
+
+async def console_main(args):
+    sim = Simulator(args)
+    runner = compat.create_task(sim.run())
+    await compat.sleep_ms(0)
+    lines = await StdinLines().open()
+    while True:
+        line = await lines.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        _write(await sim.handle(line))
+        if sim.console is not None and sim.console.quit:
+            break
+    sim.quit = True
+    try:
+        await compat.wait_for_ms(runner, 3000)
+    except Exception:
+        pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_args(argv)
+    except ConsoleError as e:
+        print(str(e), file=sys.stderr)
+        return 0 if ("-h" in argv or "--help" in argv) else 2
+    if args["verbose"]:
+        log.level = 0
+    if args["csms"] is None:
+        if compat.MICROPYTHON:
+            print("The demo CSMS needs CPython (mobilityhouse ocpp). Under micropython, pass "
+                  "--csms URL of a running CSMS, e.g. one started with `python -m host.csms`.",
+                  file=sys.stderr)
+            return 2
+        from host import demo
+        return demo.main(args)
+    compat.run(console_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
