@@ -426,8 +426,16 @@ gc.collect()
 a0 = gc.mem_alloc()
 r = validate.check_request("SetChargingProfile", big)
 a1 = gc.mem_alloc()
+per_len = []
+for n in (10, 5000):
+    p = {"getVariableData": [{"component": {"name": "C"}, "variable": {"name": "V"}}] * n}
+    validate.check_request("GetVariables", p)  # warm: action lookup cache
+    gc.collect()
+    b0 = gc.mem_alloc()
+    validate.check_request("GetVariables", p)
+    per_len.append(gc.mem_alloc() - b0)
 print(json.dumps({"results": out, "import": after - before, "check_alloc": a1 - a0,
-                  "big": r, "deep": deep_ok}))
+                  "big": r, "deep": deep_ok, "per_len": per_len}))
 """
 
 
@@ -462,6 +470,8 @@ def test_micropython_gives_the_same_verdicts():
     assert not mism, mism[:5]
     assert len(res["results"]) == len(corpus) > 1000
     assert res["deep"] is None and res["big"] is None
+    small, large = res["per_len"]
+    assert abs(large - small) <= 256, res["per_len"]  # no allocation per array element
 
 
 @pytest.mark.skipif(MPY_CROSS is None or MICROPYTHON is None,
