@@ -5,6 +5,7 @@ from firmware import compat, log
 from firmware.rpc import Rpc, CallError, Offline
 from firmware.storage import Store
 from firmware.device_model import DeviceModel
+from firmware.msg_queue import MessageQueue
 
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
 BLOCKS = ("provisioning", "variables", "availability", "data_transfer")
@@ -37,6 +38,7 @@ class Station:
         self._online_ev = compat.asyncio.Event()
         self._accepted_ev = compat.asyncio.Event()
         self._may_send = ()  # actions allowed before Accepted besides BootNotification
+        self.queue = MessageQueue(self)
         self.blocks = {}
         for name in blocks:
             mod = __import__("firmware." + name, None, None, ("Block",))
@@ -201,6 +203,16 @@ class Station:
         log.info("station", "rebooting: %s" % reason)
         self.board.reboot()
 
+    def idle(self):
+        """True when no block has work that a Reset(OnIdle) must wait for (B12.FR.*): blocks
+        with an `idle()` method (transactions, firmware update) vote; an idle block emits
+        "idle" when it becomes idle again."""
+        for b in self.blocks.values():
+            f = getattr(b, "idle", None)
+            if f is not None and not f():
+                return False
+        return True
+
     def status(self):
         return {
             "boot": self.boot_status,
@@ -208,4 +220,5 @@ class Station:
             "csms": self.csms_url,
             "identity": self.identity,
             "last_error": self.last_error,
+            "queue": self.queue.depth(),
         }

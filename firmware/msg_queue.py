@@ -1,0 +1,247 @@
+# Persistent, ordered outbox for messages that must never be lost: TransactionEvent and
+# critical SecurityEventNotification (OCPP 2.0.1 E12/E13, A04; part 4 §5.4 "Message ordering").
+#
+# A message is appended to a journal (with its final messageId) before `put` returns, and is
+# marked done only when the CSMS answered it or the retry policy gave up, so a resend after
+# a network or power loss is byte-for-byte the same frame. The journal lives in the data
+# directory:  ["a", msgId, action, payload] adds a message, ["d", offset] retires the one
+# whose record starts at `offset`. RAM holds only the list of pending offsets.
+#
+# `put` is synchronous: a caller that derives state from the message (a transaction's next
+# seqNo) saves that state right after `put` without yielding, so no delivery can happen in
+# between; after a power cut between the two, `pending()` lets the caller re-derive it.
+import json
+import os
+
+from firmware import compat, log
+from firmware.rpc import CallError, Offline
+
+JOURNAL = "queue.jnl"
+TX = "TransactionEvent"
+
+
+class QueueFull(Exception):
+    pass
+
+
+class MessageQueue:
+    def __init__(self, station, max_items=500, max_bytes=262144):
+        self.st = station
+        self.store = station.store
+        self.path = self.store.path(JOURNAL)
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.delivered = 0
+        self.dropped = 0
+        self._pending = []  # journal offsets of undelivered records, oldest first
+        self._size = 0
+        self._wake = compat.asyncio.Event()
+        self._listeners = {}
+        self._recover()
+        station.on("boot_accepted", self._wake.set)
+        station.on("connected", self._wake.set)
+        station.on("start", self._start)
+
+    # ---------------------------------------------------------------- public
+    def put(self, action, payload):
+        """Persist a message for in-order delivery; returns its messageId."""
+        if len(self._pending) >= self.max_items:
+            self._make_room()
+        mid = self.st.rpc.next_id()
+        line = json.dumps(["a", mid, action, payload]) + "\n"
+        if self._size + len(line) > self.max_bytes:
+            self._compact()
+            if self._size + len(line) > self.max_bytes:
+                raise QueueFull("outbox full (%d bytes)" % self._size)
+        self._pending.append(self._append(line))
+        self._wake.set()
+        return mid
+
+    def on_reply(self, action, fn):
+        """fn(payload, response) after the CSMS accepted a queued message of `action`."""
+        self._listeners.setdefault(action, []).append(fn)
+
+    def depth(self):
+        return len(self._pending)
+
+    def pending(self):
+        """Yield (messageId, action, payload) of undelivered messages, oldest first."""
+        for off in list(self._pending):
+            rec = self._read(off)
+            if rec is not None:
+                yield rec[1], rec[2], rec[3]
+
+    def idle(self):
+        return not self._pending
+
+    # ---------------------------------------------------------------- journal
+    def _append(self, line):
+        off = self._size
+        with open(self.path, "a") as f:
+            f.write(line)
+            f.flush()
+            try:
+                os.fsync(f.fileno())
+            except (AttributeError, OSError):
+                pass
+        self._size += len(line)
+        self.store.bytes_written += len(line)
+        return off
+
+    def _read(self, off):
+        try:
+            with open(self.path) as f:
+                f.seek(off)
+                rec = json.loads(f.readline())
+        except (OSError, ValueError):
+            return None
+        if isinstance(rec, list) and len(rec) == 4 and rec[0] == "a":
+            return rec
+        return None
+
+    def _recover(self):
+        tmp = self.path + ".tmp"
+        if compat.path_exists(tmp):
+            if compat.path_exists(self.path):
+                os.remove(tmp)  # compaction was interrupted: the old journal is intact
+            else:
+                os.rename(tmp, self.path)  # interrupted between remove and rename
+        pending = []
+        done = set()
+        off = 0
+        try:
+            f = open(self.path)
+        except OSError:
+            self._size = 0
+            return
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                n = len(line)
+                if line.endswith("\n"):
+                    try:
+                        rec = json.loads(line)
+                        if rec[0] == "a":
+                            pending.append(off)
+                        elif rec[0] == "d":
+                            done.add(rec[1])
+                    except (ValueError, IndexError, TypeError, KeyError):
+                        log.warn("queue", "skipping corrupt journal record at %d" % off)
+                off += n
+        self._size = off
+        if off and not line.endswith("\n"):
+            # a record torn by a power cut was never acknowledged; terminate it so the next
+            # append starts on a fresh line
+            self._append("\n")
+        self._pending = [o for o in pending if o not in done]
+        if self._pending:
+            log.info("queue", "recovered %d undelivered messages" % len(self._pending))
+        elif self._size:
+            self._reset()
+
+    def _retire(self, off):
+        self._pending.remove(off)
+        if not self._pending and self._size > 4096:
+            self._reset()
+        else:
+            self._append(json.dumps(["d", off]) + "\n")
+
+    def _reset(self):
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        self._size = 0
+
+    def _compact(self):
+        """Rewrite the journal with only the pending records (atomic via rename)."""
+        tmp = self.path + ".tmp"
+        new = []
+        size = 0
+        with open(tmp, "w") as out:
+            for off in self._pending:
+                rec = self._read(off)
+                if rec is None:
+                    continue
+                line = json.dumps(rec) + "\n"
+                out.write(line)
+                new.append(size)
+                size += len(line)
+        self.store.bytes_written += size
+        try:
+            os.rename(tmp, self.path)
+        except OSError:
+            os.remove(self.path)
+            os.rename(tmp, self.path)
+        self._pending = new
+        self._size = size
+
+    def _make_room(self):
+        # E04/E12 storage full: sacrifice intermediate Updated events, never Started/Ended
+        # or security events.
+        for off in self._pending:
+            rec = self._read(off)
+            if rec is not None and rec[2] == TX and rec[3].get("eventType") == "Updated":
+                log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s"
+                         % rec[3].get("seqNo"))
+                self.dropped += 1
+                self._retire(off)
+                return
+        raise QueueFull("outbox full of messages that must not be dropped")
+
+    # ---------------------------------------------------------------- delivery
+    def _start(self):
+        self.st.spawn(self._sender())
+
+    def _attempt_policy(self, action):
+        dm = self.st.dm
+        if action == TX:
+            n = dm.get("OCPPCommCtrlr", "MessageAttempts", vi=TX)
+            interval = dm.get("OCPPCommCtrlr", "MessageAttemptInterval", vi=TX)
+        else:
+            n, interval = None, None
+        return (n if n else 3), (interval if interval is not None else 10)
+
+    async def _sender(self):
+        st = self.st
+        attempts = 0
+        while True:
+            if not self._pending or not st.connected or st.boot_status != "Accepted":
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            off = self._pending[0]
+            rec = self._read(off)
+            if rec is None:
+                log.error("queue", "unreadable record at %d dropped" % off)
+                self._retire(off)
+                continue
+            _, mid, action, payload = rec
+            try:
+                resp = await st.call(action, payload, msg_id=mid, wait_online=False)
+            except Offline:
+                continue  # resent unchanged once connected again
+            except (CallError, compat.TimeoutError) as e:
+                attempts += 1
+                limit, interval = self._attempt_policy(action)
+                if attempts >= limit:
+                    log.error("queue", "%s %s given up after %d attempts: %r"
+                              % (action, mid, attempts, e))
+                    attempts = 0
+                    self.dropped += 1
+                    self._retire(off)
+                else:
+                    # E13.FR.02: wait interval x attempt number before the next try
+                    await compat.sleep_ms(int(interval * attempts * 1000))
+                continue
+            attempts = 0
+            if self._pending and self._pending[0] == off:
+                self._retire(off)
+            self.delivered += 1
+            for fn in self._listeners.get(action, ()):
+                try:
+                    fn(payload, resp)
+                except Exception as e:
+                    log.exc("queue", "reply listener for %s failed" % action, e)
