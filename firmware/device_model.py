@@ -1,0 +1,539 @@
+# The OCPP 2.0.1 device model: component/variable lookup, typed values, SetVariables/
+# GetVariables semantics (B05, B06), base reports (B07) and persistence.
+#
+# Lean on MicroPython: definitions stay in dm_table.ROWS (one constant tuple per variable);
+# current values live in one dict keyed by a small int (row, EVSE, connector, attribute),
+# holding only values that differ from the row default. Persisted: one small JSON document
+# with the persistent values that differ from their defaults, saved atomically.
+from firmware import dm_table as T
+from firmware.compat import iso8601, parse_iso8601
+
+DOC = "dm.json"
+NOMINAL_VOLTAGE = 230  # V per phase, for the EVSE Power maxLimit
+
+_NONE = object()
+
+# Lookup failures (negative row indexes).
+UNKNOWN_COMPONENT = -1
+UNKNOWN_VARIABLE = -2
+
+_LISTS = (T.OPT, T.SEQ, T.MEM)
+
+
+def _attr_code(attr):
+    if attr == "Actual" or attr is None:
+        return 0
+    try:
+        return T.ATTRS.index(attr)
+    except ValueError:
+        return -1
+
+
+def _key(idx, evse, conn, a):
+    # Small int on both targets (< 2**24): row < 1024, EVSE and connector ids < 64.
+    return a + 4 * (idx + 1024 * (evse + 64 * conn))
+
+
+def _unkey(k):
+    a = k & 3
+    k >>= 2
+    return k & 1023, (k >> 10) & 63, k >> 16, a
+
+
+def text(value):
+    """A typed value as the OCPP string form."""
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        s = repr(value)
+        return s[:-2] if s.endswith(".0") else s
+    return str(value)
+
+
+def _is_int_text(s):
+    if not s:
+        return False
+    if s[0] in "+-":
+        s = s[1:]
+    return s != "" and all("0" <= ch <= "9" for ch in s)
+
+
+class DeviceModel:
+    def __init__(self, store, evses, rows=None):
+        self.store = store
+        self.rows = rows if rows is not None else T.ROWS
+        self.evse_ids = tuple(e.id for e in evses)
+        self._ix = {}       # component[#instance] -> {variable: row | {variable instance: row}}
+        self._vals = {}     # _key(...) -> value that differs from the row default
+        self._hi = {}       # _key(row, evse, conn, 0) -> per-instance maxLimit
+        self._dyn = {}      # row -> fn(evse, connector) computing the Actual value
+        self._checks = {}   # row -> fn(value) -> None or a reasonCode refusing the value
+        self._listeners = []
+        for i, r in enumerate(self.rows):
+            vars_ = self._ix.get(r[0])
+            if vars_ is None:
+                vars_ = self._ix[r[0]] = {}
+            cur = vars_.get(r[1])
+            if r[2] is None and cur is None:
+                vars_[r[1]] = i
+            else:
+                if not isinstance(cur, dict):
+                    cur = {} if cur is None else {None: cur}
+                    vars_[r[1]] = cur
+                cur[r[2]] = i
+        self._hardware(evses)
+        if self._row("ClockCtrlr", None, "DateTime", None) >= 0:
+            self.provide("ClockCtrlr", "DateTime", lambda e, c: iso8601())
+        self._load()
+
+    # ---------------------------------------------------------------- lookup
+    def _row(self, component, ci, variable, vi):
+        vars_ = self._ix.get(component if ci is None else component + "#" + ci)
+        if vars_ is None:
+            return UNKNOWN_COMPONENT
+        x = vars_.get(variable)
+        if x is None:
+            return UNKNOWN_VARIABLE
+        if isinstance(x, dict):
+            return x.get(vi, UNKNOWN_VARIABLE)
+        return x if vi is None else UNKNOWN_VARIABLE
+
+    def _instance_ok(self, flags, evse, conn):
+        if flags & T.CONN:
+            return evse in self.evse_ids and conn == 1
+        if flags & T.EVSE:
+            return evse in self.evse_ids and conn is None
+        return evse is None and conn is None
+
+    def _find(self, component, ci, variable, vi, evse, conn):
+        i = self._row(component, ci, variable, vi)
+        if i >= 0 and not self._instance_ok(self.rows[i][3], evse, conn):
+            return UNKNOWN_COMPONENT
+        return i
+
+    def _find_csms(self, comp, var):
+        """Resolve ComponentType/VariableType dicts from the CSMS; names are case-insensitive
+        and an empty instance counts as none (B06.FR.15)."""
+        name = comp.get("name") or ""
+        ci = comp.get("instance") or None
+        vname = var.get("name") or ""
+        vi = var.get("instance") or None
+        ev = comp.get("evse")
+        evse = conn = None
+        if ev is not None:
+            evse = ev.get("id")
+            conn = ev.get("connectorId")
+        i = self._find(name, ci, vname, vi, evse, conn)
+        if i != UNKNOWN_COMPONENT and i != UNKNOWN_VARIABLE:
+            return i, evse, conn
+        # Slow path: case-insensitive match over the table.
+        name = (name if ci is None else name + "#" + ci).lower()
+        vname = vname.lower()
+        vi = vi.lower() if vi else None
+        status = UNKNOWN_COMPONENT
+        for j, r in enumerate(self.rows):
+            if r[0].lower() != name:
+                continue
+            if not self._instance_ok(r[3], evse, conn):
+                continue
+            status = UNKNOWN_VARIABLE
+            if r[1].lower() == vname and (r[2].lower() if r[2] else None) == vi:
+                return j, evse, conn
+        return status, evse, conn
+
+    # ---------------------------------------------------------------- firmware API
+    def get(self, component, variable, evse=None, connector=None, ci=None, vi=None,
+            attr="Actual"):
+        """Typed value (int/float/bool/str) or None when unknown or unset."""
+        i = self._find(component, ci, variable, vi, evse, connector)
+        if i < 0:
+            return None
+        return self._value(i, evse or 0, connector or 0, _attr_code(attr))
+
+    def _value(self, i, e, c, a):
+        if a < 0 or not self._supports(self.rows[i][3], a):
+            return None
+        if a == 0 and self._dyn:
+            fn = self._dyn.get(i)
+            if fn is not None:
+                return fn(e or None, c or None)
+        v = self._vals.get(_key(i, e, c, a), _NONE)
+        if v is _NONE:
+            return self.rows[i][9] if a == 0 else None
+        return v
+
+    def set(self, component, variable, value, evse=None, connector=None, ci=None, vi=None,
+            attr="Actual"):
+        """Internal update by the firmware (no mutability or range check). A string is
+        converted to the variable's type. Persists persistent values, fires listeners.
+        Returns True when the value changed. Raises KeyError for an unknown variable."""
+        i = self._find(component, ci, variable, vi, evse, connector)
+        a = _attr_code(attr)
+        if i < 0 or a < 0:
+            raise KeyError("%s.%s" % (component, variable))
+        row = self.rows[i]
+        if isinstance(value, str) and row[4] != T.STR:
+            value = self._parse(row, value)
+        elif row[4] == T.DEC and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not self._store(i, evse or 0, connector or 0, a, value):
+            return False
+        if self._persistent(row[3]):
+            self.save()
+        self._fire(row, value)
+        return True
+
+    def on_change(self, fn):
+        """fn(component, variable, value) after every accepted change."""
+        self._listeners.append(fn)
+
+    def provide(self, component, variable, fn):
+        """Compute a variable's Actual value on every read: fn(evse, connector) -> value."""
+        i = self._row(component, None, variable, None)
+        if i < 0:
+            raise KeyError("%s.%s" % (component, variable))
+        self._dyn[i] = fn
+
+    def check(self, component, variable, fn, vi=None):
+        """Extra validation for SetVariables: fn(value) -> None to allow, or a reasonCode."""
+        i = self._row(component, None, variable, vi)
+        if i < 0:
+            raise KeyError("%s.%s" % (component, variable))
+        self._checks[i] = fn
+
+    def max_limit(self, component, variable, evse=None, connector=None, vi=None):
+        i = self._find(component, None, variable, vi, evse, connector)
+        if i < 0:
+            return None
+        return self._hi.get(_key(i, evse or 0, connector or 0, 0), self.rows[i][7])
+
+    def redacted(self, component, variable):
+        """True for secrets: console and logs never print them."""
+        vars_ = self._ix.get(component)
+        x = vars_.get(variable) if vars_ else None
+        if x is None:
+            return False
+        for i in (x.values() if isinstance(x, dict) else (x,)):
+            f = self.rows[i][3]
+            if f & T.SECRET or f & T.MUT_MASK == T.WO:
+                return True
+        return False
+
+    # ---------------------------------------------------------------- internals
+    @staticmethod
+    def _supports(flags, a):
+        return a == 0 or flags & (T.T_TARGET << (a - 1))
+
+    @staticmethod
+    def _persistent(flags):
+        return flags & T.MUT_MASK != T.RO or flags & T.PERSIST
+
+    def _store(self, i, e, c, a, value):
+        k = _key(i, e, c, a)
+        old = self._vals.get(k, _NONE)
+        if old is _NONE:
+            old = self.rows[i][9] if a == 0 else None
+        if old == value and type(old) is type(value):
+            return False
+        if a == 0 and value == self.rows[i][9] and type(value) is type(self.rows[i][9]):
+            self._vals.pop(k, None)
+        else:
+            self._vals[k] = value
+        return True
+
+    def _fire(self, row, value):
+        for fn in self._listeners:
+            try:
+                fn(row[0], row[1], value)
+            except Exception as ex:  # a broken listener must not undo an accepted change
+                try:
+                    from firmware import log
+                    log.exc("dm", "listener failed", ex)
+                except Exception:
+                    pass
+
+    def _hardware(self, evses):
+        phases = 0
+        for ev in evses:
+            e = ev.id
+            phases = max(phases, ev.phases)
+            for comp, var, c, v in (("EVSE", "SupplyPhases", 0, ev.phases),
+                                    ("Connector", "SupplyPhases", 1, ev.phases),
+                                    ("Connector", "ConnectorType", 1, ev.connector_type)):
+                i = self._row(comp, None, var, None)
+                if i >= 0:
+                    self._store(i, e, c, 0, v)
+            i = self._row("EVSE", None, "Power", None)
+            if i >= 0:
+                self._hi[_key(i, e, 0, 0)] = float(ev.max_current * ev.phases * NOMINAL_VOLTAGE)
+        i = self._row("ChargingStation", None, "SupplyPhases", None)
+        if i >= 0 and evses:
+            self._store(i, 0, 0, 0, phases)
+
+    # ---------------------------------------------------------------- values from text
+    def _parse(self, row, s):
+        """Convert the OCPP text form into the row's type; ValueError when malformed."""
+        dt = row[4]
+        if dt == T.INT:
+            if not _is_int_text(s):
+                raise ValueError("InvalidValue")
+            return int(s)
+        if dt == T.DEC:
+            for ch in s:
+                if ch not in "0123456789.+-eE":
+                    raise ValueError("InvalidValue")
+            v = float(s)  # raises ValueError itself when malformed
+            return v
+        if dt == T.BOOL:
+            low = s.lower()
+            if low == "true":
+                return True
+            if low == "false":
+                return False
+            raise ValueError("InvalidValue")
+        if dt == T.DT:
+            parse_iso8601(s)
+            return s
+        if dt in _LISTS:
+            items = s.split(",") if s else []
+            allowed = row[8].split(",") if row[8] else None
+            seen = []
+            for it in items:
+                if not it or it in seen or (allowed is not None and it not in allowed):
+                    raise ValueError("InvalidValue")
+                seen.append(it)
+            if dt == T.OPT and len(items) != 1:
+                raise ValueError("InvalidValue")
+            if dt == T.SEQ and not items:
+                raise ValueError("InvalidValue")
+        return s
+
+    def _in_range(self, i, e, c, v):
+        row = self.rows[i]
+        lo = row[6]
+        hi = self._hi.get(_key(i, e, c, 0), row[7])
+        if row[4] in (T.INT, T.DEC):
+            return (lo is None or v >= lo) and (hi is None or v <= hi)
+        if isinstance(v, str):
+            return (hi is None or len(v) <= hi) and (lo is None or row[4] != T.STR or len(v) >= lo)
+        return True
+
+    # ---------------------------------------------------------------- B06 GetVariables
+    def csms_get(self, item):
+        """GetVariableResult for one GetVariableData (B06)."""
+        comp = item.get("component") or {}
+        var = item.get("variable") or {}
+        attr = item.get("attributeType") or "Actual"
+        res = {"attributeType": attr, "component": comp, "variable": var}
+        i, e, c = self._find_csms(comp, var)
+        if i == UNKNOWN_COMPONENT:
+            res["attributeStatus"] = "UnknownComponent"
+            return res
+        if i == UNKNOWN_VARIABLE:
+            res["attributeStatus"] = "UnknownVariable"
+            return res
+        flags = self.rows[i][3]
+        a = _attr_code(attr)
+        if a < 0 or not self._supports(flags, a):
+            res["attributeStatus"] = "NotSupportedAttributeType"
+            return res
+        if flags & T.SECRET or flags & T.MUT_MASK == T.WO:
+            res["attributeStatus"] = "Rejected"
+            res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
+            return res
+        res["attributeStatus"] = "Accepted"
+        res["attributeValue"] = self._report_text(self._value(i, e or 0, c or 0, a))
+        return res
+
+    def _report_text(self, v):
+        s = text(v)
+        limit = self.get("DeviceDataCtrlr", "ReportingValueSize") or 2500
+        return s if len(s) <= limit else s[:limit]
+
+    # ---------------------------------------------------------------- B05 SetVariables
+    def csms_set_many(self, items):
+        """SetVariableResult list for a SetVariablesRequest (B05). All accepted values are
+        saved in one write, then listeners run."""
+        results = []
+        changed = []
+        dirty = False
+        max_len = self.get("DeviceDataCtrlr", "ConfigurationValueSize") or 1000
+        for item in items:
+            comp = item.get("component") or {}
+            var = item.get("variable") or {}
+            attr = item.get("attributeType") or "Actual"
+            res = {"attributeType": attr, "component": comp, "variable": var}
+            results.append(res)
+            i, e, c = self._find_csms(comp, var)
+            if i == UNKNOWN_COMPONENT:
+                res["attributeStatus"] = "UnknownComponent"
+                continue
+            if i == UNKNOWN_VARIABLE:
+                res["attributeStatus"] = "UnknownVariable"
+                continue
+            row = self.rows[i]
+            a = _attr_code(attr)
+            if a < 0 or not self._supports(row[3], a):
+                res["attributeStatus"] = "NotSupportedAttributeType"
+                continue
+            reason = None
+            raw = item.get("attributeValue")
+            if row[3] & T.MUT_MASK == T.RO:
+                reason = "ReadOnly"
+            elif not isinstance(raw, str):
+                reason = "InvalidValue"
+            elif len(raw) > max_len:
+                reason = "TooLargeElement"
+            else:
+                try:
+                    value = self._parse(row, raw)
+                except ValueError:
+                    reason = "InvalidValue"
+                else:
+                    if not self._in_range(i, e or 0, c or 0, value):
+                        reason = "ValueOutOfRange"
+                    else:
+                        chk = self._checks.get(i)
+                        if chk is not None:
+                            reason = chk(value)
+            if reason is not None:
+                res["attributeStatus"] = "Rejected"
+                res["attributeStatusInfo"] = {"reasonCode": reason}
+                continue
+            if self._store(i, e or 0, c or 0, a, value):
+                changed.append((row, value))
+                dirty = dirty or self._persistent(row[3])
+            res["attributeStatus"] = "RebootRequired" if row[3] & T.REBOOT else "Accepted"
+        if dirty:
+            self.save()
+        for row, value in changed:
+            self._fire(row, value)
+        return results
+
+    # ---------------------------------------------------------------- B07 reports
+    def report(self, base):
+        """Generator of ReportData dicts for a GetBaseReport reportBase, in a stable order
+        (station components, then per EVSE its EVSE and connector components).
+        Raises ValueError for an unsupported base."""
+        if base == "FullInventory":
+            want = 0
+        elif base == "ConfigurationInventory":
+            want = 1
+        elif base == "SummaryInventory":
+            want = 2
+        else:
+            raise ValueError(base)
+        return self._report(want)
+
+    def _wanted(self, row, want):
+        if want == 1:
+            return row[3] & T.MUT_MASK != T.RO
+        if want == 2:
+            return row[1] in T.SUMMARY
+        return True
+
+    def _report(self, want):
+        rows = self.rows
+        for i in range(len(rows)):
+            f = rows[i][3]
+            if not f & (T.EVSE | T.CONN) and self._wanted(rows[i], want):
+                yield self._report_data(i, 0, 0)
+        for e in self.evse_ids:
+            for scope, c in ((T.EVSE, 0), (T.CONN, 1)):
+                for i in range(len(rows)):
+                    if rows[i][3] & scope and self._wanted(rows[i], want):
+                        yield self._report_data(i, e, c)
+
+    def _report_data(self, i, e, c):
+        r = self.rows[i]
+        f = r[3]
+        name = r[0].split("#", 1)
+        comp = {"name": name[0]}
+        if len(name) > 1:
+            comp["instance"] = name[1]
+        if e:
+            comp["evse"] = {"id": e, "connectorId": c} if c else {"id": e}
+        var = {"name": r[1]}
+        if r[2] is not None:
+            var["instance"] = r[2]
+        mut = T.MUTABILITY[f & T.MUT_MASK]
+        secret = f & T.SECRET or f & T.MUT_MASK == T.WO
+        attrs = []
+        for a in range(4):
+            if not self._supports(f, a):
+                continue
+            va = {"type": T.ATTRS[a], "mutability": mut,
+                  "persistent": bool(self._persistent(f)), "constant": bool(f & T.CONST)}
+            if not secret:
+                va["value"] = self._report_text(self._value(i, e, c, a))
+            attrs.append(va)
+        ch = {"dataType": r[4], "supportsMonitoring": False}
+        if r[5] is not None:
+            ch["unit"] = r[5]
+        if r[6] is not None and r[4] in (T.INT, T.DEC):
+            ch["minLimit"] = r[6]
+        hi = self._hi.get(_key(i, e, c, 0), r[7])
+        if hi is not None:
+            ch["maxLimit"] = hi
+        if r[8] is not None:
+            ch["valuesList"] = r[8]
+        return {"component": comp, "variable": var, "variableAttribute": attrs,
+                "variableCharacteristics": ch}
+
+    # ---------------------------------------------------------------- persistence
+    def _pkey(self, k):
+        i, e, c, a = _unkey(k)
+        r = self.rows[i]
+        s = r[0]
+        if e:
+            s += "@%d" % e if not c else "@%d.%d" % (e, c)
+        s += "/" + (r[1] if r[2] is None else r[1] + "#" + r[2])
+        return s if not a else s + ":" + T.ATTRS[a]
+
+    def save(self):
+        """Write the persistent values that differ from their defaults (one document)."""
+        doc = {}
+        for k, v in self._vals.items():
+            i = (k >> 2) & 1023
+            if self._persistent(self.rows[i][3]):
+                doc[self._pkey(k)] = v
+        self.store.save(DOC, doc)
+
+    def _load(self):
+        doc = self.store.load(DOC, None)
+        if not isinstance(doc, dict):
+            return
+        for pk, v in doc.items():
+            try:
+                cpart, vpart = pk.split("/", 1)
+                a = 0
+                if ":" in vpart:
+                    vpart, an = vpart.split(":", 1)
+                    a = _attr_code(an)
+                e = c = 0
+                if "@" in cpart:
+                    cpart, loc = cpart.split("@", 1)
+                    if "." in loc:
+                        loc, cs = loc.split(".", 1)
+                        c = int(cs)
+                    e = int(loc)
+                comp, ci = (cpart.split("#", 1) + [None])[:2]
+                var, vi = (vpart.split("#", 1) + [None])[:2]
+                i = self._find(comp, ci, var, vi, e or None, c or None)
+            except (ValueError, AttributeError):
+                continue
+            if i < 0 or a < 0 or not self._persistent(self.rows[i][3]):
+                continue  # a variable this firmware no longer has
+            row = self.rows[i]
+            try:
+                if isinstance(v, str) and row[4] != T.STR:
+                    v = self._parse(row, v)
+                elif row[4] == T.DEC and isinstance(v, int) and not isinstance(v, bool):
+                    v = float(v)
+            except ValueError:
+                continue
+            self._store(i, e, c, a, v)
