@@ -1,0 +1,125 @@
+# Functional block B (device model part): GetVariables (B06), SetVariables (B05) and
+# GetBaseReport -> NotifyReport (B07). The semantics live in firmware.device_model; this
+# block enforces the message limits and streams reports part by part.
+import json
+
+from firmware import compat
+from firmware.rpc import CallError
+
+DEV = "DeviceDataCtrlr"
+# Bytes of a CALL frame around the payload: [2,"<id>","<Action>", ... ].
+FRAME_OVERHEAD = 64
+# NotifyReport frame without reportData items (id, requestId, generatedAt, seqNo, tbc).
+REPORT_OVERHEAD = 200
+
+
+def _next(gen):
+    try:
+        return next(gen)
+    except StopIteration:
+        return None
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.reporting = False
+        self.reports_sent = 0  # NotifyReport parts, for the bench and tests
+        rpc = station.rpc
+        rpc.register("GetVariables", self.get_variables)
+        rpc.register("SetVariables", self.set_variables)
+        rpc.register("GetBaseReport", self.get_base_report)
+        station.dm.on_change(self._on_var)
+
+    def _limits(self, instance):
+        dm = self.st.dm
+        return (dm.get(DEV, "ItemsPerMessage", vi=instance) or 0,
+                dm.get(DEV, "BytesPerMessage", vi=instance) or 0)
+
+    def _check_request(self, instance, payload, items):
+        n, b = self._limits(instance)
+        if n and len(items) > n:
+            raise CallError("OccurrenceConstraintViolation",
+                            "%d items, ItemsPerMessage %s is %d" % (len(items), instance, n))
+        if b and len(json.dumps(payload)) + FRAME_OVERHEAD > b:
+            raise CallError("FormatViolation", "request exceeds BytesPerMessage %s (%d)" % (instance, b))
+
+    # ---------------------------------------------------------------- B06
+    def get_variables(self, payload):
+        items = payload.get("getVariableData") or []
+        self._check_request("GetVariables", payload, items)
+        dm = self.st.dm
+        return {"getVariableResult": [dm.csms_get(it) for it in items]}
+
+    # ---------------------------------------------------------------- B05
+    def set_variables(self, payload):
+        items = payload.get("setVariableData") or []
+        self._check_request("SetVariables", payload, items)
+        return {"setVariableResult": self.st.dm.csms_set_many(items)}
+
+    def _on_var(self, component, variable, value):
+        # A01: a new BasicAuthPassword is recorded without its value.
+        if component != "SecurityCtrlr" or variable != "BasicAuthPassword":
+            return
+        st = self.st
+        st.log("info", "SecurityCtrlr.BasicAuthPassword changed")
+        fn = getattr(st, "security_event", None)
+        if fn is not None:
+            r = fn("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
+            if hasattr(r, "send"):
+                st.spawn(r)
+
+    # ---------------------------------------------------------------- B07
+    def get_base_report(self, payload):
+        try:
+            gen = self.st.dm.report(payload.get("reportBase"))
+        except ValueError:
+            return {"status": "NotSupported"}
+        if self.reporting:  # B07.FR.13: one report at a time keeps the heap bounded
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidMessageSeq",
+                                                         "additionalInfo": "report in progress"}}
+        request_id = payload.get("requestId")
+
+        async def after():
+            await self.send_report(request_id, gen)
+
+        return {"status": "Accepted"}, after
+
+    async def send_report(self, request_id, gen):
+        """Send NotifyReport parts built one at a time from `gen`: seqNo from 0, tbc on all
+        but the last, each part within ItemsPerMessage/BytesPerMessage[GetReport]."""
+        if self.reporting:
+            return
+        self.reporting = True
+        try:
+            n, b = self._limits("GetReport")
+            seq = 0
+            pending = _next(gen)
+            while True:
+                batch = []
+                size = REPORT_OVERHEAD
+                while pending is not None:
+                    s = len(json.dumps(pending)) + 1
+                    if batch and ((n and len(batch) >= n) or (b and size + s > b)):
+                        break
+                    batch.append(pending)
+                    size += s
+                    pending = _next(gen)
+                    await compat.sleep_ms(0)
+                payload = {"requestId": request_id, "generatedAt": compat.iso8601(), "seqNo": seq}
+                if batch:
+                    payload["reportData"] = batch
+                if pending is not None:
+                    payload["tbc"] = True
+                batch = None
+                await self.st.call("NotifyReport", payload)
+                payload = None
+                self.reports_sent += 1
+                seq += 1
+                if pending is None:
+                    return
+                await compat.sleep_ms(0)
+        except Exception as e:  # offline or refused: the CSMS may ask again
+            self.st.log("warn", "NotifyReport %s stopped: %r" % (request_id, e))
+        finally:
+            self.reporting = False
