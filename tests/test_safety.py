@@ -305,3 +305,24 @@ def test_run_steps_all_and_reports_events():
     assert r1.relay._closed is True and r2.relay._closed is False
     assert any(s is r1.s and ("relay", True) in evs for s, evs in seen)
     assert any(s is r2.s and ("pilot", "A") in evs for s, evs in seen)
+
+
+def test_idle_and_charging_steps_do_not_allocate():
+    try:
+        import gc
+        import micropython  # noqa: F401
+    except ImportError:
+        from fake_machine import portable
+        portable.skip("heap accounting is only meaningful on micropython")
+    r = Rig(feedback=True)
+    r.charging()
+    step = r.s.step
+    now = r.now
+    step(now)
+    gc.collect()
+    before = gc.mem_alloc()
+    for i in range(200):
+        now += 10
+        step(now)
+    grew = gc.mem_alloc() - before
+    assert grew <= 64, grew

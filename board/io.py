@@ -1,0 +1,172 @@
+# Simple digital/analog I/O around the contactor: relay with optional auxiliary contact,
+# RCD/RCM input with self-test, socket lock with feedback, NTC temperature sensor.
+import machine
+
+from firmware.compat import sleep_ms, ticks_ms, ticks_diff
+
+
+def _out(pin, active_low, on):
+    return machine.Pin(pin, machine.Pin.OUT, value=(not on) if active_low else on)
+
+
+class Relay:
+    """hal.Relay. The output is driven to 'open' in the constructor."""
+
+    def __init__(self, pin, active_low=False, feedback_pin=None, feedback_active_low=False):
+        self._al = active_low
+        self._pin = _out(pin, active_low, False)
+        self._closed = False
+        self._fb = None
+        self._fb_al = feedback_active_low
+        if feedback_pin is not None:
+            self._fb = machine.Pin(feedback_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+
+    def set(self, closed):
+        closed = bool(closed)
+        self._pin.value((not closed) if self._al else closed)
+        self._closed = closed
+
+    def closed(self):
+        return self._closed
+
+    def feedback(self):
+        if self._fb is None:
+            return None
+        v = self._fb.value()
+        return (not v) if self._fb_al else bool(v)
+
+
+class Rcd:
+    """Residual-current monitor: trip output (input here) and optional test output."""
+
+    def __init__(self, pin, active_low=True, test_pin=None):
+        self._in = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._al = active_low
+        self._test = None
+        if test_pin is not None:
+            self._test = machine.Pin(test_pin, machine.Pin.OUT, value=0)
+        self.testing = False
+        self.last_test = None  # True/False after a self-test
+
+    def tripped(self):
+        v = self._in.value()
+        return (not v) if self._al else bool(v)
+
+    async def self_test(self, trip_ms=200, release_ms=1000):
+        """Inject the test current; the monitor must trip, then release. Run it only with the
+        relay open; the board hides the expected trip from the safety while testing."""
+        if self._test is None:
+            return None
+        self.testing = True
+        ok = False
+        try:
+            self._test.value(1)
+            ok = await _wait(self.tripped, True, trip_ms)
+            self._test.value(0)
+            ok = ok and await _wait(self.tripped, False, release_ms)
+        finally:
+            self._test.value(0)
+            self.testing = False
+        self.last_test = ok
+        return ok
+
+
+async def _wait(fn, want, ms):
+    t0 = ticks_ms()
+    while fn() != want:
+        if ticks_diff(ticks_ms(), t0) > ms:
+            return False
+        await sleep_ms(5)
+    return True
+
+
+class Lock:
+    """hal.Lock: one actuator output, optional feedback input (True = locked)."""
+
+    def __init__(self, pin, active_low=False, feedback_pin=None, feedback_active_low=False):
+        self._al = active_low
+        self._pin = _out(pin, active_low, False)
+        self._want = False
+        self._since = ticks_ms()
+        self._fb = None
+        self._fb_al = feedback_active_low
+        if feedback_pin is not None:
+            self._fb = machine.Pin(feedback_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+
+    def set(self, locked):
+        locked = bool(locked)
+        if locked != self._want:
+            self._since = ticks_ms()
+        self._want = locked
+        self._pin.value((not locked) if self._al else locked)
+
+    def locked(self):
+        if self._fb is None:
+            return None
+        v = self._fb.value()
+        return (not v) if self._fb_al else bool(v)
+
+    def fault(self, now, travel_ms=1000):
+        """Feedback disagrees with the command longer than the actuator travel time."""
+        fb = self.locked()
+        return fb is not None and fb != self._want and ticks_diff(now, self._since) > travel_ms
+
+
+def _ln(x):
+    """Natural log without `math` (not on the allowed-import list): scale into [0.5, 1),
+    then the atanh series, which converges fast there."""
+    k = 0
+    while x >= 1.0:
+        x *= 0.5
+        k += 1
+    while x < 0.5:
+        x *= 2.0
+        k -= 1
+    y = (x - 1.0) / (x + 1.0)
+    y2 = y * y
+    term = y
+    s = 0.0
+    n = 1
+    while n < 40:
+        s += term / n
+        term *= y2
+        n += 2
+    return 2.0 * s + k * 0.6931471805599453
+
+
+class Temperature:
+    """NTC to GND with a pull-up to 3.3 V; Beta equation. Over-temperature with hysteresis."""
+
+    def __init__(self, pin, r25=10000, beta=3950, pullup_ohm=10000, supply_mv=3300,
+                 limit_c=80, hysteresis_c=10):
+        self._adc = machine.ADC(machine.Pin(pin))
+        try:
+            self._adc.atten(machine.ADC.ATTN_11DB)
+        except AttributeError:
+            pass
+        self.r25 = r25
+        self.beta = beta
+        self.pullup = pullup_ohm
+        self.supply_uv = supply_mv * 1000
+        self.limit = limit_c
+        self.hyst = hysteresis_c
+        self.hot = False
+        self.last_c = None
+
+    def read_c(self):
+        uv = self._adc.read_uv()
+        if uv <= 0 or uv >= self.supply_uv:
+            return None  # open or shorted sensor
+        r = self.pullup * uv / (self.supply_uv - uv)
+        t = 1.0 / (1.0 / 298.15 + _ln(r / self.r25) / self.beta) - 273.15
+        self.last_c = t
+        return t
+
+    def over(self):
+        """Update and return the over-temperature flag; a broken sensor counts as hot."""
+        t = self.read_c()
+        if t is None or t >= self.limit:
+            self.hot = True
+        elif t < self.limit - self.hyst:
+            self.hot = False
+        return self.hot

@@ -1,0 +1,176 @@
+# Energy meters implementing hal.Meter: Eastron SDM120/SDM630 over Modbus RTU, S0 pulse
+# input, and an estimate from the offered current when nothing is fitted. Each caches its
+# figures; `async update()` (called by the board's poll task) refreshes them, and
+# `fault()` tells the board whether to report "meter".
+import machine
+
+from board.modbus import MeterError, float_at
+from firmware.compat import ticks_ms, ticks_diff
+
+# Input registers (function 04), float32 big-endian. (start, count) blocks per model.
+SDM = {
+    # model: (volts/amps block start, count, power reg, energy reg, phases)
+    "SDM120": (0x00, 8, 0x0C, 0x48, 1),    # V@0, I@6; P@12; import kWh@72
+    "SDM630": (0x00, 12, 0x34, 0x48, 3),   # V1-3@0..4, I1-3@6..10; P total@52; kWh@72
+}
+
+
+class SdmMeter:
+    def __init__(self, bus, model="SDM630", addr=1, fail_after=3):
+        if model not in SDM:
+            raise ValueError("meter model %r not one of %s" % (model, ", ".join(SDM)))
+        self.bus = bus
+        self.addr = addr
+        self._map = SDM[model]
+        self.model = model
+        self._wh = 0.0
+        self._w = 0.0
+        self._v = None
+        self._a = None
+        self.fail_after = fail_after
+        self.failures = 0
+        self.last_error = None
+
+    async def update(self):
+        blk, n, p_reg, e_reg, ph = self._map
+        try:
+            d = await self.bus.read_input(self.addr, blk, n)
+            if ph == 1:
+                v = (float_at(d, 0),)
+                a = (float_at(d, 3),)
+            else:
+                v = (float_at(d, 0), float_at(d, 1), float_at(d, 2))
+                a = (float_at(d, 3), float_at(d, 4), float_at(d, 5))
+            d = await self.bus.read_input(self.addr, p_reg, 2)
+            w = float_at(d, 0)
+            d = await self.bus.read_input(self.addr, e_reg, 2)
+            wh = float_at(d, 0) * 1000.0
+        except MeterError as e:
+            self.failures += 1
+            self.last_error = e.args[0]
+            return False
+        self._v, self._a, self._w = v, a, w
+        if wh >= self._wh:  # the register never runs backwards; ignore a glitch
+            self._wh = wh
+        self.failures = 0
+        return True
+
+    def fault(self):
+        return self.failures >= self.fail_after
+
+    def energy_wh(self):
+        return self._wh
+
+    def power_w(self):
+        return self._w
+
+    def current_a(self):
+        return self._a
+
+    def voltage_v(self):
+        return self._v
+
+    def estimated(self):
+        return False
+
+
+class S0Meter:
+    """Pulse output (DIN 43864 / IEC 62053-31): counts falling edges of at least
+    `min_pulse_ms`; power from the interval between the last pulses."""
+
+    def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, start_wh=0.0):
+        self.pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self.wh_per_pulse = 1000.0 / pulses_per_kwh
+        self.min_pulse_ms = min_pulse_ms
+        self.count = 0
+        self.rejected = 0
+        self._start = start_wh
+        self._fall = None
+        self._prev = None   # ms of the previous accepted pulse
+        self._last = None
+        self._w = 0.0
+        self.pin.irq(self._edge, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+
+    def _edge(self, pin):
+        # soft IRQ: only integer work, no allocation
+        now = ticks_ms()
+        if pin.value() == 0:
+            self._fall = now
+        elif self._fall is not None:
+            if ticks_diff(now, self._fall) >= self.min_pulse_ms:
+                self.count += 1
+                self._prev = self._last
+                self._last = self._fall
+            else:
+                self.rejected += 1
+            self._fall = None
+
+    async def update(self, now=None):
+        now = ticks_ms() if now is None else now
+        if self._prev is not None and self._last is not None:
+            dt = ticks_diff(self._last, self._prev)
+            since = ticks_diff(now, self._last)
+            # power decays once pulses stop coming as fast as before
+            span = dt if since < dt else since
+            self._w = self.wh_per_pulse * 3600000.0 / span if span > 0 else 0.0
+        return True
+
+    def fault(self):
+        return False
+
+    def energy_wh(self):
+        return self._start + self.count * self.wh_per_pulse
+
+    def power_w(self):
+        return self._w
+
+    def current_a(self):
+        return None
+
+    def voltage_v(self):
+        return None
+
+    def estimated(self):
+        return False
+
+
+class EstimatedMeter:
+    """No meter fitted: power = offered current x nominal voltage x phases while the relay
+    is closed, integrated over time. Flagged estimated() so nothing bills from it."""
+
+    def __init__(self, pilot, relay, phases=3, volts=230.0):
+        self.pilot = pilot
+        self.relay = relay
+        self.phases = phases
+        self.volts = volts
+        self._wh = 0.0
+        self._w = 0.0
+        self._t = ticks_ms()
+
+    async def update(self, now=None):
+        now = ticks_ms() if now is None else now
+        dt = ticks_diff(now, self._t)
+        self._t = now
+        self._wh += self._w * dt / 3600000.0
+        amps = self.pilot.offered() if self.relay.closed() else 0
+        self._w = (amps or 0) * self.volts * self.phases
+        return True
+
+    def fault(self):
+        return False
+
+    def energy_wh(self):
+        return self._wh
+
+    def power_w(self):
+        return self._w
+
+    def current_a(self):
+        a = self.pilot.offered() if self.relay.closed() else 0
+        return (float(a or 0),) * self.phases
+
+    def voltage_v(self):
+        return (self.volts,) * self.phases
+
+    def estimated(self):
+        return True
