@@ -230,3 +230,188 @@ def makedirs(path):
         cur = cur + part if cur.endswith("/") or not cur else cur + "/" + part
         if not path_exists(cur):
             os.mkdir(cur)
+
+
+# ---------------------------------------------------------------- TLS / sockets (ws.py)
+def tls_context(cafile=None, certfile=None, keyfile=None):
+    """Client TLS context verifying the server against `cafile` (PEM or DER path).
+
+    Without a CA file CPython falls back to the system store; MicroPython has none,
+    so it refuses rather than silently skipping verification."""
+    import ssl
+    if not MICROPYTHON:
+        ctx = ssl.create_default_context(cafile=cafile)
+        if certfile:
+            ctx.load_cert_chain(certfile, keyfile)
+        return ctx
+    if not cafile:
+        raise ValueError("wss:// needs a CA file on this runtime")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    # This mbedTLS build parses DER only, one certificate per call; calls accumulate.
+    for label, der in _der_blocks(cafile):
+        ctx.load_verify_locations(cadata=der)
+    if certfile:
+        cert = [d for label, d in _der_blocks(certfile) if b"CERTIFICATE" in label]
+        key = [d for label, d in _der_blocks(keyfile or certfile) if b"PRIVATE KEY" in label]
+        if not cert or not key:
+            raise ValueError("no certificate/private key in %s" % certfile)
+        ctx.load_cert_chain(cert[0], key[0])
+    return ctx
+
+
+def _der_blocks(path):
+    """[(label, der)] of every PEM block in a file, read line by line; a file without
+    PEM armour is taken as one DER certificate."""
+    import binascii
+    out = []
+    cur = None
+    label = b""
+    with open(path, "rb") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith(b"-----BEGIN"):
+                cur = []
+                label = line
+            elif line.startswith(b"-----END"):
+                if cur is not None:
+                    out.append((label, binascii.a2b_base64(b"".join(cur))))
+                cur = None
+            elif cur is not None:
+                cur.append(line)
+    if not out:
+        with open(path, "rb") as f:
+            out.append((b"CERTIFICATE", f.read()))
+    return out
+
+
+def is_cert_error(exc):
+    """True when a TLS failure is a server-certificate verification failure."""
+    name = type(exc).__name__
+    if name == "SSLCertVerificationError":
+        return True
+    # MicroPython raises ValueError/OSError carrying mbedTLS's verify text, e.g.
+    # "The certificate is not correctly signed by the trusted CA".
+    text = str(exc).upper()
+    return "CERTIFICATE" in text or "X509" in text
+
+
+def abort_stream(writer):
+    """Drop a stream's transport at once; pending reads on CPython then see EOF."""
+    try:
+        if MICROPYTHON:
+            writer.s.close()
+        else:
+            writer.transport.abort()
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------- UTF-8
+def utf8_decode(b):
+    """Strict UTF-8 decode; raises UnicodeError (MicroPython's own check is lax)."""
+    s = bytes(b).decode("utf-8")
+    if MICROPYTHON:
+        _utf8_strict_tail(b)
+    return s
+
+
+def _utf8_strict_tail(b):
+    # MicroPython rejects broken sequences but accepts overlong forms, surrogates and
+    # code points above U+10FFFF; those all start with one of these lead bytes.
+    for lead in (0xC0, 0xC1, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xF6, 0xF7):
+        i = b.find(bytes((lead,)))
+        while i >= 0:
+            nxt = b[i + 1] if i + 1 < len(b) else 0x80
+            if (lead < 0xC2 or lead > 0xF4
+                    or (lead == 0xE0 and nxt < 0xA0)
+                    or (lead == 0xED and nxt > 0x9F)
+                    or (lead == 0xF0 and nxt < 0x90)
+                    or (lead == 0xF4 and nxt > 0x8F)):
+                raise UnicodeError("invalid UTF-8")
+            i = b.find(bytes((lead,)), i + 1)
+
+
+# ---------------------------------------------------------------- raw deflate (RFC 7692)
+_SYNC_TAIL = b"\x00\x00\xff\xff"
+
+
+def inflate_raw(data, wbits, limit):
+    """Decompress one permessage-deflate message (trailer already stripped).
+
+    Returns the bytes, or None as soon as the output would exceed `limit` bytes, so a
+    zip bomb costs at most limit plus one chunk."""
+    if MICROPYTHON:
+        import io
+        import deflate
+        # An empty final stored block after the sync marker ends the stream cleanly.
+        src = io.BytesIO(bytes(data) + _SYNC_TAIL + b"\x01\x00\x00\xff\xff")
+        d = deflate.DeflateIO(src, deflate.RAW, wbits)
+        chunk = bytearray(512)
+        out = bytearray()
+        while True:
+            k = d.readinto(chunk)
+            if not k:
+                return out
+            if len(out) + k > limit:
+                return None
+            out.extend(memoryview(chunk)[:k])
+    import zlib
+    d = zlib.decompressobj(-wbits)
+    out = d.decompress(bytes(data) + _SYNC_TAIL, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        return None
+    return out
+
+
+def _probe_deflate_write():
+    try:
+        import deflate
+        return hasattr(deflate.DeflateIO, "write")
+    except ImportError:
+        return False
+
+
+# MicroPython builds without MICROPY_PY_DEFLATE_COMPRESS can only inflate.
+CAN_DEFLATE = _probe_deflate_write() if MICROPYTHON else True
+
+
+def deflate_raw(data, wbits=15):
+    """Compress one message for permessage-deflate (no context takeover), trailer
+    stripped; returns None when this runtime cannot compress."""
+    if not CAN_DEFLATE:
+        return None
+    if MICROPYTHON:
+        import io
+        import deflate
+        out = io.BytesIO()
+        d = deflate.DeflateIO(out, deflate.RAW, wbits)
+        d.write(data)
+        d.close()
+        # This ends with a BFINAL block instead of a sync flush; RFC 7692 allows it and
+        # the receiver's appended 00 00 ff ff then lies after the end of the stream.
+        return out.getvalue()
+    import zlib
+    c = zlib.compressobj(6, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4] if out.endswith(_SYNC_TAIL) else out
+
+
+async def read_exactly(reader, n):
+    """n bytes from an asyncio stream as one buffer of exactly n bytes.
+
+    MicroPython's readexactly grows a bytes object piece by piece (quadratic copying,
+    twice the RAM at the end); reading into one preallocated bytearray avoids both."""
+    if not MICROPYTHON:
+        return await reader.readexactly(n)
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    got = 0
+    while got < n:
+        k = await reader.readinto(mv[got:])
+        if k is None:
+            continue
+        if not k:
+            raise EOFError
+        got += k
+    return buf
