@@ -37,10 +37,10 @@ class SdmMeter:
             d = await self.bus.read_input(self.addr, blk, n)
             if ph == 1:
                 v = (float_at(d, 0),)
-                a = (float_at(d, 3),)
+                a = (float_at(d, 6),)
             else:
-                v = (float_at(d, 0), float_at(d, 1), float_at(d, 2))
-                a = (float_at(d, 3), float_at(d, 4), float_at(d, 5))
+                v = (float_at(d, 0), float_at(d, 2), float_at(d, 4))
+                a = (float_at(d, 6), float_at(d, 8), float_at(d, 10))
             d = await self.bus.read_input(self.addr, p_reg, 2)
             w = float_at(d, 0)
             d = await self.bus.read_input(self.addr, e_reg, 2)

@@ -214,9 +214,10 @@ class MFRC522:
         st, _n, _last = self._transceive(4)
         return st == TIMEOUT
 
-    def read_uid(self):
-        """WUPA, anticollision over the cascade levels, HLTA. Returns the UID bytes or None."""
-        if self.request(WUPA) is None:
+    def read_uid(self, cmd=WUPA):
+        """WUPA (or REQA: skips halted cards), anticollision over the cascade levels, HLTA.
+        Returns the UID bytes or None."""
+        if self.request(cmd) is None:
             return None
         part = bytearray(4)
         uid = bytearray()

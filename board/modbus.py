@@ -101,6 +101,6 @@ class ModbusRTU:
         return mv[3:3 + 2 * count]
 
 
-def float_at(data, i):
-    """IEEE-754 big-endian float32 at register offset i (two registers)."""
-    return struct.unpack_from(">f", data, 2 * i)[0]
+def float_at(data, reg):
+    """IEEE-754 big-endian float32 starting `reg` registers into the reply data."""
+    return struct.unpack_from(">f", data, 2 * reg)[0]

@@ -1,0 +1,143 @@
+# Modbus RTU meters (SDM120/SDM630), S0 pulses and the estimate, on the fake `machine`.
+# Portable (pytest and micropython).
+from fake_machine import portable  # noqa: F401
+import machine
+from fake_machine.modbus_slave import Slave, crc16
+
+from board import modbus, meters
+from firmware.compat import asyncio
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def bus(slave, timeout_ms=60):
+    machine.reset_all()
+    u = machine.UART(2, 9600)
+    u.device = slave
+    return modbus.ModbusRTU(u, de_pin=4, timeout_ms=timeout_ms), u
+
+
+SDM630_VALUES = {0: 230.5, 2: 231.0, 4: 229.5, 6: 10.25, 8: 11.5, 10: 9.75, 0x34: 7123.5,
+                 0x48: 1234.567}
+
+
+def test_crc16_reference_vector():
+    # Modbus spec example: 01 04 00 00 00 0A -> CRC 70 0D (low byte first)
+    assert modbus.crc16(b"\x01\x04\x00\x00\x00\x0a") == 0x0D70
+    assert crc16(b"\x01\x04\x00\x00\x00\x0a") == 0x0D70
+
+
+def test_request_frame_and_float_decoding():
+    s = Slave(7, {0: 1.5, 2: -2.25})
+    b, u = bus(s)
+    data = run(b.read_input(7, 0, 4))
+    assert s.requests[-1] == bytes([7, 4, 0, 0, 0, 4]) + bytes([crc16(
+        bytes([7, 4, 0, 0, 0, 4])) & 0xFF, crc16(bytes([7, 4, 0, 0, 0, 4])) >> 8])
+    assert modbus.float_at(data, 0) == 1.5 and modbus.float_at(data, 2) == -2.25
+    assert s.bad_requests == 0
+    de = machine.created[("pin", 4)]
+    assert de.value() == 0 and de.writes >= 2, "RS485 driver enabled only to send"
+
+
+def test_sdm630_reads_all_figures():
+    s = Slave(1, SDM630_VALUES)
+    b, _ = bus(s)
+    m = meters.SdmMeter(b, "SDM630", addr=1)
+    assert run(m.update()) is True
+    assert abs(m.energy_wh() - 1234567.0) < 0.5
+    assert m.power_w() == 7123.5
+    assert m.voltage_v() == (230.5, 231.0, 229.5)
+    assert m.current_a() == (10.25, 11.5, 9.75)
+    assert not m.estimated() and not m.fault()
+    starts = sorted(set((r[2] << 8) | r[3] for r in s.requests))
+    assert starts == [0x00, 0x34, 0x48]
+
+
+def test_sdm120_single_phase_map():
+    s = Slave(3, {0: 229.0, 6: 15.5, 0x0C: 3550.0, 0x48: 42.0})
+    b, _ = bus(s)
+    m = meters.SdmMeter(b, "SDM120", addr=3)
+    assert run(m.update())
+    assert m.voltage_v() == (229.0,) and m.current_a() == (15.5,)
+    assert m.power_w() == 3550.0 and m.energy_wh() == 42000.0
+
+
+def test_timeouts_and_crc_errors_become_a_meter_fault():
+    for mode, err in (("silent", "timeout"), ("badcrc", "crc"), ("exception", "exception"),
+                      ("wrongaddr", "frame")):
+        s = Slave(1, SDM630_VALUES)
+        b, _ = bus(s, timeout_ms=30)
+        m = meters.SdmMeter(b, "SDM630", fail_after=3)
+        assert run(m.update())
+        good_wh = m.energy_wh()
+        s.mode = mode
+        for i in range(3):
+            assert run(m.update()) is False
+            assert m.last_error == err, (mode, m.last_error)
+            assert m.fault() == (i == 2), (mode, i)
+        assert m.energy_wh() == good_wh, "last good reading kept"
+        s.mode = "ok"
+        assert run(m.update()) and not m.fault()
+
+
+def test_energy_never_runs_backwards():
+    s = Slave(1, SDM630_VALUES)
+    b, _ = bus(s)
+    m = meters.SdmMeter(b, "SDM630")
+    run(m.update())
+    s.set_float(0x48, 1.0)
+    run(m.update())
+    assert abs(m.energy_wh() - 1234567.0) < 0.5
+
+
+def test_unknown_model_is_a_clear_error():
+    e = portable.raises(ValueError, meters.SdmMeter, None, "SDM999")
+    assert "SDM999" in str(e)
+
+
+def test_s0_counts_pulses_of_at_least_30_ms():
+    machine.reset_all()
+    m = meters.S0Meter(27, pulses_per_kwh=1000, min_pulse_ms=30)
+    pin = machine.created[("pin", 27)]
+    clock = [100000]
+    orig = meters.ticks_ms
+    meters.ticks_ms = lambda: clock[0]
+    try:
+        for width in (35, 50, 10, 29, 30, 5):
+            pin.value(0)
+            clock[0] += width
+            pin.value(1)
+            clock[0] += 1000
+        assert m.count == 3 and m.rejected == 3
+        assert m.energy_wh() == 3.0
+        run(m.update(clock[0]))
+        assert m.power_w() > 0
+    finally:
+        meters.ticks_ms = orig
+
+
+def test_estimated_meter_is_flagged_and_integrates():
+    class P:
+        def offered(self):
+            return 16
+
+    class R:
+        def __init__(self):
+            self.c = True
+
+        def closed(self):
+            return self.c
+
+    r = R()
+    m = meters.EstimatedMeter(P(), r, phases=3, volts=230.0)
+    assert m.estimated() is True
+    t0 = m._t
+    run(m.update(t0))
+    assert m.power_w() == 16 * 230.0 * 3
+    run(m.update(t0 + 3600000))
+    assert abs(m.energy_wh() - 11040.0) < 1e-6
+    r.c = False
+    run(m.update(t0 + 3600000 * 2))
+    assert m.power_w() == 0
