@@ -107,3 +107,43 @@ def test_broken_select_crc_is_rejected():
         return None if r is None else bytes([r[0], r[1] ^ 0xFF, r[2]])
     fake._select = corrupt
     assert drv.read_uid() is None
+
+
+def _pn532_uart(fake):
+    from board import pn532
+    machine.reset_all()
+    u = machine.UART(1, 115200)
+    u.device = fake
+    return pn532.PN532(pn532.UartLink(u))
+
+
+def _pn532_i2c(fake):
+    from board import pn532
+    machine.reset_all()
+    i2c = machine.I2C(0)
+    i2c.devices[0x24] = fake
+    return pn532.PN532(pn532.I2cLink(i2c))
+
+
+def test_pn532_frames_and_uid_over_uart_and_i2c():
+    from fake_machine.pn532_fake import FakePN532
+    from board import pn532
+    assert pn532.frame(b"\x4a\x01\x00") == b"\x00\x00\xff\x04\xfc\xd4\x4a\x01\x00\xe1\x00"
+    for make in (_pn532_uart, _pn532_i2c):
+        fake = FakePN532()
+        dev = make(fake)
+        assert fake.commands == [0x14, 0x32], make
+        assert dev.read_uid() is None
+        fake.uid = b"\x04\xaa\xbb\xcc\xdd\xee\xff"
+        assert dev.read_uid() == fake.uid
+        reader = M.CardReader(dev)
+        reader.scan()
+        assert reader.poll() == ("04AABBCCDDEEFF", "ISO14443")
+
+
+def test_pn532_checksum_error_is_rejected():
+    from fake_machine.pn532_fake import FakePN532
+    fake = FakePN532(b"\x01\x02\x03\x04")
+    dev = _pn532_uart(fake)
+    fake.corrupt = True
+    portable.raises(ValueError, dev.read_uid)
