@@ -17,7 +17,7 @@ class CallError(Exception):
     """A CALLERROR, received from the CSMS or raised by a handler to be sent to it."""
 
     def __init__(self, code, description="", details=None):
-        Exception.__init__(self, code, description)
+        super().__init__(code, description)
         self.code = code
         self.description = description
         self.details = details if details is not None else {}

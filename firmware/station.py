@@ -8,7 +8,7 @@ from firmware.device_model import DeviceModel
 from firmware.msg_queue import MessageQueue
 
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
-BLOCKS = ("provisioning", "variables", "availability", "data_transfer")
+BLOCKS = ("provisioning", "variables", "availability", "authorization", "data_transfer")
 
 COMM = "OCPPCommCtrlr"
 
@@ -23,6 +23,8 @@ class Station:
             self.dm.set(comp, var, value)
         self.csms_url = csms_url.rstrip("/")
         self.identity = identity
+        if self.dm.get("SecurityCtrlr", "Identity") != identity:
+            self.dm.set("SecurityCtrlr", "Identity", identity)
         self.password = password
         self.cafile = cafile
         self.rpc = Rpc()

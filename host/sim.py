@@ -61,7 +61,18 @@ def parse_args(argv):
     return a
 
 
+def _typed(text):
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def apply_settings(station, settings):
+    """--set is installer configuration: like SetVariables, but read-only values (e.g.
+    OCPPCommCtrlr.MessageTimeout[Default]) may be set too."""
     for s in settings:
         if "=" not in s:
             raise ConsoleError("--set expects Component.Variable=VALUE, got %r" % s)
@@ -69,8 +80,14 @@ def apply_settings(station, settings):
         item = parse_var(name)
         item["attributeValue"] = value
         r = station.dm.csms_set_many([item])[0]
-        if r.get("attributeStatus") not in ("Accepted", "RebootRequired"):
-            raise ConsoleError("--set %s: %s" % (name, r.get("attributeStatus")))
+        status = r.get("attributeStatus")
+        if status == "Rejected" and (r.get("attributeStatusInfo") or {}).get("reasonCode") == "ReadOnly":
+            c, v = item["component"], item["variable"]
+            evse = c.get("evse") or {}
+            station.dm.set(c["name"], v["name"], _typed(value), evse=evse.get("id"),
+                           connector=evse.get("connectorId"), ci=c.get("instance"), vi=v.get("instance"))
+        elif status not in ("Accepted", "RebootRequired"):
+            raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
 
 
 class Simulator:
@@ -95,8 +112,8 @@ class Simulator:
         return st
 
     async def run(self):
+        st = self.station or self.make_station()
         while not self.quit:
-            st = self.make_station()
             task = compat.create_task(st.run())
             while not (self.quit or self.board.reboot_requested or self.console.quit):
                 await compat.sleep_ms(50)
@@ -108,6 +125,8 @@ class Simulator:
             if self.board.reboot_requested:
                 self.board.reboot_requested = False
                 log.info("sim", "station restarting")
+            if not self.quit:
+                st = self.make_station()
 
     async def handle(self, line):
         if self.console is None:
@@ -150,6 +169,11 @@ class StdinLines:
 
 async def console_main(args):
     sim = Simulator(args)
+    try:
+        sim.make_station()
+    except ConsoleError as e:
+        print("host.sim: %s" % e, file=sys.stderr)
+        return 2
     runner = compat.create_task(sim.run())
     await compat.sleep_ms(0)
     lines = await StdinLines().open()
@@ -168,6 +192,7 @@ async def console_main(args):
         await compat.wait_for_ms(runner, 3000)
     except Exception:
         pass
+    return 0
 
 
 def main(argv=None):
@@ -187,8 +212,7 @@ def main(argv=None):
             return 2
         from host import demo
         return demo.main(args)
-    compat.run(console_main(args))
-    return 0
+    return compat.run(console_main(args))
 
 
 if __name__ == "__main__":
