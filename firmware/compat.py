@@ -307,10 +307,20 @@ def abort_stream(writer):
         pass
 
 
+def tcp_nodelay(writer):
+    """Best effort: disable Nagle on a MicroPython stream (CPython's asyncio already
+    does). Plain sockets only; a TLS stream does not expose its socket."""
+    if MICROPYTHON:
+        try:
+            writer.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux and lwIP)
+        except Exception:
+            pass
+
+
 # ---------------------------------------------------------------- UTF-8
 def utf8_decode(b):
     """Strict UTF-8 decode; raises UnicodeError (MicroPython's own check is lax)."""
-    s = bytes(b).decode("utf-8")
+    s = str(b, "utf-8")
     if MICROPYTHON:
         _utf8_strict_tail(b)
     return s

@@ -94,7 +94,8 @@ def test_handshake_echo_text_binary_and_client_close(target):
                          {"hex": "00ff10"}, {"hex": "00010203", "repeat": 17500}],
                 "close": [1000, "bye"]})
             await asyncio.sleep(0.05)
-        assert ev[0] == {"connected": True, "subprotocol": "ocpp2.0.1", "deflate": False}
+        assert ev[0]["connected"] and ev[0]["subprotocol"] == "ocpp2.0.1"
+        assert ev[0]["deflate"] is False
         assert ev[1] == {"type": "text", "len": 5, "data": "hello", "same": True}
         assert ev[2]["data"] == "Grüße €😀" and ev[2]["same"]
         assert ev[3]["len"] == 3000 and ev[3]["same"]
@@ -317,9 +318,10 @@ async def read_client_frame(r):
 class RawServer:
     """Minimal WebSocket server: answers the upgrade, then runs `script(reader, writer, log)`."""
 
-    def __init__(self, script, answer=True):
+    def __init__(self, script, answer=True, extra_headers=b""):
         self.script = script
         self.answer = answer
+        self.extra = extra_headers
         self.log = []
 
     async def _handle(self, r, w):
@@ -333,7 +335,8 @@ class RawServer:
             accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
             w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n"
-                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                    + self.extra + b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            self.log.append(("request", req))
             await w.drain()
             await self.script(r, w, self.log)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -455,7 +458,7 @@ def test_keepalive_with_pongs_keeps_connection(target):
                                        "interval_s": 0.1})
         assert ev[1]["data"] == "still here"
         assert closing(ev)["closed"] == 1000
-        assert srv.log[:3] == [9, 9, 9]
+        assert [e for e in srv.log if e == 9] == [9, 9, 9]
     asyncio.run(main())
 
 
@@ -583,4 +586,93 @@ def test_wss_verification_failure_is_handshake_error(target, pki, case):
                 "cafile": pki[cafile]})
         assert ev[0]["error"] == "WsHandshakeError", ev
         assert ev[0]["msg"].startswith("TLS certificate verification failed"), ev
+    asyncio.run(main())
+
+
+def test_close_while_another_task_receives(target):
+    """close() from one task while another is blocked in recv(): the server sees 1000, the
+    reader gets WsClosed, later send()/recv() raise WsClosed."""
+    observed = {}
+
+    async def handler(conn):
+        await conn.wait_closed()
+        observed["code"] = server_close_code(conn)
+
+    async def main():
+        async with serve_ocpp(handler) as srv:
+            ev = await client(target, {"scenario": "close_while_receiving", "url": ws_url(srv)})
+        byk = {k: e for e in ev for k in e}
+        assert byk["reader_closed"]["reader_closed"] == 1000
+        assert byk["closed"]["closed"] == 1000 and byk["closed"]["close_ms"] < 1500
+        assert byk["late_send"] == {"late_send": "WsClosed", "code": 1000}
+        assert byk["late_recv"] == {"late_recv": "WsClosed", "code": 1000}
+        assert byk["reader_done"] == {"reader_done": True}
+        assert observed["code"] == 1000
+    asyncio.run(main())
+
+
+def test_permessage_deflate_frames_on_the_wire(target):
+    """Compressed fragmented message (RSV1 on the first frame only), a message ending in a
+    BFINAL block, and the client's own frames: RSV1 + raw deflate where the runtime can
+    compress, plain frames where it cannot (both legal per RFC 7692)."""
+    import zlib
+    text = json.dumps([3, "m1", {"status": "Accepted", "pad": "0123456789" * 40}])
+
+    def sync_deflate(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -10)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def final_deflate(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -10)
+        return c.compress(data) + c.flush(zlib.Z_FINISH)
+
+    async def script(r, w, log):
+        z = sync_deflate(text.encode())
+        half = len(z) // 2
+        w.write(frame(1, z[:half], fin=False, rsv=0x40) + frame(0, z[half:]))
+        w.write(frame(2, final_deflate(b"\x00" * 2000), rsv=0x40))
+        await w.drain()
+        b0, b1 = await r.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", await r.readexactly(2))[0]
+        key = await r.readexactly(4)
+        data = bytes(c ^ key[i % 4] for i, c in enumerate(await r.readexactly(n)))
+        if b0 & 0x40:
+            data = zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+        log.append(("client_frame", b0 & 0x40, data))
+        w.write(frame(8, struct.pack(">H", 1000)))
+        await w.drain()
+        await read_until_close(r, log)
+
+    ext = (b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+           b"client_no_context_takeover; server_max_window_bits=10\r\n")
+
+    async def main():
+        async with RawServer(script, extra_headers=ext) as srv:
+            ev = await client(target, {"scenario": "recv_all", "url": srv.url, "deflate": True,
+                                       "hello": "x" * 300})
+        assert ev[0]["deflate"] is True
+        assert ev[1]["type"] == "text" and ev[1]["len"] == len(text)
+        assert ev[2] == {"type": "binary", "len": 2000, "hex": None}
+        assert closing(ev)["closed"] == 1000
+        frames = [e for e in srv.log if e[0] == "client_frame"]
+        assert frames[0][2] == b"x" * 300
+        assert bool(frames[0][1]) == ev[0]["can_deflate"]
+        if target == "cpython":
+            assert frames[0][1]  # CPython always has zlib
+    asyncio.run(main())
+
+
+def test_permessage_deflate_unoffered_parameter_rejected(target):
+    """The server may not add client_max_window_bits the client did not offer."""
+    ext = (b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+           b"client_max_window_bits=9\r\n")
+
+    async def main():
+        async with RawServer(lambda r, w, log: asyncio.sleep(0), extra_headers=ext) as srv:
+            ev = await client(target, {"scenario": "connect", "url": srv.url, "deflate": True})
+        assert ev[0]["error"] == "WsHandshakeError" and "client_max_window_bits" in ev[0]["msg"]
     asyncio.run(main())

@@ -31,7 +31,8 @@ async def _connect(a, emit):
     except wsmod.WsError as e:
         emit({"error": type(e).__name__, "msg": str(e)})
         return None
-    emit({"connected": True, "subprotocol": w.subprotocol, "deflate": w.deflate})
+    emit({"connected": True, "subprotocol": w.subprotocol, "deflate": w.deflate,
+          "can_deflate": compat.CAN_DEFLATE})
     return w
 
 
@@ -97,8 +98,39 @@ async def sc_keepalive(a, emit):
     emit({"keepalive_done": ka.done()})
 
 
+async def sc_close_while_receiving(a, emit):
+    """The station's pattern: a reader task blocked in recv() while another task closes."""
+    w = await _connect(a, emit)
+    if w is None:
+        return
+
+    async def reader():
+        try:
+            while True:
+                emit(_describe(await w.recv()))
+        except wsmod.WsClosed as e:
+            emit({"reader_closed": e.code})
+
+    t = asyncio.create_task(reader())
+    await compat.sleep_ms(a.get("wait_ms", 100))
+    t0 = compat.ticks_ms()
+    await w.close(a.get("code", 1000), "station stops")
+    emit({"closed": w.close_code, "close_ms": compat.ticks_diff(compat.ticks_ms(), t0)})
+    await compat.sleep_ms(20)
+    try:
+        await w.send("late")
+        emit({"late_send": "accepted"})
+    except wsmod.WsClosed as e:
+        emit({"late_send": "WsClosed", "code": e.code})
+    try:
+        await w.recv()
+    except wsmod.WsClosed as e:
+        emit({"late_recv": "WsClosed", "code": e.code})
+    emit({"reader_done": t.done()})
+
+
 SCENARIOS = {"connect": sc_connect, "echo": sc_echo, "recv_all": sc_recv_all,
-             "keepalive": sc_keepalive}
+             "keepalive": sc_keepalive, "close_while_receiving": sc_close_while_receiving}
 
 
 async def run(a, emit):
