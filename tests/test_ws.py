@@ -129,7 +129,7 @@ def _basic_auth_checker(user, password, seen):
 
 
 def test_basic_auth_security_profile_1_accepted(target):
-    """A00.FR.203-style Basic auth: user = identity, password = BasicAuthPassword."""
+    """Security profile 1 Basic auth: user = identity, password = BasicAuthPassword."""
     seen = []
 
     async def main():
