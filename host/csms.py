@@ -312,12 +312,15 @@ class Csms:
         return frame[2]
 
     async def raw(self, cp_id, text, reply_id=None, timeout=10):
-        """Send any text frame; if reply_id is given, wait for the CALLRESULT/CALLERROR with that id."""
+        """Send any frame; if reply_id (an id, or a tuple of acceptable ids) is given, wait for
+        the CALLRESULT/CALLERROR carrying it."""
         session = self.sessions[cp_id]
         fut = None
+        ids = reply_id if isinstance(reply_id, tuple) else (reply_id,)
         if reply_id is not None:
             fut = asyncio.get_running_loop().create_future()
-            session.raw_waiters[reply_id] = fut
+            for rid in ids:
+                session.raw_waiters[rid] = fut
         frame = session.csms._record(session, "out", text)
         if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2 and isinstance(frame[2], str) \
                 and isinstance(frame[1], str):
@@ -328,7 +331,8 @@ class Csms:
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
-            session.raw_waiters.pop(reply_id, None)
+            for rid in ids:
+                session.raw_waiters.pop(rid, None)
 
     async def disconnect(self, cp_id, code=1000):
         session = self.sessions.get(cp_id)
