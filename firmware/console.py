@@ -55,6 +55,7 @@ class Console:
             "set": self._set,
             "log": self._log,
             "trace": self._trace,
+            "mem": self._mem,
             "reboot": self._reboot,
             "quit": self._quit,
         }
@@ -119,6 +120,13 @@ class Console:
         except ValueError:
             raise ConsoleError("usage: log N")
         return {"lines": log.recent(n)}
+
+    def _mem(self, args):
+        from firmware import compat
+        if args == ["gc"]:
+            compat.collect()
+        free, alloc, peak = compat.mem_figures()
+        return {"free": free, "alloc": alloc, "peak": peak}
 
     def _trace(self, args):
         if args not in (["on"], ["off"]):

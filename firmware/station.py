@@ -11,6 +11,9 @@ from firmware.msg_queue import MessageQueue
 BLOCKS = ("provisioning", "variables", "availability", "authorization", "data_transfer")
 
 COMM = "OCPPCommCtrlr"
+# Largest incoming message accepted (bigger ones are refused with close 1009). Each received
+# message needs about 3x its size in heap on MicroPython, so this is sized for a ~110 KB heap.
+MAX_MESSAGE = 20000
 
 
 class Station:
@@ -132,7 +135,7 @@ class Station:
             pw = sec_pw
         return await wsmod.connect(
             self.url(), username=self.identity if pw else None, password=pw, cafile=self.cafile,
-            timeout_ms=self.message_timeout_ms())
+            max_size=MAX_MESSAGE, timeout_ms=self.message_timeout_ms())
 
     async def _connection_loop(self):
         attempt = -1  # the first connection at boot is immediate
