@@ -19,7 +19,8 @@ API
     ("fault_cleared", name)    it recovered (see the table below)
 
 Relay rules: it closes only while the pilot is C (or D with ventilation allowed), the
-charging logic permits (authorized, available, amps >= 6) and no blocking fault is active.
+charging logic permits (authorized, available, amps >= 6 after clamping to
+evse_hw.max_current, re-read every step) and no blocking fault is active.
 It closes in the same step those hold (IEC 61851-1 allows 3 s after B->C). It opens in the
 same step the EV leaves C or a blocking fault appears; with a 10 ms period and the pilot
 driver's debounce this stays well inside 100 ms.
@@ -87,11 +88,7 @@ class Safety:
     def permit(self, authorized, available, amps):
         self._auth = bool(authorized)
         self._avail = bool(available)
-        a = amps or 0
-        m = self.hw.max_current
-        if m and a > m:
-            a = m
-        self._amps = a if a >= MIN_AMPS else 0
+        self._amps = amps or 0
 
     # ---------------------------------------------------------------- views
     def state(self):
@@ -129,9 +126,16 @@ class Safety:
         if raw or own or self._latched:
             ev = self._faults(now, st, raw, own, ev)
 
-        # relay
+        # The EVSE limit is re-read every step: a board lowers it when the proximity pilot
+        # reports a weaker cable, or to 0 when no cable is inserted.
+        amps = self._amps
+        m = hw.max_current
+        if m is not None and amps > m:
+            amps = m
+        if amps < MIN_AMPS:
+            amps = 0
         ev_ready = st == "C" or (st == "D" and self.allow_ventilation)
-        permitted = self._auth and self._avail and self._amps > 0
+        permitted = self._auth and self._avail and amps > 0
         if self._blocking or not ev_ready:
             want = False
             self._stop_ms = None
@@ -148,7 +152,7 @@ class Safety:
             ev = self._set_relay(now, want, ev)
 
         # pilot offer
-        offer = self._amps if (permitted and not self._blocking) else 0
+        offer = amps if (permitted and not self._blocking) else 0
         if offer != self._offer:
             hw.pilot.offer(offer)
             self._offer = offer

@@ -326,3 +326,14 @@ def test_idle_and_charging_steps_do_not_allocate():
         step(now)
     grew = gc.mem_alloc() - before
     assert grew <= 64, grew
+
+
+def test_evse_limit_is_reread_every_step():
+    r = Rig(max_current=32)
+    r.charging(32)
+    r.hw.max_current = 13          # e.g. the proximity pilot found a 13 A cable
+    r.run(20)
+    assert r.pilot.current() == 13 and r.relay._closed is True
+    r.hw.max_current = 0           # no cable: no offer at all
+    r.run(20)
+    assert r.pilot.current() == 0

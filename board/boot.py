@@ -1,0 +1,10 @@
+# Runs first at power-up: drive every configured relay output to "open" before anything
+# else is imported. The relay driver needs a hardware pull to "open" as well, because the
+# pin floats for the first milliseconds after reset.
+try:
+    import machine
+    from board.config import relay_pins
+    for _pin, _active_low in relay_pins():
+        machine.Pin(_pin, machine.Pin.OUT, value=1 if _active_low else 0)
+except Exception as _e:
+    print("boot: could not open relays:", _e)

@@ -1,0 +1,230 @@
+# The ESP32 board: builds the hal objects from the validated config and runs the driver
+# loops (pilot bursts, fault inputs, meters, card reader) in one `poll()` coroutine set.
+import machine
+
+from firmware import hal, log
+from firmware.compat import asyncio, sleep_ms, ticks_ms, ticks_diff
+from board import pilot as pilot_mod
+from board import io, meters, modbus
+
+PILOT_PERIOD_MS = 20     # burst every 20 ms; with debounce 3 a change shows within ~60 ms
+SLOW_PERIOD_MS = 1000    # meters, temperature
+
+
+class BoardEvse(hal.Evse):
+    def __init__(self, c, buses):
+        p = c["pilot"]
+        pil = pilot_mod.Pilot(p["pwm_pin"], p["adc_pin"], cal=p["cal"], invert=p["invert"],
+                              samples=p["samples"], debounce=p["debounce"],
+                              diode_v=p["diode_v"])
+        r = c["relay"]
+        relay = io.Relay(r["pin"], r["active_low"], r["feedback_pin"], r["feedback_active_low"])
+        lock = None
+        if c["lock"]:
+            k = c["lock"]
+            lock = io.Lock(k["pin"], k["active_low"], k["feedback_pin"], k["feedback_active_low"])
+        meter = _meter(c, pil, relay, buses)
+        hal.Evse.__init__(self, c["id"], pil, relay, meter, lock, c["max_current"], c["phases"],
+                          c["connector_type"])
+        self.rated_current = c["max_current"]
+        self.cable_amps = c["cable_amps"]
+        self.allow_ventilation = c["allow_ventilation"]
+        self.pp = None
+        if c["pp"]:
+            x = c["pp"]
+            self.pp = pilot_mod.Proximity(x["adc_pin"], x["pullup_ohm"], x["supply_mv"])
+        self.rcd = None
+        if c["rcd"]:
+            x = c["rcd"]
+            self.rcd = io.Rcd(x["pin"], x["active_low"], x["test_pin"])
+        self.temp = None
+        if c["temperature"]:
+            x = c["temperature"]
+            self.temp = io.Temperature(x["adc_pin"], x["r25"], x["beta"], x["pullup_ohm"],
+                                       limit_c=x["limit_c"], hysteresis_c=x["hysteresis_c"])
+        self.safety = None  # set by main.py
+
+    def _flag(self, name, on):
+        f = self._faults
+        if on:
+            if name not in f:
+                f.add(name)
+        elif name in f:
+            f.discard(name)
+
+    def fast(self, now):
+        """Pilot burst and the fault inputs that must be seen within the 100 ms budget."""
+        self.pilot.sample()
+        self._flag("diode", self.pilot.diode_fault())
+        if self.rcd is not None and not self.rcd.testing:
+            # a failed self-test keeps the fault until the next successful test
+            self._flag("rcd", self.rcd.tripped() or self.rcd.last_test is False)
+        if self.lock is not None and hasattr(self.lock, "fault"):
+            self._flag("lock", self.lock.fault(now))
+
+    async def slow(self):
+        if self.pp is not None:
+            amps = self.pp.amps() or 0
+            self.max_current = min(self.rated_current, amps)
+        elif self.cable_amps:
+            self.max_current = min(self.rated_current, self.cable_amps)
+        if self.temp is not None:
+            self._flag("overtemp", self.temp.over())
+        ok = await self.meter.update()
+        self._flag("meter", not ok and self.meter.fault())
+
+
+def _meter(c, pil, relay, buses):
+    m = c["meter"]
+    t = m["type"]
+    if t in ("sdm630", "sdm120"):
+        key = ("uart", m["uart"])
+        bus = buses.get(key)
+        if bus is None:
+            uart = machine.UART(m["uart"], m["baud"], tx=m["tx"], rx=m["rx"], timeout=0)
+            bus = modbus.ModbusRTU(uart, m["de_pin"], m["timeout_ms"])
+            buses[key] = bus
+        return meters.SdmMeter(bus, t.upper(), m["addr"])
+    if t == "s0":
+        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"])
+    return meters.EstimatedMeter(pil, relay, c["phases"], c["nominal_voltage"])
+
+
+def _reader(r):
+    t = r["type"]
+    if t == "none":
+        return None
+    from board.mfrc522 import CardReader
+    if t == "mfrc522":
+        from board.mfrc522 import MFRC522
+        spi = machine.SPI(r["spi"], baudrate=r["baudrate"], sck=machine.Pin(r["sck"]),
+                          mosi=machine.Pin(r["mosi"]), miso=machine.Pin(r["miso"]))
+        return CardReader(MFRC522(spi, r["cs"], r["rst"]))
+    from board import pn532
+    if t == "pn532_uart":
+        return CardReader(pn532.PN532(pn532.make_uart(r["uart"], r["tx"], r["rx"])))
+    return CardReader(pn532.PN532(pn532.make_i2c(r["i2c"], r["scl"], r["sda"])))
+
+
+class EspBoard(hal.Board):
+    model = "PyStation-ESP32"
+
+    def __init__(self, cfg, watchdog=True):
+        buses = {}
+        evses = [BoardEvse(c, buses) for c in cfg["evses"]]
+        reader = None
+        try:
+            reader = _reader(cfg["reader"])
+        except (OSError, ValueError) as e:
+            # a dead reader must not keep the charger from booting (free vend still works)
+            log.exc("board", "card reader unavailable", e)
+        hal.Board.__init__(self, evses, reader, cfg["station"]["data_dir"])
+        self.cfg = cfg
+        self.vendor = cfg["station"]["vendor"]
+        self.model = cfg["station"]["model"]
+        self.serial = "".join("%02x" % b for b in machine.unique_id())
+        self._scan_ms = cfg["reader"]["scan_ms"]
+        self._wdt = None
+        if watchdog and cfg["watchdog_ms"]:
+            self._wdt = machine.WDT(timeout=cfg["watchdog_ms"])
+        self.beat_ms = ticks_ms()      # last safety-loop heartbeat (main.py)
+        self.errors = 0
+
+    def beat(self):
+        self.beat_ms = ticks_ms()
+
+    def healthy(self, now=None, max_age_ms=1000):
+        now = ticks_ms() if now is None else now
+        if ticks_diff(now, self.beat_ms) > max_age_ms:
+            return False
+        for e in self.evses:
+            if ticks_diff(now, e.pilot.last_ms) > max_age_ms:
+                return False
+        return True
+
+    def feed_watchdog(self):
+        """Feed only while the pilot sampling and the safety loop are alive, so that a hung
+        task ends in a reset with the relay dropping open."""
+        if self._wdt is not None and self.healthy():
+            self._wdt.feed()
+            return True
+        return False
+
+    def safe_stop(self):
+        """Relays open, pilot at steady +12 V: used when the event loop ends (Ctrl-C)."""
+        for e in self.evses:
+            e.relay.set(False)
+            e.pilot.offer(0)
+
+    def keep_watchdog_alive(self):
+        """After Ctrl-C nothing feeds the WDT (it can not be stopped on ESP32). With the relays
+        open it is safe to feed it from a timer so the plain REPL stays usable."""
+        if self._wdt is None:
+            return
+        wdt = self._wdt
+        self._timer = machine.Timer(0)
+        self._timer.init(period=1000, mode=machine.Timer.PERIODIC, callback=lambda t: wdt.feed())
+
+    def reboot(self):
+        self.safe_stop()
+        machine.reset()
+
+    async def rcd_self_test(self):
+        """Self-test every RCD with its relay open; a failure latches the rcd fault."""
+        for e in self.evses:
+            if e.rcd is None or e.relay.closed():
+                continue
+            ok = await e.rcd.self_test()
+            if ok is False:
+                log.error("board", "EVSE %d RCD self-test failed" % e.id)
+
+    async def _fast_loop(self):
+        while True:
+            now = ticks_ms()
+            for e in self.evses:
+                try:
+                    e.fast(now)
+                except Exception as ex:  # keep sampling the other EVSEs
+                    self.errors += 1
+                    log.exc("board", "pilot loop", ex)
+            await sleep_ms(PILOT_PERIOD_MS)
+
+    async def _slow_loop(self):
+        while True:
+            for e in self.evses:
+                try:
+                    await e.slow()
+                except Exception as ex:
+                    self.errors += 1
+                    log.exc("board", "meter loop", ex)
+            await sleep_ms(SLOW_PERIOD_MS)
+
+    async def _reader_loop(self):
+        while True:
+            try:
+                self.reader.scan()
+            except Exception as ex:
+                self.errors += 1
+                log.exc("board", "reader", ex)
+            await sleep_ms(self._scan_ms)
+
+    async def poll(self):
+        tasks = [asyncio.create_task(self._fast_loop()), asyncio.create_task(self._slow_loop())]
+        if hasattr(self.reader, "scan"):
+            tasks.append(asyncio.create_task(self._reader_loop()))
+        await self.rcd_self_test()
+        await asyncio.gather(*tasks)
+
+    def status(self):
+        out = []
+        for e in self.evses:
+            p = e.pilot
+            d = {"id": e.id, "pilot": p.state(), "high_v": round(p.high_v, 2),
+                 "low_v": round(p.low_v, 2), "offer": p.offered(), "relay": e.relay.closed(),
+                 "feedback": e.relay.feedback(), "faults": sorted(e.faults()),
+                 "max_current": e.max_current, "energy_wh": e.meter.energy_wh(),
+                 "power_w": e.meter.power_w(), "estimated": e.meter.estimated()}
+            if e.temp is not None:
+                d["temp_c"] = e.temp.last_c
+            out.append(d)
+        return out

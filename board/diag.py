@@ -1,0 +1,71 @@
+# REPL helpers for after Ctrl-C (or from `mpremote exec`):
+#   from board import diag
+#   diag.status()  diag.log(20)  diag.get("OCPPCommCtrlr.HeartbeatInterval")
+#   diag.set("OCPPCommCtrlr.HeartbeatInterval", 60)  diag.config()
+# The same views as the serial console; secrets are never printed.
+import json
+
+ctx = {}   # filled by main.py: board, safeties, station, console, cfg, wifi
+
+
+def _print(obj):
+    print(json.dumps(obj))
+    return None
+
+
+def _console():
+    c = ctx.get("console")
+    if c is None and ctx.get("station") is not None:
+        from firmware.console import Console
+        c = Console(ctx["station"])
+        ctx["console"] = c
+    return c
+
+
+def _ask(line):
+    c = _console()
+    if c is None:
+        return {"ok": False, "error": "station not running"}
+    from firmware.compat import asyncio
+    return asyncio.run(c.handle(line))
+
+
+def status():
+    """Board, safety and station state in one JSON line."""
+    out = {"ok": True}
+    b = ctx.get("board")
+    if b is not None and hasattr(b, "status"):
+        out["evses"] = b.status()
+    out["safety"] = [s.status() for s in ctx.get("safeties", ())]
+    w = ctx.get("wifi")
+    if w is not None:
+        out["wifi"] = {"connected": w.connected(), "ip": w.ip(), "rssi": w.rssi()}
+    st = ctx.get("station")
+    if st is not None and hasattr(st, "status"):
+        try:
+            out["station"] = st.status()
+        except Exception as e:
+            out["station"] = {"error": str(e)}
+    from firmware.compat import mem_figures
+    out["mem_free"], out["mem_alloc"], out["mem_peak"] = mem_figures()
+    return _print(out)
+
+
+def log(n=20):
+    from firmware import log as _log
+    for line in _log.recent(int(n)):
+        print(line)
+
+
+def get(name):
+    return _print(_ask("get " + name))
+
+
+def set(name, value):  # noqa: A001  (the console's verb)
+    return _print(_ask("set %s %s" % (name, value)))
+
+
+def config():
+    """The active configuration with passwords and keys masked."""
+    from board.config import redact
+    return _print(redact(ctx.get("cfg") or {}))

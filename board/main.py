@@ -1,0 +1,157 @@
+# Device entry point (copied to /main.py). Start order matters: the board drivers and the
+# safety loop run before anything touches the network, and they never wait on it.
+#   1. load /config.json (on error: print it, stay in the REPL with the relays open)
+#   2. board drivers (pilot sampling, fault inputs, meters, reader)
+#   3. one Safety per EVSE, stepped every 10 ms; its events go to the station
+#   4. watchdog task: feeds only while sampling and the safety loop are alive
+#   5. WiFi (reconnect forever), NTP, the OCPP station, the serial line console
+# Ctrl-C ends the loop: relays open, the watchdog is kept quiet, `from board import diag`.
+import sys
+import json
+
+from firmware import compat, log
+from firmware.compat import asyncio
+from firmware import safety as safety_mod
+from board.diag import ctx   # shared with the REPL helpers: board, safeties, station, ...
+
+
+def on_safety_event(s, events):
+    """Safety events become station events: station.on("safety", fn(evse_id, events))."""
+    station = ctx.get("station")
+    if station is not None:
+        station.emit("safety", s.hw.id, events)
+
+
+async def watchdog_task(board, period_ms=1000):
+    while True:
+        board.feed_watchdog()
+        await compat.sleep_ms(period_ms)
+
+
+async def heartbeat_task(board, safeties, period_ms=10):
+    """The safety loop itself, plus a heartbeat the watchdog checks."""
+    beat = getattr(board, "beat", None)
+    while True:
+        now = compat.ticks_ms()
+        for s in safeties:
+            evs = s.step(now)
+            if evs:
+                try:
+                    on_safety_event(s, evs)
+                except Exception as e:
+                    log.exc("main", "safety event listener", e)
+        if beat is not None:
+            beat()
+        await compat.sleep_ms(period_ms)
+
+
+def _stdin_reader():
+    try:
+        return asyncio.StreamReader(sys.stdin)
+    except (AttributeError, TypeError, OSError):
+        return None
+
+
+async def console_task(console, reader=None, write=None):
+    """Serve line commands from the serial REPL input: one JSON reply line per command."""
+    reader = reader or _stdin_reader()
+    if reader is None:
+        log.warn("main", "no async stdin on this port: serial console disabled")
+        return
+    if write is None:
+        def write(s):
+            print(s)
+    while True:
+        line = await reader.readline()
+        if not line:
+            await compat.sleep_ms(200)   # EOF (unix port without a terminal)
+            continue
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "ignore")
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            reply = await console.handle(line[:512])
+        except Exception as e:
+            reply = {"ok": False, "error": "console: %s" % e}
+        write(json.dumps(reply))
+
+
+async def start_network(cfg):
+    if not cfg.get("wifi"):
+        return None
+    from board import net
+    w = cfg["wifi"]
+    wifi = net.Wifi(w["ssid"], w["password"], w["hostname"])
+    ctx["wifi"] = wifi
+    compat.create_task(wifi.keep_connected())
+
+    async def ntp_loop():
+        while True:
+            if wifi.connected() and await net.ntp_sync(cfg["ntp"]["host"]) is not None:
+                await compat.sleep_ms(cfg["ntp"]["every_s"] * 1000)
+            else:
+                await compat.sleep_ms(10000)
+    compat.create_task(ntp_loop())
+    return wifi
+
+
+def make_station(board, cfg):
+    from firmware.station import Station
+    st = cfg["station"]
+    return Station(board, st["csms_url"], st["identity"], st["password"], st["cafile"])
+
+
+async def run(board, cfg, station_factory=make_station, console_reader=None):
+    safeties = []
+    for e in board.evses:
+        s = safety_mod.Safety(e, getattr(e, "allow_ventilation", False))
+        e.safety = s
+        safeties.append(s)
+    board.safeties = safeties
+    ctx.update(board=board, safeties=safeties, cfg=cfg)
+    compat.create_task(board.poll())
+    compat.create_task(heartbeat_task(board, safeties))
+    compat.create_task(watchdog_task(board))
+    await start_network(cfg)
+    station = None
+    try:
+        station = station_factory(board, cfg)
+    except Exception as e:  # a broken station must not take the safety loop down
+        log.exc("main", "station could not start", e)
+    ctx["station"] = station
+    if station is not None:
+        try:
+            from firmware.console import Console
+            console = Console(station)
+            ctx["console"] = console
+            compat.create_task(console_task(console, console_reader))
+        except ImportError as e:
+            log.warn("main", "no console: %s" % e)
+        await station.run()
+    while True:  # no station: keep the drivers and the safety loop running
+        await compat.sleep_ms(60000)
+
+
+def main():
+    from board import config
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        print("CONFIG ERROR:", e)
+        return
+    from board.device import EspBoard
+    board = EspBoard(cfg)
+    ctx["board"] = board
+    try:
+        asyncio.run(run(board, cfg))
+    finally:
+        board.safe_stop()
+        board.keep_watchdog_alive()
+        print("stopped: relays open. `from board import diag` -> diag.status(), diag.log(20),"
+              " diag.get('Comp.Var'), diag.set('Comp.Var', v)")
+
+
+if __name__ == "__main__":
+    main()
