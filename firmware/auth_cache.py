@@ -1,0 +1,134 @@
+# Authorization Cache (OCPP 2.0.1 C10-C12): the latest idTokenInfo the CSMS gave for every
+# presented token, bounded to MAX entries, LRU eviction (non-Accepted entries first, C10.FR.07),
+# expiry by cacheExpiryDateTime or AuthCacheCtrlr.LifeTime since last use (C10.FR.08/.13).
+#
+# Persistence: a snapshot document plus an append-only journal of changed entries, so a tap
+# costs one short line on flash at most (nothing at all when the CSMS repeats what we knew).
+# Snapshot and journal carry a generation number: a journal left behind by a power cut between
+# "write snapshot" and "remove journal" is ignored instead of resurrecting cleared entries.
+# Last-use times alone are only kept in RAM until the next snapshot (flush()); losing them to a
+# power cut merely makes entries expire or be evicted a little earlier.
+from firmware import compat, log
+
+SNAP = "authcache.json"
+JOURNAL = "authcache.jl"
+MAX = 32  # about 100 B each on flash; AuthCacheCtrlr.Storage allows 4 KB
+
+# Entry: [status, groupIdToken or None, evseId list or None, expiry unix s or 0, last used unix s]
+ST, GRP, EVSE, EXP, USED = 0, 1, 2, 3, 4
+
+
+def compact(info, now):
+    exp = 0
+    t = info.get("cacheExpiryDateTime")
+    if isinstance(t, str):
+        try:
+            exp = int(compat.parse_iso8601(t))
+        except ValueError:
+            exp = 0
+    return [info.get("status") or "Invalid", info.get("groupIdToken"), info.get("evseId"), exp,
+            int(now)]
+
+
+def expand(rec):
+    info = {"status": rec[ST]}
+    if rec[GRP]:
+        info["groupIdToken"] = rec[GRP]
+    if rec[EVSE]:
+        info["evseId"] = rec[EVSE]
+    if rec[EXP]:
+        info["cacheExpiryDateTime"] = compat.iso8601(rec[EXP])
+    return info
+
+
+class AuthCache:
+    def __init__(self, store, max_entries=MAX):
+        self.store = store
+        self.max = max_entries
+        self.entries = {}
+        self.gen = 0
+        self.dirty = False      # last-use times newer than the snapshot
+        self._jlines = 0
+        self._load()
+
+    def __len__(self):
+        return len(self.entries)
+
+    def _load(self):
+        snap = self.store.load(SNAP, None)
+        if isinstance(snap, dict):
+            self.gen = snap.get("g") or 0
+            e = snap.get("e")
+            if isinstance(e, dict):
+                self.entries = e
+        for r in self.store.records(JOURNAL):
+            self._jlines += 1
+            if isinstance(r, list) and len(r) == 3 and r[0] == self.gen:
+                if r[2] is None:
+                    self.entries.pop(r[1], None)
+                else:
+                    self.entries[r[1]] = r[2]
+        while len(self.entries) > self.max:
+            self._evict()
+
+    def lookup(self, key, lifetime, now=None):
+        """The entry for `key` (None when absent or expired; expired ones are dropped)."""
+        rec = self.entries.get(key)
+        if rec is None:
+            return None
+        now = int(compat.now() if now is None else now)
+        exp = rec[EXP] or rec[USED] + lifetime
+        if now >= exp:
+            del self.entries[key]
+            self.dirty = True
+            return None
+        return rec
+
+    def touch(self, key, now=None):
+        rec = self.entries.get(key)
+        if rec is not None:
+            rec[USED] = int(compat.now() if now is None else now)
+            self.dirty = True
+
+    def put(self, key, info, now=None):
+        now = compat.now() if now is None else now
+        rec = compact(info, now)
+        old = self.entries.get(key)
+        if old is not None and old[:USED] == rec[:USED]:
+            old[USED] = rec[USED]
+            self.dirty = True
+            return
+        if old is None:
+            while len(self.entries) >= self.max:
+                self._evict()
+        self.entries[key] = rec
+        if self._jlines >= self.max:
+            self.flush(force=True)
+        else:
+            self.store.append(JOURNAL, [self.gen, key, rec])
+            self._jlines += 1
+
+    def _evict(self):
+        victim = None
+        for k, r in self.entries.items():
+            # (not Accepted first, then least recently used)
+            rank = (r[ST] == "Accepted", r[USED])
+            if victim is None or rank < victim[0]:
+                victim = (rank, k)
+        if victim is not None:
+            del self.entries[victim[1]]
+
+    def clear(self):
+        self.entries = {}
+        self.flush(force=True)
+
+    def flush(self, force=False):
+        """Write the snapshot under a new generation and drop the journal."""
+        if not force and not self.dirty:
+            return
+        self.gen += 1
+        self.store.save(SNAP, {"g": self.gen, "e": self.entries})
+        self.store.remove(JOURNAL)
+        self._jlines = 0
+        self.dirty = False
+        log.debug("auth", "cache snapshot: %d entries" % len(self.entries))

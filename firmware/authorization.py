@@ -1,0 +1,302 @@
+# Authorization block (OCPP 2.0.1 C01-C06, C09-C16, D01, D02): decides whether an idToken may
+# charge, from the Local Authorization List, the Authorization Cache and Authorize requests;
+# GroupId and Master Pass stop rules; ClearCache, SendLocalList, GetLocalListVersion.
+#
+# Tokens are compared case-insensitively (part 2 C 1.1) and stored only as a truncated SHA-256
+# of "type:TOKEN" (C10.FR.12), which is also a bounded-size key.
+import binascii
+import hashlib
+import json
+
+from firmware import compat, log
+from firmware.rpc import CallError, Offline
+from firmware.auth_cache import AuthCache, expand
+from firmware.local_list import LocalList
+
+AUTH = "AuthCtrlr"
+CACHE = "AuthCacheCtrlr"
+LIST = "LocalAuthListCtrlr"
+
+NO_AUTH = "NoAuthorization"
+HEX_TYPES = ("ISO14443", "ISO15693")
+CACHE_FLUSH_MS = 300000  # last-use times reach flash at most this late (see auth_cache)
+
+
+def normalise(id_token):
+    """A clean IdTokenType dict; RFID UIDs as upper-case hex."""
+    t = id_token.get("type") or "ISO14443"
+    s = id_token.get("idToken") or ""
+    if t in HEX_TYPES:
+        s = s.strip().upper()
+    return {"idToken": s, "type": t}
+
+
+def token_from_uid(uid):
+    """IdTokenType for an RFID UID read by the reader: 4/7/10-byte ISO 14443 UIDs, 8-byte
+    ISO 15693 UIDs, byte 0 first (part 2 C 1.1 note)."""
+    return {"idToken": binascii.hexlify(bytes(uid)).decode().upper(),
+            "type": "ISO15693" if len(uid) == 8 else "ISO14443"}
+
+
+def token_key(id_token):
+    text = "%s:%s" % (id_token.get("type") or "", (id_token.get("idToken") or "").upper())
+    return binascii.hexlify(hashlib.sha256(text.encode()).digest()[:10]).decode()
+
+
+def _same_token(a, b):
+    return bool(a and b) and a.get("type") == b.get("type") and \
+        (a.get("idToken") or "").upper() == (b.get("idToken") or "").upper()
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.dm = station.dm
+        self.cache = AuthCache(station.store)
+        self.list = LocalList(station.store)
+        self.last_source = None  # where the last authorize() decision came from (console/tests)
+        self.authorize_requests = 0
+        r = station.rpc
+        r.register("ClearCache", self._on_clear_cache)
+        r.register("SendLocalList", self._on_send_local_list)
+        r.register("GetLocalListVersion", self._on_get_local_list_version)
+        try:
+            self.dm.provide(LIST, "Entries", lambda e, c: self.list.count)
+        except KeyError:
+            pass
+        station.on("start", self._on_start)
+        station.on("console", self._on_console)
+
+    # ---------------------------------------------------------------- settings
+    def _flag(self, comp, var, default):
+        v = self.dm.get(comp, var)
+        return default if v is None else v
+
+    def cache_enabled(self):
+        return self._flag(CACHE, "Enabled", True) and self._flag(CACHE, "Available", True)
+
+    def list_enabled(self):
+        return self._flag(LIST, "Enabled", True) and self._flag(LIST, "Available", True)
+
+    def online(self):
+        return self.st.connected and self.st.boot_status == "Accepted"
+
+    # ---------------------------------------------------------------- lookups
+    def local_info(self, id_token):
+        """(idTokenInfo, source) from the Local Authorization List (priority, C13.FR.01) or the
+        Authorization Cache, without asking the CSMS; (None, None) when unknown."""
+        key = token_key(id_token)
+        if self.list_enabled():
+            info = self.list.lookup(key)
+            if info is not None:
+                return info, "list"
+        if self.cache_enabled():
+            rec = self.cache.lookup(key, self._flag(CACHE, "LifeTime", 86400))
+            if rec is not None:
+                return expand(rec), "cache"
+        return None, None
+
+    def _use(self, id_token, info, source):
+        self.last_source = source
+        if source == "cache":
+            self.cache.touch(token_key(id_token))
+        return info
+
+    # ---------------------------------------------------------------- API for transactions
+    async def authorize(self, id_token, evse_id=None):
+        """idTokenInfo deciding whether `id_token` may charge (start or stop). Only an
+        Accepted status authorizes; see may_start() for the extra start rules."""
+        tok = normalise(id_token)
+        if tok["type"] == NO_AUTH or not self._flag(AUTH, "Enabled", True):
+            self.last_source = "none"
+            return {"status": "Accepted"}
+        info, source = self.local_info(tok)
+        if self.online():
+            if info is not None:
+                if info.get("status") == "Accepted":
+                    if self._flag(AUTH, "LocalPreAuthorize", False):
+                        return self._use(tok, info, source)  # C12.FR.02, C14.FR.02
+                elif self._flag(CACHE if source == "cache" else LIST, "DisablePostAuthorize", False):
+                    return self._use(tok, info, source)
+            if self._flag(AUTH, "DisableRemoteAuthorization", False):
+                if info is not None:
+                    return self._use(tok, info, source)
+                self.last_source = "none"
+                return {"status": "Unknown"}
+            try:
+                self.authorize_requests += 1
+                resp = await self.st.call("Authorize", {"idToken": tok}, wait_online=False)
+                got = resp.get("idTokenInfo") or {"status": "Invalid"}
+                self.learn(tok, got)  # C10.FR.04
+                self.last_source = "csms"
+                return got
+            except (Offline, compat.TimeoutError, CallError) as e:
+                log.warn("auth", "Authorize failed (%r): deciding offline" % (e,))
+        # Offline (C13, C15)
+        if info is not None:
+            if self._flag(AUTH, "LocalAuthorizeOffline", True):
+                return self._use(tok, info, source)
+            self.last_source = "offline"
+            return {"status": "Unknown"}
+        if self._flag(AUTH, "OfflineTxForUnknownIdEnabled", False):
+            self.last_source = "offline-unknown"
+            return {"status": "Accepted"}  # C15.FR.08; never cached (C15.FR.01)
+        self.last_source = "offline"
+        return {"status": "Unknown"}
+
+    def learn(self, id_token, id_token_info):
+        """Update the cache from an idTokenInfo the CSMS sent for `id_token` (Authorize or
+        TransactionEvent response, C10.FR.04/.05, C12.FR.06)."""
+        if not id_token or not isinstance(id_token_info, dict):
+            return
+        tok = normalise(id_token)
+        if tok["type"] == NO_AUTH or not self.cache_enabled():  # C02.FR.03, C10.FR.11
+            return
+        try:
+            self.cache.put(token_key(tok), id_token_info)
+        except OSError as e:
+            log.warn("auth", "cache not persisted: %s" % (e,))
+
+    def master_pass_group(self):
+        return self.dm.get(AUTH, "MasterPassGroupId") or None
+
+    def is_master_pass(self, info):
+        mp = self.master_pass_group()
+        g = info.get("groupIdToken") if info else None
+        return bool(mp and g and (g.get("idToken") or "").upper() == mp.upper())
+
+    def may_start(self, info, evse_id=None):
+        """True when `info` lets a transaction start (on `evse_id`): Accepted, not a Master
+        Pass (C12.FR.09, C16.FR.03), and the EVSE allowed (C01.FR.21)."""
+        if not info or info.get("status") != "Accepted" or self.is_master_pass(info):
+            return False
+        allowed = info.get("evseId")
+        return not allowed or evse_id is None or evse_id in allowed
+
+    def stop_allowed(self, start_token, start_info, stop_token, stop_info):
+        """Whether `stop_token` may end the authorization given by `start_token`: the same
+        token always (C01.FR.03a); otherwise an Accepted token of the same group (C09.FR.03,
+        C09.FR.11) or of the Master Pass group (C16)."""
+        if _same_token(normalise(start_token), normalise(stop_token)):
+            return True
+        if not stop_info or stop_info.get("status") != "Accepted":
+            return False
+        if self.is_master_pass(stop_info):
+            return True
+        g1 = start_info.get("groupIdToken") if start_info else None
+        g2 = stop_info.get("groupIdToken")
+        return bool(g1 and g2 and g1.get("idToken") and _same_token(g1, g2))
+
+    async def authorize_stop(self, start_token, start_info, stop_token):
+        """(allowed, stop idTokenInfo) for a token presented during a transaction: decided
+        locally when possible (C01.FR.03, C09.FR.07), else by authorize() (C09.FR.05)."""
+        if _same_token(normalise(start_token), normalise(stop_token)):
+            self.last_source = "same"
+            return True, start_info
+        tok = normalise(stop_token)
+        info, source = self.local_info(tok)
+        if info is not None and info.get("status") == "Accepted" and \
+                self.stop_allowed(start_token, start_info, tok, info):
+            return True, self._use(tok, info, source)
+        info = await self.authorize(tok)
+        return self.stop_allowed(start_token, start_info, tok, info), info
+
+    # ---------------------------------------------------------------- CSMS requests
+    def _on_clear_cache(self, payload):
+        if not self.cache_enabled():
+            return {"status": "Rejected"}  # C11.FR.04
+        try:
+            self.cache.clear()
+        except OSError as e:
+            log.warn("auth", "ClearCache failed: %s" % (e,))
+            return {"status": "Rejected"}  # C11.FR.05
+        return {"status": "Accepted"}
+
+    def _on_get_local_list_version(self, payload):
+        # D02.FR.01-03: 0 when disabled or never sent.
+        return {"versionNumber": self.list.version if self.list_enabled() else 0}
+
+    def _on_send_local_list(self, payload):
+        items = payload.get("localAuthorizationList") or []
+        limit = self.dm.get(LIST, "ItemsPerMessage")
+        if limit and len(items) > limit:
+            raise CallError("OccurrenceConstraintViolation",
+                            "at most %d entries per SendLocalList" % limit)
+        limit = self.dm.get(LIST, "BytesPerMessage")
+        if limit and len(json.dumps(payload)) > limit:
+            raise CallError("FormatViolation", "SendLocalList larger than %d bytes" % limit)
+        version = payload.get("versionNumber")
+        full = payload.get("updateType") == "Full"
+        if not self.list_enabled() or not isinstance(version, int) or version <= 0:
+            return {"status": "Failed"}  # D01.FR.18: version 0 means "no list"
+        if not full and version <= self.list.version:
+            return {"status": "VersionMismatch"}  # D01.FR.19
+        entries = []
+        for item in items:
+            tok = item.get("idToken") or {}
+            info = item.get("idTokenInfo")
+            if not tok.get("idToken") and tok.get("type") != NO_AUTH or (full and info is None):
+                return {"status": "Failed"}
+            entries.append((token_key(normalise(tok)), info))
+        most = self.dm.max_limit(LIST, "Entries") or 100
+        try:
+            if full:
+                keys = set(k for k, _ in entries)
+                if len(keys) != len(entries) or len(entries) > most:
+                    return {"status": "Failed"}  # D01.FR.06
+                self.list.replace(entries, version)
+            else:
+                count, why = self.list.plan(entries)
+                if count is None or count > most:
+                    log.warn("auth", "SendLocalList refused: %s" % (why or "list full"))
+                    return {"status": "Failed"}
+                self.list.apply(entries, version)
+        except (OSError, ValueError) as e:
+            log.warn("auth", "SendLocalList failed: %s" % (e,))
+            return {"status": "Failed"}
+        return {"status": "Accepted"}
+
+    # ---------------------------------------------------------------- housekeeping
+    def _on_start(self):
+        return self._flush_loop()
+
+    async def _flush_loop(self):
+        while True:
+            await compat.sleep_ms(CACHE_FLUSH_MS)
+            try:
+                self.cache.flush()
+            except OSError as e:
+                log.warn("auth", "cache flush failed: %s" % (e,))
+
+    # ---------------------------------------------------------------- console
+    def _on_console(self, console):
+        console.commands["auth"] = self._console
+
+    async def _console(self, args):
+        """auth TOKEN [TYPE] [EVSE] | auth stop START STOP [TYPE] | auth cache | auth list |
+        auth flush"""
+        if not args:
+            return {"usage": "auth TOKEN [TYPE] [EVSE] | auth stop START STOP [TYPE] | "
+                             "auth cache | auth list | auth flush"}
+        if args[0] == "cache":
+            return {"entries": len(self.cache), "enabled": bool(self.cache_enabled()),
+                    "requests": self.authorize_requests}
+        if args[0] == "list":
+            return {"entries": self.list.count, "version": self.list.version,
+                    "bytes": self.list.size(), "enabled": bool(self.list_enabled())}
+        if args[0] == "flush":
+            self.cache.flush(force=True)
+            return {"entries": len(self.cache)}
+        if args[0] == "stop" and len(args) >= 3:
+            t = args[3] if len(args) > 3 else "ISO14443"
+            start = {"idToken": args[1], "type": t}
+            start_info, _ = self.local_info(start)
+            if start_info is None:
+                start_info = await self.authorize(start)
+            ok, info = await self.authorize_stop(start, start_info, {"idToken": args[2], "type": t})
+            return {"allowed": ok, "idTokenInfo": info, "source": self.last_source}
+        tok = {"idToken": args[0], "type": args[1] if len(args) > 1 else "ISO14443"}
+        evse = int(args[2]) if len(args) > 2 else None
+        info = await self.authorize(tok, evse)
+        return {"idTokenInfo": info, "source": self.last_source,
+                "mayStart": self.may_start(info, evse)}
