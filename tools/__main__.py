@@ -1,0 +1,45 @@
+"""python -m tools <command> [args]: build | deploy | flash | diag | bench | gen-schemas"""
+import importlib
+import sys
+
+COMMANDS = {
+    "build": ("tools.build", "compile firmware/ + board/ to dist/ (.mpy, sizes, manifest, romfs)"),
+    "deploy": ("tools.deploy", "copy dist/ and a config to a board with mpremote"),
+    "flash": ("tools.flash", "erase + write a MicroPython image you supply, with esptool"),
+    "diag": ("tools.diag", "serial console client for a running station"),
+    "bench": ("tools.bench", "footprint and performance figures"),
+    "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
+}
+
+
+def usage(out=None):
+    out = out or sys.stdout
+    print("usage: python -m tools <command> [args]\n\ncommands:", file=out)
+    for name, (_, text) in COMMANDS.items():
+        print("  %-12s %s" % (name, text), file=out)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        usage()
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print("unknown command %r\n" % name, file=sys.stderr)
+        usage(sys.stderr)
+        return 2
+    modname = COMMANDS[name][0]
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError as e:
+        if getattr(e, "name", None) == modname:
+            print("`%s` is not available in this checkout (%s is missing)" % (name, modname),
+                  file=sys.stderr)
+            return 2
+        raise
+    return mod.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

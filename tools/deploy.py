@@ -1,0 +1,62 @@
+"""`python -m tools deploy CONNECT`: copy dist/ (and a config) to a board with mpremote.
+
+CONNECT is what `mpremote connect` takes: a port (/dev/ttyUSB0, COM3, a pty) or a
+shortcut such as `auto`. --resume keeps the running session (needed for the unix port on a
+pty, which a soft reset would end)."""
+import argparse
+import os
+import shutil
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def commands(connect, dist, config=None, resume=False, reset=False, romfs=False):
+    """The mpremote invocations deploy runs, as argument lists (cwd = dist)."""
+    exe = shutil.which("mpremote") or "mpremote"
+    head = [exe, "connect", connect] + (["resume"] if resume else [])
+    cmds = []
+    if romfs and os.path.exists(os.path.join(dist, "romfs.img")):
+        cmds.append(head + ["romfs", "deploy", os.path.join(dist, "romfs.img")])
+    else:
+        cmds.append(head + ["cp", "-r", "firmware", "board", ":"])
+    cmds.append(head + ["cp", "boot.py", "main.py", ":"])
+    if config:
+        cmds.append(head + ["cp", os.path.abspath(config), ":config.json"])
+    if reset:
+        cmds.append(head + ["reset"])
+    return cmds
+
+
+def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=False,
+           dry_run=False, log=print, timeout=300):
+    dist = dist or os.path.join(ROOT, "dist")
+    if not os.path.isdir(os.path.join(dist, "firmware")):
+        raise SystemExit("%s has no build: run `python -m tools build` first" % dist)
+    if config and not os.path.isfile(config):
+        raise SystemExit("config file %s not found (start from board/config.example.json)"
+                         % config)
+    cmds = commands(connect, dist, config, resume, reset, romfs)
+    for i, c in enumerate(cmds, 1):
+        log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))
+        if dry_run:
+            continue
+        p = subprocess.run(c, cwd=dist, timeout=timeout)
+        if p.returncode != 0:
+            raise SystemExit("mpremote failed (exit %d) on step %d" % (p.returncode, i))
+    return cmds
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools deploy", description=__doc__)
+    ap.add_argument("connect", help="mpremote connect string, e.g. /dev/ttyUSB0 or auto")
+    ap.add_argument("--config", help="JSON config to install as /config.json")
+    ap.add_argument("--dist", help="build directory (default dist/)")
+    ap.add_argument("--resume", action="store_true", help="do not soft-reset the board")
+    ap.add_argument("--reset", action="store_true", help="hard-reset the board afterwards")
+    ap.add_argument("--romfs", action="store_true", help="deploy dist/romfs.img to the ROMFS "
+                    "partition instead of copying .mpy files (MicroPython >= 1.25 builds)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands only")
+    a = ap.parse_args(argv)
+    deploy(a.connect, a.dist, a.config, a.resume, a.reset, a.romfs, a.dry_run)
+    return 0
