@@ -8,9 +8,11 @@ from firmware.device_model import DeviceModel
 from firmware.msg_queue import MessageQueue
 
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
-BLOCKS = ("provisioning", "variables", "availability", "authorization", "data_transfer")
+BLOCKS = ("security", "provisioning", "variables", "availability", "authorization",
+          "remote_control", "data_transfer")
 
 COMM = "OCPPCommCtrlr"
+CSMS_ROOT = "csms_root.pem"
 # Largest incoming message accepted (bigger ones are refused with close 1009). Each received
 # message needs about 3x its size in heap on MicroPython, so this is sized for a ~110 KB heap.
 MAX_MESSAGE = 20000
@@ -44,6 +46,10 @@ class Station:
         self._accepted_ev = compat.asyncio.Event()
         self._may_send = ()  # actions allowed before Accepted besides BootNotification
         self.queue = MessageQueue(self)
+        # Network connection profiles (B09/B10); the provisioning block installs its store
+        # here. Without it the station connects to csms_url only.
+        self.net = None
+        self.slot = None  # configuration slot of the current / last connection
         self.blocks = {}
         for name in blocks:
             mod = __import__("firmware." + name, None, None, ("Block",))
@@ -61,6 +67,31 @@ class Station:
                     self.spawn(r)
             except Exception as e:
                 log.exc("station", "listener for %s failed" % event, e)
+
+    async def emit_wait(self, event, timeout_ms, *args):
+        """emit() and then wait, at most timeout_ms, until the coroutines the listeners
+        returned have finished (e.g. "reset": end transactions before the reboot)."""
+        tasks = []
+        for fn in self._listeners.get(event, ()):
+            try:
+                r = fn(*args)
+                if hasattr(r, "send"):
+                    tasks.append(self.spawn(r))
+            except Exception as e:
+                log.exc("station", "listener for %s failed" % event, e)
+        t0 = compat.ticks_ms()
+        while tasks and compat.ticks_diff(compat.ticks_ms(), t0) < timeout_ms:
+            tasks = [t for t in tasks if not t.done()]
+            if tasks:
+                await compat.sleep_ms(20)
+
+    def security_event(self, kind, tech_info=None):
+        """Record a security event (A04): logged on flash, critical ones sent to the CSMS."""
+        sec = self.blocks.get("security")
+        if sec is not None:
+            sec.event(kind, tech_info)
+        else:
+            log.info("security", "%s %s" % (kind, tech_info or ""))
 
     def spawn(self, coro):
         t = compat.create_task(coro)
@@ -117,6 +148,16 @@ class Station:
         from firmware.ws import quote_identity
         return self.csms_url + "/" + quote_identity(self.identity)
 
+    def ca_file(self):
+        """The CSMS root certificate(s) for TLS: one installed in the data directory
+        (CSMSRootCertificate, written by certificate management) or the installer's --cafile."""
+        p = self.store.path(CSMS_ROOT)
+        if compat.path_exists(p):
+            return p
+        if self.cafile and compat.path_exists(self.cafile):
+            return self.cafile
+        return None
+
     def backoff_ms(self, attempt):
         """Wait before reconnect attempt number `attempt` (0 = first after a loss):
         RetryBackOffWaitMinimum doubled per attempt up to RetryBackOffRepeatTimes, plus
@@ -127,37 +168,81 @@ class Station:
         rep = dm.get(COMM, "RetryBackOffRepeatTimes") or 0
         return int((wait * (1 << min(attempt, rep))) * 1000) + compat.random_int(0, int(rng * 1000))
 
-    async def _connect_once(self):
+    def _candidates(self):
+        """[(slot, NetworkConnectionProfile)] in the order to try them."""
+        if self.net is not None:
+            c = self.net.candidates()
+            if c:
+                return c
+        return [(None, {"ocppCsmsUrl": self.csms_url})]
+
+    async def _connect_once(self, profile):
         from firmware import ws as wsmod
-        pw = self.password
-        sec_pw = self.dm.get("SecurityCtrlr", "BasicAuthPassword")
-        if sec_pw:
-            pw = sec_pw
+        pw = self.dm.get("SecurityCtrlr", "BasicAuthPassword") or self.password
+        url = profile["ocppCsmsUrl"].rstrip("/")
+        self.csms_url = url
+        t = profile.get("messageTimeout")
         return await wsmod.connect(
-            self.url(), username=self.identity if pw else None, password=pw, cafile=self.cafile,
-            max_size=MAX_MESSAGE, timeout_ms=self.message_timeout_ms())
+            self.url(), username=self.identity if pw else None, password=pw,
+            cafile=self.ca_file() if url.startswith("wss:") else None,
+            timeout_ms=int(t * 1000) if t else self.message_timeout_ms())
+
+    def _connect_failed(self, e, reported):
+        """Security events for a failed connection, once per failure streak (A00.FR.316)."""
+        text = "%s" % (e,)
+        if "HTTP 401" in text:
+            kind = "FailedToAuthenticateAtCsms"
+        elif "certificate verification failed" in text:
+            kind = "InvalidCsmsCertificate"
+        else:
+            return
+        if kind not in reported:
+            reported.append(kind)
+            self.security_event(kind, "%s: %s" % (self.csms_url, text))
 
     async def _connection_loop(self):
+        # B10.FR.04: the priority order is read once per boot, so a new
+        # NetworkConfigurationPriority takes effect after a reboot.
+        cands = self._candidates()
+        idx = 0
+        fails = 0
         attempt = -1  # the first connection at boot is immediate
+        reported = []
         while self.running:
             if attempt >= 0:
                 delay = self.backoff_ms(attempt)
                 self.emit("backoff", attempt, delay)
                 log.info("net", "reconnecting in %d ms (attempt %d)" % (delay, attempt + 1))
                 await compat.sleep_ms(delay)
+            slot, profile = cands[idx]
             try:
-                ws = await self._connect_once()
+                ws = await self._connect_once(profile)
             except Exception as e:
                 self.last_error = "%s" % (e,)
                 log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))
+                self._connect_failed(e, reported)
                 attempt += 1
+                fails += 1
+                # B10.FR.03: NetworkProfileConnectionAttempts per entry, then the next one;
+                # the list ends with the last profile that worked (B10.FR.07).
+                if len(cands) > 1 and fails >= (self.dm.get(COMM, "NetworkProfileConnectionAttempts") or 1):
+                    idx = (idx + 1) % len(cands)
+                    fails = 0
+                    log.info("net", "trying network profile slot %s" % (cands[idx][0],))
                 continue
             attempt = 0
+            fails = 0
+            reported = []
             self.connects += 1
+            if self.slot != slot and self.slot is not None and self.boot_status == "Accepted":
+                self.set_boot_status(None)  # B10: a new profile means a new BootNotification
+            self.slot = slot
+            if self.net is not None:
+                self.net.connected(slot, profile)
             self._ws = ws
             self.connected = True
             self._online_ev.set()
-            log.info("net", "connected to %s" % self.csms_url)
+            log.info("net", "connected to %s (slot %s)" % (self.csms_url, slot))
             self.emit("connected")
             ka = compat.create_task(ws.keepalive(self.dm.get(COMM, "WebSocketPingInterval") or 0))
             reason = await self.rpc.serve(ws)
@@ -205,6 +290,7 @@ class Station:
     def reboot(self, reason):
         """Record why we restart (the next BootNotification reports it) and reboot."""
         self.store.save("boot.json", {"reason": reason})
+        self.security_event("ResetOrReboot", reason)
         log.info("station", "rebooting: %s" % reason)
         self.board.reboot()
 
@@ -223,6 +309,7 @@ class Station:
             "boot": self.boot_status,
             "connected": self.connected,
             "csms": self.csms_url,
+            "slot": self.slot,
             "identity": self.identity,
             "last_error": self.last_error,
             "queue": self.queue.depth(),

@@ -1,0 +1,119 @@
+# Security block (OCPP 2.0.1 part 2, A04 and the security-log side of A00/A01/A05).
+#
+# station.security_event(type, tech_info) writes every event to a bounded security log on
+# flash and queues the critical ones (appendix "Security events") as SecurityEventNotification
+# in the persistent outbox, so they reach the CSMS in order after a reconnect or reboot.
+#
+# The log is a ring of two journals of at most LOG_BYTES each: when the current one is full
+# the older one is deleted and writing continues in it, so flash use never exceeds
+# 2 * LOG_BYTES and the newest LOG_BYTES are always kept. Never pass secrets as tech_info.
+import json
+
+from firmware import compat, log
+
+LOG_FILES = ("seclog.0.jnl", "seclog.1.jnl")
+LOG_BYTES = 8192
+MAX_TECH_INFO = 255  # SecurityEventNotificationRequest.techInfo maxLength
+MAX_TYPE = 50
+
+# Appendix 1 (security_events.csv), Critical = Yes.
+CRITICAL = (
+    "FirmwareUpdated", "SettingSystemTime", "StartupOfTheDevice", "ResetOrReboot",
+    "SecurityLogWasCleared", "MemoryExhaustion", "TamperDetectionActivated",
+    "InvalidFirmwareSignature", "InvalidFirmwareSigningCertificate", "InvalidCsmsCertificate",
+    "InvalidChargingStationCertificate", "InvalidTLSVersion", "InvalidTLSCipherSuite",
+    "MaintenanceLoginAccepted", "MaintenanceLoginFailed",
+)
+
+# passwordString (part 2, 2.1.x primitive types): these characters only.
+_PW_SPECIAL = "*-_=:+|@."
+
+
+def password_reason(value):
+    """None when `value` is a valid BasicAuthPassword (A00.FR.205), else a reasonCode."""
+    for ch in value:
+        if not (("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch in _PW_SPECIAL):
+            return "InvalidValue"
+    return None
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.logged = 0
+        self.queued = 0
+        # Each journal starts with a ["#", generation] record; the newer one is written to.
+        g0, g1 = self._generation(0), self._generation(1)
+        self._cur = 1 if g1 > g0 else 0
+        self._gen = max(g0, g1, 0)
+        self._size = station.store.size(LOG_FILES[self._cur])
+        station.dm.check("SecurityCtrlr", "BasicAuthPassword", password_reason)
+        station.on("console", self._console)
+
+    # ---------------------------------------------------------------- events
+    def event(self, kind, tech_info=None):
+        ts = compat.iso8601()
+        kind = kind[:MAX_TYPE]
+        if tech_info is not None:
+            tech_info = str(tech_info)[:MAX_TECH_INFO]
+        self._append([ts, kind, tech_info])
+        log.info("security", "%s%s" % (kind, "" if tech_info is None else ": " + tech_info))
+        if kind in CRITICAL:
+            payload = {"type": kind, "timestamp": ts}
+            if tech_info:
+                payload["techInfo"] = tech_info
+            try:
+                self.st.queue.put("SecurityEventNotification", payload)
+                self.queued += 1
+            except Exception as e:  # outbox full: the event stays in the log
+                log.exc("security", "cannot queue %s" % kind, e)
+
+    def _generation(self, i):
+        try:
+            with open(self.st.store.path(LOG_FILES[i])) as f:
+                rec = json.loads(f.readline())
+            return rec[1] if rec[0] == "#" else -1
+        except (OSError, ValueError, IndexError, TypeError, KeyError):
+            return -1
+
+    def _append(self, rec):
+        line = json.dumps(rec) + "\n"
+        store = self.st.store
+        try:
+            if self._size == 0 or self._size + len(line) > LOG_BYTES:
+                if self._size:
+                    self._cur ^= 1
+                    self._gen += 1
+                store.remove(LOG_FILES[self._cur])
+                store.append(LOG_FILES[self._cur], ["#", self._gen])
+                self._size = store.size(LOG_FILES[self._cur])
+            store.append(LOG_FILES[self._cur], rec)
+        except OSError as e:
+            log.exc("security", "security log write failed", e)
+            return
+        self._size += len(line)
+        self.logged += 1
+
+    def records(self, n=20):
+        """The newest n log records, oldest first, as [timestamp, type, techInfo]."""
+        out = []
+        older = self._cur ^ 1
+        for i in (older, self._cur):
+            for rec in self.st.store.records(LOG_FILES[i]):
+                if rec and rec[0] == "#":
+                    continue
+                out.append(rec)
+                if len(out) > n:
+                    out.pop(0)
+        return out
+
+    # ---------------------------------------------------------------- console
+    def _console(self, console):
+        console.commands["seclog"] = self._cmd_seclog
+
+    def _cmd_seclog(self, args):
+        try:
+            n = int(args[0]) if args else 20
+        except ValueError:
+            n = 20
+        return {"records": self.records(max(1, min(n, 100)))}
