@@ -68,7 +68,8 @@ async def console_task(console, reader=None, write=None):
             continue
         if isinstance(line, bytes):
             line = line.decode("utf-8", "ignore")
-        line = line.strip()
+        # drop control bytes: tools like mpremote leave Ctrl-B/Ctrl-C behind on the line
+        line = "".join(c for c in line if c >= " ").strip()
         if not line:
             continue
         try:
@@ -78,10 +79,28 @@ async def console_task(console, reader=None, write=None):
         write(json.dumps(reply))
 
 
+def board_status(args=None):
+    """Console command `board`: pilot levels, relay, faults and safety state per EVSE."""
+    b = ctx.get("board")
+    out = {"ok": True, "safety": [s.status() for s in ctx.get("safeties", ())]}
+    if b is not None and hasattr(b, "status"):
+        out["evses"] = b.status()
+    return out
+
+
+def add_board_command(console):
+    console.commands["board"] = board_status
+
+
 async def start_network(cfg):
     if not cfg.get("wifi"):
         return None
-    from board import net
+    try:
+        from board import net
+        import network  # noqa: F401
+    except ImportError:
+        log.warn("main", "no `network` module on this port: WiFi left to the OS")
+        return None
     w = cfg["wifi"]
     wifi = net.Wifi(w["ssid"], w["password"], w["hostname"])
     ctx["wifi"] = wifi
@@ -122,6 +141,8 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
         log.exc("main", "station could not start", e)
     ctx["station"] = station
     if station is not None:
+        if hasattr(station, "on"):
+            station.on("console", add_board_command)
         try:
             from firmware.console import Console
             console = Console(station)
@@ -134,10 +155,10 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
         await compat.sleep_ms(60000)
 
 
-def main():
+def main(config_path=None):
     from board import config
     try:
-        cfg = config.load()
+        cfg = config.load(config_path or config.PATH)
     except config.ConfigError as e:
         print("CONFIG ERROR:", e)
         return

@@ -11,16 +11,17 @@ import subprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def commands(connect, dist, config=None, resume=False, reset=False, romfs=False):
-    """The mpremote invocations deploy runs, as argument lists (cwd = dist)."""
+def commands(connect, dist, config=None, resume=False, reset=False, romfs=False, dest=":"):
+    """The mpremote invocations deploy runs, as argument lists (cwd = dist). `dest` is the
+    device directory (":" = flash root; the unix port on a pty needs ":.")."""
     exe = shutil.which("mpremote") or "mpremote"
     head = [exe, "connect", connect] + (["resume"] if resume else [])
     cmds = []
     if romfs and os.path.exists(os.path.join(dist, "romfs.img")):
         cmds.append(head + ["romfs", "deploy", os.path.join(dist, "romfs.img")])
     else:
-        cmds.append(head + ["cp", "-r", "firmware", "board", ":"])
-    cmds.append(head + ["cp", "boot.py", "main.py", ":"])
+        cmds.append(head + ["cp", "-r", "firmware", "board", dest])
+    cmds.append(head + ["cp", "boot.py", "main.py", dest])
     if config:
         cmds.append(head + ["cp", os.path.abspath(config), ":config.json"])
     if reset:
@@ -29,14 +30,14 @@ def commands(connect, dist, config=None, resume=False, reset=False, romfs=False)
 
 
 def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=False,
-           dry_run=False, log=print, timeout=300):
+           dry_run=False, log=print, timeout=300, dest=":"):
     dist = dist or os.path.join(ROOT, "dist")
     if not os.path.isdir(os.path.join(dist, "firmware")):
         raise SystemExit("%s has no build: run `python -m tools build` first" % dist)
     if config and not os.path.isfile(config):
         raise SystemExit("config file %s not found (start from board/config.example.json)"
                          % config)
-    cmds = commands(connect, dist, config, resume, reset, romfs)
+    cmds = commands(connect, dist, config, resume, reset, romfs, dest)
     for i, c in enumerate(cmds, 1):
         log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))
         if dry_run:
@@ -56,7 +57,9 @@ def main(argv=None):
     ap.add_argument("--reset", action="store_true", help="hard-reset the board afterwards")
     ap.add_argument("--romfs", action="store_true", help="deploy dist/romfs.img to the ROMFS "
                     "partition instead of copying .mpy files (MicroPython >= 1.25 builds)")
+    ap.add_argument("--dest", default=":", help="device directory (default ':' = root; "
+                    "use ':.' for the unix port on a pty)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     a = ap.parse_args(argv)
-    deploy(a.connect, a.dist, a.config, a.resume, a.reset, a.romfs, a.dry_run)
+    deploy(a.connect, a.dist, a.config, a.resume, a.reset, a.romfs, a.dry_run, dest=a.dest)
     return 0
