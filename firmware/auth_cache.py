@@ -54,6 +54,10 @@ class AuthCache:
     def __len__(self):
         return len(self.entries)
 
+    def storage_bytes(self):
+        """Flash used by the cache (AuthCacheCtrlr.Storage)."""
+        return self.store.size(SNAP) + self.store.size(JOURNAL)
+
     def _load(self):
         snap = self.store.load(SNAP, None)
         if isinstance(snap, dict):

@@ -60,10 +60,9 @@ class Block:
         r.register("ClearCache", self._on_clear_cache)
         r.register("SendLocalList", self._on_send_local_list)
         r.register("GetLocalListVersion", self._on_get_local_list_version)
-        try:
-            self.dm.provide(LIST, "Entries", lambda e, c: self.list.count)
-        except KeyError:
-            pass
+        self.dm.provide(LIST, "Entries", lambda e, c: self.list.count)
+        self.dm.provide(LIST, "Storage", lambda e, c: self.list.size())
+        self.dm.provide("AuthCacheCtrlr", "Storage", lambda e, c: self.cache.storage_bytes())
         station.on("start", self._on_start)
         station.on("console", self._on_console)
 

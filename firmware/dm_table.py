@@ -104,6 +104,7 @@ ROWS = (
     (C_AUTH, "Enabled", None, RW, BOOL, None, None, None, None, True),
     (C_AUTH, "LocalAuthorizeOffline", None, RW, BOOL, None, None, None, None, True),
     (C_AUTH, "LocalPreAuthorize", None, RW, BOOL, None, None, None, None, False),
+    (C_AUTH, "MasterPassGroupId", None, RW, STR, None, None, 36, None, None),
     (C_AUTH, "OfflineTxForUnknownIdEnabled", None, RW, BOOL, None, None, None, None, False),
     # ---- AuthCacheCtrlr (C10..C12)
     (C_CACHE, "Available", None, RO | CONST, BOOL, None, None, None, None, True),
@@ -111,7 +112,7 @@ ROWS = (
     (C_CACHE, "Enabled", None, RW, BOOL, None, None, None, None, True),
     (C_CACHE, "LifeTime", None, RW, INT, "s", 0, 31536000, None, 86400),
     (C_CACHE, "Policy", None, RW, OPT, None, None, None, "LRU", "LRU"),
-    (C_CACHE, "Storage", None, RO | CONST, INT, "B", None, None, None, 4096),
+    (C_CACHE, "Storage", None, RO, INT, "B", None, 4096, None, 0),
     # ---- LocalAuthListCtrlr (D01, D02, C13, C14)
     (C_LIST, "Available", None, RO | CONST, BOOL, None, None, None, None, True),
     (C_LIST, "BytesPerMessage", None, RO | CONST, INT, "B", None, None, None, BYTES),
@@ -119,7 +120,7 @@ ROWS = (
     (C_LIST, "Enabled", None, RW, BOOL, None, None, None, None, True),
     (C_LIST, "Entries", None, RO, INT, None, None, 100, None, 0),
     (C_LIST, "ItemsPerMessage", None, RO | CONST, INT, None, None, None, None, ITEMS),
-    (C_LIST, "Storage", None, RO | CONST, INT, "B", None, None, None, 8192),
+    (C_LIST, "Storage", None, RO, INT, "B", None, 16384, None, 0),
     # ---- TxCtrlr (E01..E14)
     (C_TX, "EVConnectionTimeOut", None, RW, INT, "s", 1, 3600, None, 60),
     (C_TX, "MaxEnergyOnInvalidId", None, RW, INT, "Wh", 0, 1000000, None, 0),
