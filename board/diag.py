@@ -69,3 +69,24 @@ def config():
     """The active configuration with passwords and keys masked."""
     from board.config import redact
     return _print(redact(ctx.get("cfg") or {}))
+
+
+def calibrate(i=0):
+    """Measure the pilot ADC at -12 V and +12 V for config "cal" (nothing plugged in, the
+    station stopped with Ctrl-C so the relay is open). Prints [raw_at_-12V, raw_at_+12V]."""
+    b = ctx.get("board")
+    if b is None:
+        return _print({"ok": False, "error": "board not started"})
+    e = b.evses[i]
+    e.relay.set(False)
+    p = e.pilot
+    p.offer(None)
+    p.sample()
+    p.sample()
+    lo = p.min_raw
+    p.offer(0)
+    p.sample()
+    p.sample()
+    hi = p.max_raw
+    return _print({"ok": lo < hi, "evse": e.id, "cal": [lo, hi],
+                   "note": "put this pair into evses[%d].pilot.cal in /config.json" % i})

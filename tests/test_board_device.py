@@ -226,3 +226,27 @@ def test_ntc_temperature_and_overtemp_hysteresis():
     assert t.over() is False
     adc.source = lambda: 0  # shorted sensor reads as hot
     assert t.over() is True
+
+
+def test_diag_calibrate_reads_both_pilot_rails():
+    from board import diag
+    from fake_machine.waves import raw
+    b = make()
+    pwm = machine.created[("pwm", 25)]
+    adc = machine.created[("adc", 36)]
+    # the ADC sees what the PWM drives: 0 % duty = -12 V, 100 % = +12 V
+    adc.source = lambda: raw(-12.0) if pwm.duty_u16() == 0 else raw(12.0)
+    diag.ctx.clear()
+    diag.ctx.update(board=b)
+    lines = []
+    import builtins
+    orig = builtins.print
+    builtins.print = lambda *a, **k: lines.append(" ".join(str(x) for x in a))
+    try:
+        diag.calibrate(0)
+    finally:
+        builtins.print = orig
+        diag.ctx.clear()
+    r = json.loads(lines[0])
+    assert r["ok"] and r["cal"] == [raw(-12.0), raw(12.0)]
+    assert pwm.duty_u16() == 65535 and machine.created[("pin", 26)].value() == 0

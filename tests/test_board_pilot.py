@@ -2,7 +2,7 @@
 # detected states, diode check, debounce. Portable (pytest and micropython).
 from fake_machine import portable  # noqa: F401  (puts the fake machine on sys.path)
 import machine
-from fake_machine.waves import PilotWave, LEVEL, NO_DIODE_LOW, CAL, raw
+from fake_machine.waves import PilotWave, LEVEL, NO_DIODE_LOW, CAL
 
 from board import pilot as P
 
