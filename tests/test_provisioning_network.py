@@ -1,0 +1,253 @@
+"""Network connection profiles and security profile upgrade (B09, B10, A05) against test
+CSMSs over loopback (plain and TLS), station on CPython and under micropython."""
+import datetime
+import ipaddress
+import socket
+import ssl
+
+import pytest
+
+from host.csms import CsmsThread
+
+FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
+        "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
+        "--set", "OCPPCommCtrlr.RetryBackOffRepeatTimes=0"]
+
+
+# ------------------------------------------------------------------ helpers
+def _ca(name):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CSO")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CSMS root, a server certificate for 127.0.0.1 signed by it, and an unrelated root."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    d = tmp_path_factory.mktemp("csms-pki")
+    ca_key, ca = _ca("CSMS Root")
+    _, other = _ca("Unrelated Root")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1"),
+                                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CSO")]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    paths = {"ca": d / "ca.pem", "other_ca": d / "other.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
+    paths["ca"].write_bytes(ca.public_bytes(pem))
+    paths["other_ca"].write_bytes(other.public_bytes(pem))
+    paths["cert"].write_bytes(cert.public_bytes(pem))
+    paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _extra_csms(ssl_context=None):
+    t = CsmsThread(quiet=True)
+    t.start(ssl_context=ssl_context)
+    return t
+
+
+def _finish(t):
+    violations = list(t.csms.schema_violations)
+    t.stop()
+    assert not violations, "station sent schema-invalid messages: %s" % violations
+
+
+@pytest.fixture
+def csms2():
+    """A second (plain) CSMS to migrate to."""
+    t = _extra_csms()
+    yield t
+    _finish(t)
+
+
+@pytest.fixture
+def tls_csms(pki):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    t = _extra_csms(ctx)
+    yield t
+    _finish(t)
+
+
+def wss_url(t):
+    return "wss://127.0.0.1:%d" % t.csms.port
+
+
+def dead_url():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "ws://127.0.0.1:%d" % port
+
+
+def booted(csms, cp, n=1, timeout=20):
+    def ok():
+        boots = csms.csms.calls("BootNotification", cp)
+        return len(boots) >= n and csms.csms.calls("StatusNotification", cp)
+    csms.wait_for(ok, timeout, "boot %d of %s" % (n, cp))
+
+
+def profile(url, sp=1, **kw):
+    d = {"ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": url,
+         "messageTimeout": 10, "securityProfile": sp, "ocppInterface": "Wired0"}
+    d.update(kw)
+    return d
+
+
+def set_profile(csms, cp, slot, data):
+    return csms.call(cp, "SetNetworkProfile", {"configurationSlot": slot, "connectionData": data})
+
+
+def set_var(csms, cp, comp, var, value):
+    r = csms.call(cp, "SetVariables", {"setVariableData": [
+        {"component": {"name": comp}, "variable": {"name": var}, "attributeValue": value}]})
+    return r["setVariableResult"][0]
+
+
+def get_var(csms, cp, comp, var):
+    r = csms.call(cp, "GetVariables", {"getVariableData": [
+        {"component": {"name": comp}, "variable": {"name": var}}]})
+    return r["getVariableResult"][0].get("attributeValue")
+
+
+# ------------------------------------------------------------------ B09
+def test_TC_B_43_CS_set_network_profile_rejected(csms, station):
+    st = station()
+    cp = st.identity
+    booted(csms, cp)
+    url = csms.csms.url()
+    bad = [
+        (9, profile(url)),                                    # B09.FR.05: slot not in valuesList
+        (2, profile(url, ocppTransport="SOAP")),              # only OCPP-J
+        (2, profile(url, ocppVersion="OCPP16")),
+        (2, profile(url, sp=2)),                              # profile 2 needs wss://
+        (2, profile("wss://127.0.0.1:1", sp=1)),              # profile 1 is ws://
+        (2, profile(url, sp=3)),                              # client certificates: not supported
+        (2, profile("http://127.0.0.1:1")),
+        (2, profile(url, apn={"apn": "internet", "apnAuthentication": "NONE"})),
+    ]
+    for slot, data in bad:
+        r = set_profile(csms, cp, slot, data)
+        assert r["status"] == "Rejected", (slot, data, r)
+        assert r["statusInfo"]["reasonCode"]
+    # B10.FR.02: a priority naming a slot without a valid profile is rejected.
+    r = set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")
+    assert r["attributeStatus"] == "Rejected"
+    # B09.FR.01: a valid profile is stored; the current connection is untouched.
+    assert set_profile(csms, cp, 2, profile(url))["status"] == "Accepted"
+    assert set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
+        == "Accepted"
+    assert get_var(csms, cp, "OCPPCommCtrlr", "ActiveNetworkProfile") == "1"
+    assert st.status()["connected"] and len(csms.csms.calls("BootNotification", cp)) == 1
+
+
+# ------------------------------------------------------------------ B10
+def test_TC_B_45_CS_migrate_to_new_connection_profile(csms, csms2, station):
+    st = station(args=FAST)
+    cp = st.identity
+    booted(csms, cp)
+    assert set_profile(csms, cp, 2, profile(csms2.csms.url()))["status"] == "Accepted"
+    assert set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
+        in ("Accepted", "RebootRequired")  # B10.FR.01
+    assert csms.call(cp, "Reset", {"type": "OnIdle"})["status"] == "Accepted"
+    # B10.FR.04/06: after the reboot the station connects to the first entry: CSMS 2, with
+    # a BootNotification.
+    booted(csms2, cp)
+    assert csms2.csms.calls("BootNotification", cp)[0]["reason"] == "RemoteReset"
+    assert get_var(csms2, cp, "OCPPCommCtrlr", "ActiveNetworkProfile") == "2"
+    assert get_var(csms2, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority") == "2,1"
+    assert st.status()["slot"] == 2
+    assert cp not in csms.csms.sessions
+
+
+def test_TC_B_46_CS_fallback_after_connection_attempts(csms, station):
+    st = station(args=FAST + ["--set", "OCPPCommCtrlr.NetworkProfileConnectionAttempts=2"])
+    cp = st.identity
+    booted(csms, cp)
+    assert set_profile(csms, cp, 2, profile(dead_url()))["status"] == "Accepted"
+    assert set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
+        == "Accepted"
+    n_conn = csms.csms.connections
+    assert csms.call(cp, "Reset", {"type": "OnIdle"})["status"] == "Accepted"
+    # B10.FR.03: NetworkProfileConnectionAttempts on slot 2, then slot 1 (same CSMS), which
+    # gets a new BootNotification.
+    booted(csms, cp, 2)
+    assert csms.csms.connections == n_conn + 1
+    assert get_var(csms, cp, "OCPPCommCtrlr", "ActiveNetworkProfile") == "1"
+    assert st.status()["slot"] == 1
+    lines = st.cmd("log 40")["lines"]
+    assert len([x for x in lines if "connect to ws://127.0.0.1" in x and "failed" in x]) == 2, lines
+
+
+# ------------------------------------------------------------------ A05
+def test_TC_A_19_CS_upgrade_security_profile(csms, tls_csms, station, pki):
+    st = station(args=FAST + ["--cafile", pki["ca"]])
+    cp = st.identity
+    booted(csms, cp)
+    assert get_var(csms, cp, "SecurityCtrlr", "SecurityProfile") == "1"
+    assert set_profile(csms, cp, 2, profile(wss_url(tls_csms), sp=2))["status"] == "Accepted"
+    # A05.FR.04: a priority with an equal or higher profile whose prerequisites are met.
+    assert set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
+        == "Accepted"
+    assert csms.call(cp, "Reset", {"type": "OnIdle"})["status"] == "Accepted"
+    # A05.FR.05/06: connected over TLS; SecurityProfile 2; the profile-1 slot is gone.
+    booted(tls_csms, cp)
+    assert get_var(tls_csms, cp, "SecurityCtrlr", "SecurityProfile") == "2"
+    assert get_var(tls_csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority") == "2"
+    # ...and the station will not go back to profile 1 (A05.FR.07 / B09.FR.04).
+    r = set_profile(tls_csms, cp, 1, profile(csms.csms.url(), sp=1))
+    assert r["status"] == "Rejected"
+    recs = st.cmd("seclog 50")["records"]
+    assert [r for r in recs if r[1] == "ReconfigurationOfSecurityParameters" and "2" in (r[2] or "")]
+
+
+def test_TC_A_20_CS_upgrade_without_csms_root_certificate_rejected(csms, station):
+    st = station()
+    cp = st.identity
+    booted(csms, cp)
+    assert set_profile(csms, cp, 2, profile("wss://127.0.0.1:1", sp=2))["status"] == "Accepted"
+    # A05.FR.02: no CSMS root certificate -> Rejected, nothing changes.
+    r = set_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")
+    assert r["attributeStatus"] == "Rejected"
+    assert get_var(csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority") == "1"
+    assert get_var(csms, cp, "SecurityCtrlr", "SecurityProfile") == "1"
+
+
+def test_TC_A_22_CS_downgrade_security_profile_rejected(tls_csms, station, pki):
+    st = station(url=wss_url(tls_csms), args=["--cafile", pki["ca"]])
+    cp = st.identity
+    booted(tls_csms, cp)
+    assert get_var(tls_csms, cp, "SecurityCtrlr", "SecurityProfile") == "2"
+    # B09.FR.04: a profile with a lower securityProfile is rejected.
+    r = set_profile(tls_csms, cp, 2, profile("ws://127.0.0.1:1", sp=1))
+    assert r["status"] == "Rejected" and r["statusInfo"]["reasonCode"] == "ValueTooLow"
+    # The same security profile is fine.
+    assert set_profile(tls_csms, cp, 2, profile(wss_url(tls_csms), sp=2))["status"] == "Accepted"
+    assert set_var(tls_csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
+        == "Accepted"
