@@ -250,3 +250,22 @@ def test_diag_calibrate_reads_both_pilot_rails():
     r = json.loads(lines[0])
     assert r["ok"] and r["cal"] == [raw(-12.0), raw(12.0)]
     assert pwm.duty_u16() == 65535 and machine.created[("pin", 26)].value() == 0
+
+
+def test_main_forgets_the_config_module_and_reports_bad_config():
+    import sys
+    from board import main
+    import board.config  # noqa: F401
+    main.forget("board.config")
+    assert "board.config" not in sys.modules
+    import board
+    assert not hasattr(board, "config")
+    lines = []
+    import builtins
+    orig = builtins.print
+    builtins.print = lambda *a, **k: lines.append(" ".join(str(x) for x in a))
+    try:
+        main.main("/nonexistent/config.json")   # returns: REPL stays, nothing started
+    finally:
+        builtins.print = orig
+    assert lines and lines[0].startswith("CONFIG ERROR:") and "not found" in lines[0]
