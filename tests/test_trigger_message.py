@@ -1,0 +1,94 @@
+"""TriggerMessage (F06) against the test CSMS, station on CPython and under micropython."""
+import time
+
+from tests.test_provisioning_network import booted
+
+
+def after_reply(csms, cp, reply_t, action):
+    """CALLs of `action` the station sent after time reply_t."""
+    return [m["frame"][3] for m in csms.csms.messages if m["cp"] == cp and m["dir"] == "in"
+            and m["frame"][0] == 2 and m["frame"][2] == action and m["t"] >= reply_t]
+
+
+def trigger(csms, cp, msg, evse=None):
+    p = {"requestedMessage": msg}
+    if evse is not None:
+        p["evse"] = evse
+    r = csms.call(cp, "TriggerMessage", p)
+    # F06.FR.04: the response leaves before the triggered message; the CSMS recorded it.
+    t = [m["t"] for m in csms.csms.messages if m["cp"] == cp and m["dir"] == "in"
+         and m["frame"][0] == 3][-1]
+    return r, t
+
+
+def test_TC_F_20_CS_trigger_heartbeat(csms, station):
+    st = station()
+    cp = st.identity
+    booted(csms, cp)
+    n = len(csms.csms.calls("Heartbeat", cp))
+    r, t = trigger(csms, cp, "Heartbeat")
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: after_reply(csms, cp, t, "Heartbeat"), 5, "triggered Heartbeat")
+    assert len(csms.csms.calls("Heartbeat", cp)) == n + 1
+
+
+def test_TC_F_23_CS_trigger_status_notification_specific_and_all(csms, station):
+    st = station(args=["--evses", "2"])
+    cp = st.identity
+    booted(csms, cp)
+    r, t = trigger(csms, cp, "StatusNotification", {"id": 2, "connectorId": 1})
+    assert r["status"] == "Accepted"
+    got = csms.wait_for(lambda: after_reply(csms, cp, t, "StatusNotification"), 5, "status")
+    time.sleep(0.2)
+    got = after_reply(csms, cp, t, "StatusNotification")
+    assert [(s["evseId"], s["connectorId"]) for s in got] == [(2, 1)]
+    assert got[0]["connectorStatus"] == "Available"
+    r, t = trigger(csms, cp, "StatusNotification")
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: len(after_reply(csms, cp, t, "StatusNotification")) >= 2, 5, "all statuses")
+    assert sorted((s["evseId"], s["connectorId"]) for s in after_reply(csms, cp, t, "StatusNotification")) \
+        == [(1, 1), (2, 1)]
+    # Unknown EVSE or connector: Rejected.
+    assert trigger(csms, cp, "StatusNotification", {"id": 7})[0]["status"] == "Rejected"
+    assert trigger(csms, cp, "StatusNotification", {"id": 1, "connectorId": 3})[0]["status"] == "Rejected"
+
+
+def test_TC_F_26_CS_trigger_boot_notification_rejected_when_accepted(csms, station):
+    st = station()
+    cp = st.identity
+    booted(csms, cp)
+    r, _ = trigger(csms, cp, "BootNotification")
+    assert r["status"] == "Rejected"  # F06.FR.17
+    time.sleep(0.3)
+    assert len(csms.csms.calls("BootNotification", cp)) == 1
+
+
+def test_TC_F_27_CS_trigger_not_implemented(csms, station):
+    st = station()
+    cp = st.identity
+    booted(csms, cp)
+    for msg in ("SignCombinedCertificate", "SignChargingStationCertificate",
+                "PublishFirmwareStatusNotification"):
+        assert trigger(csms, cp, msg)[0]["status"] == "NotImplemented", msg
+
+
+def test_TC_B_02_CS_trigger_boot_notification_while_pending(csms, station):
+    """B02.FR.04 / F06: while Pending the CSMS may ask for a BootNotification (and other
+    messages) before the interval is over."""
+    replies = ["Pending", "Accepted"]
+
+    def boot(cp, payload):
+        status = replies.pop(0) if len(replies) > 1 else replies[0]
+        return {"currentTime": "2026-11-24T10:00:00.000Z", "interval": 60, "status": status}
+    csms.csms.responders["BootNotification"] = boot
+    st = station()
+    cp = st.identity
+    csms.wait_for(lambda: cp in csms.csms.sessions and csms.csms.calls("BootNotification", cp), 15, "pending")
+    st.wait_status(lambda s: s["boot"] == "Pending", 5, "Pending")
+    r, t = trigger(csms, cp, "Heartbeat")
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: after_reply(csms, cp, t, "Heartbeat"), 5, "triggered Heartbeat while Pending")
+    r, t = trigger(csms, cp, "BootNotification")
+    assert r["status"] == "Accepted"
+    booted(csms, cp, 2, timeout=5)  # well before the 60 s interval
+    assert st.status()["boot"] == "Accepted"
