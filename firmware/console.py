@@ -90,7 +90,8 @@ class Console:
     def _status(self, args):
         st = self.st
         s = st.status()
-        s["evses"] = [st.evse_status(e.id) if hasattr(st, "evse_status") else {"id": e.id}
+        ev = st.blocks.get("evse")
+        s["evses"] = [ev.status(e.id) if ev is not None else {"id": e.id}
                       for e in st.board.evses]
         return s
 

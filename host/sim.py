@@ -90,6 +90,72 @@ def apply_settings(station, settings):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
 
 
+FAULTS = ("rcd", "contactor", "welding", "lock", "pilot", "diode", "overtemp", "meter")
+
+
+def add_sim_commands(console, board):
+    """Console commands that act on the simulated hardware (the EV, the driver, faults)."""
+
+    def evse(args, usage, n=2):
+        if len(args) != n:
+            raise ConsoleError("usage: " + usage)
+        try:
+            i = int(args[0])
+        except ValueError:
+            raise ConsoleError("usage: " + usage)
+        for e in board.evses:
+            if e.id == i:
+                return e
+        raise ConsoleError("no EVSE %s" % args[0])
+
+    def plug(args):
+        # the EV asks to charge (C); it shows B until the EVSE offers current
+        evse(args, "plug N", 1).pilot.ev_state = "C"
+        return {}
+
+    def unplug(args):
+        evse(args, "unplug N", 1).pilot.ev_state = "A"
+        return {}
+
+    def ev(args):
+        e = evse(args, "ev N A|B|C|D|E|F")
+        state = args[1].upper()
+        if state not in ("A", "B", "C", "D", "E", "F"):
+            raise ConsoleError("usage: ev N A|B|C|D|E|F")
+        e.pilot.ev_state = state
+        return {}
+
+    def tap(args):
+        if not 1 <= len(args) <= 2:
+            raise ConsoleError("usage: tap TOKEN [TYPE]")
+        board.reader.tap(args[0], args[1] if len(args) > 1 else "ISO14443")
+        return {}
+
+    def power(args):
+        e = evse(args, "power N WATTS")
+        try:
+            e.meter.ev_power_w = max(0.0, float(args[1]))
+        except ValueError:
+            raise ConsoleError("usage: power N WATTS")
+        return {}
+
+    def fault(args):
+        e = evse(args, "fault N NAME")
+        if args[1] not in FAULTS:
+            raise ConsoleError("faults: " + ", ".join(FAULTS))
+        e.faults().add(args[1])
+        return {}
+
+    def clear(args):
+        e = evse(args, "clear N NAME")
+        e.faults().discard(args[1])
+        return {}
+
+    for name, fn in (("plug", plug), ("unplug", unplug), ("ev", ev), ("tap", tap),
+                     ("power", power), ("fault", fault), ("clear", clear)):
+        console.commands[name] = fn
+
+
 class Simulator:
     """Runs the station and restarts it in-process when it asks for a reboot."""
 
@@ -109,6 +175,7 @@ class Simulator:
         self.boots += 1
         self.station = st
         self.console = Console(st)
+        add_sim_commands(self.console, self.board)
         return st
 
     async def run(self):

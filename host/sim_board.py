@@ -1,10 +1,18 @@
 # Simulated charger hardware implementing firmware/hal.py. Runs on CPython and MicroPython, so
 # the simulator exercises the same core on both. The console drives it: plug/unplug, EV pilot
 # state, card taps, EV power draw, faults.
+import json
+import os
+
 from firmware import hal, compat
+
+DEFAULT_EV_POWER_W = 11000.0  # what the simulated EV draws while the relay is closed
 
 
 class SimPilot(hal.Pilot):
+    """The simulated EV behaves like a real one: asked to be in C, it stays in B until the
+    EVSE offers current (PWM), and drops back to B when the offer is withdrawn."""
+
     def __init__(self):
         self.offered = None  # amps offered by the EVSE (None = not available / F)
         self.ev_state = "A"
@@ -13,6 +21,8 @@ class SimPilot(hal.Pilot):
         self.offered = amps
 
     def state(self):
+        if self.ev_state == "C" and not self.offered:
+            return "B"
         return self.ev_state
 
 
@@ -33,28 +43,51 @@ class SimRelay(hal.Relay):
 
 
 class SimMeter(hal.Meter):
-    """Integrates the EV's power draw while the relay is closed; persists nothing itself (the
-    register is restored from the station's own records after a restart)."""
+    """Integrates the EV's power draw while the relay is closed. Like a real meter it keeps
+    its register across power cuts: the register is written to `path` (atomically) every
+    time it advances, before the new value is handed out."""
 
-    def __init__(self, relay, voltage=230.0, phases=3):
+    def __init__(self, relay, voltage=230.0, phases=3, path=None):
         self.relay = relay
         self.voltage = voltage
         self.phases = phases
-        self.ev_power_w = 0.0
-        self._wh = 0.0
+        self.ev_power_w = DEFAULT_EV_POWER_W
+        self.path = path
+        self._wh = self._load()
         self._t = compat.ticks_ms()
+
+    def _load(self):
+        if self.path is None:
+            return 0.0
+        for p in (self.path, self.path + ".tmp"):
+            try:
+                with open(p) as f:
+                    return float(json.loads(f.read())["wh"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return 0.0
+
+    def _persist(self):
+        if self.path is None:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps({"wh": self._wh}))
+        os.rename(tmp, self.path)
 
     def _integrate(self):
         t = compat.ticks_ms()
         dt = compat.ticks_diff(t, self._t)
         self._t = t
-        if dt > 0 and self.relay.closed():
+        if dt > 0 and self.relay.closed() and self.ev_power_w > 0:
             self._wh += self.ev_power_w * dt / 3600000.0
+            self._persist()
 
     def set_register(self, wh):
         self._integrate()
         if wh > self._wh:
             self._wh = wh
+            self._persist()
 
     def energy_wh(self):
         self._integrate()
@@ -101,10 +134,12 @@ class SimBoard(hal.Board):
     vendor = "OpenSource"
 
     def __init__(self, n_evses=1, data_dir=".sim-data", serial=None):
+        compat.makedirs(data_dir)
         evses = []
         for i in range(1, n_evses + 1):
             relay = SimRelay()
-            evses.append(hal.Evse(i, SimPilot(), relay, SimMeter(relay), SimLock()))
+            meter = SimMeter(relay, path="%s/sim-meter%d.json" % (data_dir.rstrip("/"), i))
+            evses.append(hal.Evse(i, SimPilot(), relay, meter, SimLock()))
         hal.Board.__init__(self, evses, SimReader(), data_dir)
         self.serial = serial
         self.reboot_requested = False

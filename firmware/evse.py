@@ -1,0 +1,212 @@
+# EVSE and connector model: one Safety per board EVSE stepped every 10 ms by its own task,
+# the card reader polled, and the connector status (Available / Occupied / Reserved /
+# Unavailable / Faulted) derived from pilot, faults and availability.
+#
+# The safety task only appends to a list; a second task turns those events into station
+# events, so nothing the OCPP side does (file writes, awaits) can delay the relay logic.
+#
+# Station events emitted:
+#   "pilot" (evse_id, old, new)      debounced pilot state changed
+#   "relay" (evse_id, closed)
+#   "fault" / "fault_cleared" (evse_id, name)
+#   "connector_status" (evse_id, status)   derived status changed
+#   "token" (id_token dict)          a card was presented / the start button pressed
+from firmware import compat, log
+from firmware.safety import Safety, run as run_safety
+
+SAFETY_PERIOD_MS = 10
+READER_PERIOD_MS = 100
+CONNECTED = ("B", "C", "D")
+
+
+class Evse:
+    """Charging-side view of one EVSE."""
+
+    def __init__(self, hw):
+        self.hw = hw
+        self.id = hw.id
+        self.safety = Safety(hw)
+        self.pilot = None
+        self.relay = False
+        self.authorized = False   # set by the transactions block
+        self.available = True     # set by the availability block (ChangeAvailability)
+        self.reserved = False     # set by a reservation block
+        self.limit = None         # amps from smart charging; None = hardware maximum
+        self.status = None        # last derived connector status
+
+    def connected(self):
+        return self.pilot in CONNECTED
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.evses = [Evse(hw) for hw in station.board.evses]
+        self._by_id = {}
+        for e in self.evses:
+            self._by_id[e.id] = e
+            e.status = self.connector_status(e.id)
+        self._events = []
+        self._wake = compat.asyncio.Event()
+        station.on("start", self._on_start)
+
+    # ---------------------------------------------------------------- API
+    def get(self, evse_id):
+        return self._by_id.get(evse_id)
+
+    def ids(self):
+        return [e.id for e in self.evses]
+
+    def connected(self, evse_id):
+        e = self._by_id.get(evse_id)
+        return e is not None and e.connected()
+
+    def relay_closed(self, evse_id):
+        e = self._by_id.get(evse_id)
+        return e is not None and e.safety.relay_closed()
+
+    def offered(self, evse_id):
+        e = self._by_id.get(evse_id)
+        return e.safety.offered() if e is not None else 0
+
+    def blocked(self, evse_id):
+        """A fault that stops charging is latched (see safety.POLICY)."""
+        e = self._by_id.get(evse_id)
+        return e is not None and e.safety.blocked()
+
+    def faults(self, evse_id):
+        e = self._by_id.get(evse_id)
+        return e.safety.faults() if e is not None else []
+
+    def permit(self, evse_id, authorized):
+        """The charging logic allows (or withdraws) energy on an EVSE; safety decides."""
+        e = self._by_id.get(evse_id)
+        if e is not None:
+            e.authorized = bool(authorized)
+            self._apply(e)
+
+    def set_available(self, evse_id, available):
+        e = self._by_id.get(evse_id)
+        if e is not None:
+            e.available = bool(available)
+            self._apply(e)
+            self.refresh(evse_id)
+
+    def set_reserved(self, evse_id, reserved):
+        e = self._by_id.get(evse_id)
+        if e is not None:
+            e.reserved = bool(reserved)
+            self.refresh(evse_id)
+
+    def set_limit(self, evse_id, amps):
+        e = self._by_id.get(evse_id)
+        if e is not None:
+            e.limit = amps
+            self._apply(e)
+
+    def _apply(self, e):
+        amps = e.hw.max_current if e.limit is None else e.limit
+        e.safety.permit(e.authorized, e.available, amps)
+
+    def connector_status(self, evse_id):
+        """ConnectorStatusEnumType of the EVSE's (single) connector."""
+        e = self._by_id[evse_id]
+        if e.safety.blocked():
+            return "Faulted"
+        if not e.available:
+            return "Unavailable"
+        if e.connected():
+            return "Occupied"
+        if e.reserved:
+            return "Reserved"
+        return "Available"
+
+    def refresh(self, evse_id):
+        e = self._by_id.get(evse_id)
+        if e is None:
+            return
+        s = self.connector_status(evse_id)
+        if s != e.status:
+            e.status = s
+            self.st.emit("connector_status", evse_id, s)
+
+    def status(self, evse_id):
+        """Console view of one EVSE."""
+        e = self._by_id.get(evse_id)
+        if e is None:
+            return {"id": evse_id}
+        mv = self.st.blocks.get("meter_values")
+        tx = self.st.blocks.get("transactions")
+        t = tx.active(evse_id) if tx is not None else None
+        try:
+            wh = mv.energy_wh(evse_id) if mv is not None else e.hw.meter.energy_wh()
+            w = e.hw.meter.power_w()
+        except Exception:
+            wh, w = None, None
+        return {"id": evse_id, "pilot": e.pilot, "status": e.status,
+                "relay": e.safety.relay_closed(), "offered": e.safety.offered(),
+                "faults": e.safety.faults(), "authorized": e.authorized,
+                "available": e.available,
+                "transaction": t["id"] if t else None,
+                "charging_state": t.get("state") if t else None,
+                "energy_wh": round(wh, 2) if wh is not None else None,
+                "power_w": round(w, 1) if w is not None else None}
+
+    # ---------------------------------------------------------------- tasks
+    def _on_start(self):
+        for e in self.evses:
+            self._apply(e)
+        self.st.spawn(run_safety([e.safety for e in self.evses], SAFETY_PERIOD_MS,
+                                 self._on_safety))
+        self.st.spawn(self._dispatch())
+        self.st.spawn(self._reader_loop())
+
+    def _on_safety(self, safety, events):
+        self._events.append((safety, events))
+        self._wake.set()
+
+    async def _dispatch(self):
+        while True:
+            while not self._events:
+                self._wake.clear()
+                await self._wake.wait()
+            safety, events = self._events.pop(0)
+            e = None
+            for x in self.evses:
+                if x.safety is safety:
+                    e = x
+            if e is None:
+                continue
+            for ev in events:
+                kind, value = ev
+                try:
+                    if kind == "pilot":
+                        old = e.pilot
+                        e.pilot = value
+                        log.info("evse", "EVSE %d pilot %s -> %s" % (e.id, old, value))
+                        self.st.emit("pilot", e.id, old, value)
+                    elif kind == "relay":
+                        e.relay = value
+                        log.info("evse", "EVSE %d relay %s" % (e.id, "closed" if value else "open"))
+                        self.st.emit("relay", e.id, value)
+                    elif kind == "fault" or kind == "fault_cleared":
+                        log.warn("evse", "EVSE %d %s %s" % (e.id, kind.replace("_", " "), value))
+                        self.st.emit(kind, e.id, value)
+                except Exception as exc:
+                    log.exc("evse", "handling %s" % (ev,), exc)
+            self.refresh(e.id)
+
+    async def _reader_loop(self):
+        reader = self.st.board.reader
+        while True:
+            try:
+                got = reader.poll()
+            except Exception as exc:
+                log.warn("evse", "reader poll failed: %s" % (exc,))
+                got = None
+            if got:
+                token, kind = got
+                log.info("evse", "token presented (%s)" % kind)
+                self.st.emit("token", {"idToken": token, "type": kind})
+            await compat.sleep_ms(READER_PERIOD_MS)
+

@@ -1,0 +1,265 @@
+# Meter values block (OCPP 2.0.1 J01, J02): takes readings from each EVSE's hal.Meter and
+# shapes them as MeterValueType dicts.
+#
+#  - Transaction meter values (SampledDataCtrlr) only ever travel inside TransactionEvent:
+#    the transactions block asks for started()/updated()/ended() samples, and this block
+#    ticks TxUpdatedInterval per transaction by calling tx.meter_event().
+#  - Clock-aligned values (AlignedDataCtrlr) are taken on boundaries counted from midnight
+#    UTC: MeterValues for EVSEs without a transaction, a TransactionEvent (Sample.Clock) for
+#    EVSEs with one, nothing at all during transactions when SendDuringIdle is set.
+#  - TxEndedMeasurands samples (sampled every TxEndedInterval from the start, and aligned
+#    every AlignedDataCtrlr.TxEndedInterval) are kept in RAM, bounded, and go into the
+#    Ended event together with the Transaction.End reading.
+#
+# Energy.Active.Import.Register is reported exactly as the meter's register (J02.FR.17) but
+# never lower than a value already reported (J02.FR.16).
+from firmware import compat, log
+from firmware.rpc import CallError, Offline
+
+SAMP = "SampledDataCtrlr"
+ALIGN = "AlignedDataCtrlr"
+ENERGY = "Energy.Active.Import.Register"
+MAX_ENDED = 16  # TxEnded samples kept per transaction (E06.FR.13: thin out, keep ends)
+PHASES = ("L1", "L2", "L3")
+PHASES_N = ("L1-N", "L2-N", "L3-N")
+
+
+def measurand_list(value):
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return [m.strip() for m in value.split(",") if m.strip()]
+    return list(value)
+
+
+def _num(x):
+    return round(float(x), 2)
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.dm = station.dm
+        self._last_wh = {}      # evse id -> highest energy reported
+        self._ended = {}        # evse id -> [meterValue] for the Ended event
+        self._tasks = {}        # evse id -> periodic task of the running transaction
+        self.sent = 0           # MeterValues requests answered
+        station.on("start", self._on_start)
+        station.on("tx_started", self._on_tx_started)
+        station.on("tx_ended", self._on_tx_ended)
+
+    # ---------------------------------------------------------------- readings
+    def _hw(self, evse_id):
+        for e in self.st.board.evses:
+            if e.id == evse_id:
+                return e
+        return None
+
+    def energy_wh(self, evse_id):
+        """Monotonic energy register of one EVSE in Wh."""
+        hw = self._hw(evse_id)
+        last = self._last_wh.get(evse_id, 0.0)
+        try:
+            wh = float(hw.meter.energy_wh())
+        except Exception as e:
+            log.warn("meter", "EVSE %d meter read failed: %s" % (evse_id, e))
+            return last
+        if wh < last:
+            return last
+        self._last_wh[evse_id] = wh
+        return wh
+
+    def seen_wh(self, evse_id, wh):
+        """Raise the monotonic floor (e.g. from a value persisted before a power cut)."""
+        if wh is not None and wh > self._last_wh.get(evse_id, 0.0):
+            self._last_wh[evse_id] = float(wh)
+
+    def power_w(self, evse_id):
+        try:
+            return float(self._hw(evse_id).meter.power_w())
+        except Exception:
+            return 0.0
+
+    def sample(self, evse_id, measurands, context, timestamp=None):
+        """One MeterValueType with the supported measurands among `measurands`, or None."""
+        hw = self._hw(evse_id)
+        if hw is None:
+            return None
+        out = []
+        for m in measurands:
+            if m == ENERGY:
+                out.append({"value": _num(self.energy_wh(evse_id)), "context": context,
+                            "measurand": m, "unitOfMeasure": {"unit": "Wh"}})
+            elif m == "Power.Active.Import":
+                out.append({"value": _num(self.power_w(evse_id)), "context": context,
+                            "measurand": m, "unitOfMeasure": {"unit": "W"}})
+            elif m == "Current.Import" or m == "Voltage":
+                try:
+                    vals = hw.meter.current_a() if m == "Current.Import" else hw.meter.voltage_v()
+                except Exception:
+                    vals = None
+                names = PHASES if m == "Current.Import" else PHASES_N
+                unit = "A" if m == "Current.Import" else "V"
+                for i, v in enumerate(vals or ()):
+                    if i < 3:
+                        out.append({"value": _num(v), "context": context, "measurand": m,
+                                    "phase": names[i], "unitOfMeasure": {"unit": unit}})
+            elif m == "Current.Offered":
+                ev = self.st.blocks.get("evse")
+                amps = ev.offered(evse_id) if ev is not None else 0
+                out.append({"value": _num(amps or 0), "context": context, "measurand": m,
+                            "unitOfMeasure": {"unit": "A"}})
+        if not out:
+            return None
+        return {"timestamp": timestamp or compat.iso8601(), "sampledValue": out}
+
+    def _values(self, evse_id, comp, var, context):
+        mv = self.sample(evse_id, measurand_list(self.dm.get(comp, var)), context)
+        return [mv] if mv else None
+
+    # ---------------------------------------------------------------- for transactions
+    def started(self, evse_id):
+        """meterValue list for TransactionEvent(Started): TxStartedMeasurands (E01.FR.09)."""
+        return self._values(evse_id, SAMP, "TxStartedMeasurands", "Transaction.Begin")
+
+    def updated(self, evse_id, context="Sample.Periodic"):
+        return self._values(evse_id, SAMP, "TxUpdatedMeasurands", context)
+
+    def triggered(self, evse_id):
+        """TriggerMessage(TransactionEvent / MeterValues): the TxUpdated measurands."""
+        return self._values(evse_id, SAMP, "TxUpdatedMeasurands", "Trigger")
+
+    def ended(self, evse_id, final_wh=None):
+        """meterValue list for TransactionEvent(Ended): the TxEnded samples collected during
+        the transaction, then the Transaction.End reading (E06.FR.11). `final_wh` overrides
+        the register (transactions recovered after a power cut)."""
+        out = list(self._ended.pop(evse_id, ()))
+        ms = measurand_list(self.dm.get(SAMP, "TxEndedMeasurands"))
+        if final_wh is not None:
+            self.seen_wh(evse_id, final_wh)
+            if ENERGY not in ms:
+                ms = list(ms) + [ENERGY]
+        mv = self.sample(evse_id, ms, "Transaction.End")
+        if mv:
+            out.append(mv)
+        return out or None
+
+    def _keep_ended(self, evse_id, mv):
+        if mv is None:
+            return
+        lst = self._ended.get(evse_id) or []
+        if len(lst) >= MAX_ENDED:
+            lst = lst[0::2]  # drop every second intermediate sample (E06.FR.13)
+        lst.append(mv)
+        self._ended[evse_id] = lst
+
+    # ---------------------------------------------------------------- periodic tasks
+    def _on_start(self):
+        self.st.spawn(self._aligned_loop())
+
+    def _on_tx_started(self, evse_id, tx):
+        self._ended[evse_id] = []
+        old = self._tasks.pop(evse_id, None)
+        if old is not None:
+            old.cancel()
+        self._tasks[evse_id] = self.st.spawn(self._tx_loop(evse_id, tx["id"]))
+
+    def _on_tx_ended(self, evse_id, tx):
+        t = self._tasks.pop(evse_id, None)
+        if t is not None:
+            t.cancel()
+
+    async def _tx_loop(self, evse_id, tx_id):
+        """TxUpdatedInterval (J02.FR.11) and TxEndedInterval sampling for one transaction."""
+        start = compat.ticks_ms()
+        next_upd = next_end = 0
+        while True:
+            upd = self.dm.get(SAMP, "TxUpdatedInterval") or 0
+            end = self.dm.get(SAMP, "TxEndedInterval") or 0
+            now = compat.ticks_diff(compat.ticks_ms(), start)
+            if upd > 0 and next_upd == 0:
+                next_upd = upd * 1000
+            if end > 0 and next_end == 0:
+                next_end = end * 1000
+            if upd > 0 and now >= next_upd:
+                next_upd += upd * 1000
+                if next_upd <= now:
+                    next_upd = now + upd * 1000
+                tx = self.st.blocks.get("transactions")
+                values = self.updated(evse_id)
+                if tx is not None and values:
+                    tx.meter_event(evse_id, tx_id, "MeterValuePeriodic", values)
+            if end > 0 and now >= next_end:
+                next_end += end * 1000
+                if next_end <= now:
+                    next_end = now + end * 1000
+                ms = measurand_list(self.dm.get(SAMP, "TxEndedMeasurands"))
+                self._keep_ended(evse_id, self.sample(evse_id, ms, "Sample.Periodic"))
+            waits = [w - now for w in (next_upd if upd > 0 else 0, next_end if end > 0 else 0) if w]
+            await compat.sleep_ms(max(20, min(waits)) if waits else 1000)
+
+    def next_aligned(self, now, interval):
+        """Next clock-aligned instant after `now` (unix s), intervals counted from midnight."""
+        midnight = now - now % 86400
+        k = int((now - midnight) // interval) + 1
+        t = midnight + k * interval
+        return t if t < midnight + 86400 else midnight + 86400
+
+    async def _aligned_loop(self):
+        while True:
+            interval = self.dm.get(ALIGN, "Interval") or 0
+            end_iv = self.dm.get(ALIGN, "TxEndedInterval") or 0
+            now = compat.now()
+            wants = [self.next_aligned(now, iv) for iv in (interval, end_iv) if iv > 0]
+            if not wants:
+                await compat.sleep_ms(1000)
+                continue
+            at = min(wants)
+            # wake at most every second so a changed Interval takes effect quickly
+            wait = at - compat.now()
+            if wait > 1.0:
+                await compat.sleep_ms(1000)
+                continue
+            await compat.sleep_ms(max(0, int(wait * 1000)))
+            stamp = compat.iso8601(at)
+            if interval > 0 and abs(at - self.next_aligned(at - 0.5, interval)) < 0.01:
+                await self._clock_tick(stamp)
+            if end_iv > 0 and abs(at - self.next_aligned(at - 0.5, end_iv)) < 0.01:
+                self._clock_ended(stamp)
+            await compat.sleep_ms(20)
+
+    def _clock_ended(self, stamp):
+        tx = self.st.blocks.get("transactions")
+        if tx is None:
+            return
+        ms = measurand_list(self.dm.get(ALIGN, "TxEndedMeasurands"))
+        for e in self.st.board.evses:
+            if tx.active(e.id):
+                self._keep_ended(e.id, self.sample(e.id, ms, "Sample.Clock", stamp))
+
+    async def _clock_tick(self, stamp):
+        """J01.FR.14/.19/.20/.22"""
+        tx = self.st.blocks.get("transactions")
+        busy = [e.id for e in self.st.board.evses if tx is not None and tx.active(e.id)]
+        if busy and self.dm.get(ALIGN, "SendDuringIdle"):
+            return
+        ms = measurand_list(self.dm.get(ALIGN, "Measurands"))
+        for e in self.st.board.evses:
+            mv = self.sample(e.id, ms, "Sample.Clock", stamp)
+            if mv is None:
+                continue
+            if e.id in busy:
+                t = tx.active(e.id)
+                tx.meter_event(e.id, t["id"], "MeterValueClock", [mv])
+            else:
+                await self.send(e.id, [mv])
+
+    async def send(self, evse_id, meter_values):
+        """MeterValuesRequest (not queued: clock-aligned idle values are not transaction
+        related; offline they are simply not sent)."""
+        try:
+            await self.st.call("MeterValues", {"evseId": evse_id, "meterValue": meter_values},
+                               wait_online=False)
+            self.sent += 1
+        except (Offline, CallError, compat.TimeoutError) as e:
+            log.warn("meter", "MeterValues for EVSE %d not sent: %r" % (evse_id, e))

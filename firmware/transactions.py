@@ -1,0 +1,563 @@
+# Transactions block (OCPP 2.0.1 E01-E14): when a transaction starts and ends (TxStartPoint,
+# TxStopPoint), what every TransactionEvent carries (seqNo, triggerReason, chargingState,
+# evse, idToken, remoteStartId, meterValue, offline, stoppedReason), E05 invalid tokens,
+# EVConnectionTimeOut, StopTxOnEVSideDisconnect, GetTransactionStatus, and recovery after a
+# power cut.
+#
+# Every TransactionEvent goes through station.queue.put(), which persists it before it
+# returns; the EVSE's small state document (tx<N>.json) is written right after, without
+# yielding. A power cut between the two leaves the newer seqNo in the queue, so start-up
+# re-derives the next seqNo from both. Transactions still open at start-up are ended with
+# stoppedReason PowerLoss (Reboot after a local/remote reset): the EV and its
+# authorization may be gone, and a new session needs a new authorization anyway.
+#
+# Public API for other blocks:
+#   tx.active(evse_id) -> dict | None          the open transaction ({"id", "seq", ...})
+#   await tx.remote_start(evse_id, id_token, remote_start_id) -> transactionId | None
+#   await tx.stop(evse_id, stopped_reason, trigger_reason)
+#   tx.trigger_event(evse_id)                  TriggerMessage(TransactionEvent)
+#   tx.meter_event(evse_id, tx_id, trigger, meter_values)   used by meter_values
+#   tx.idle()
+# Station events: "tx_started" (evse_id, tx), "tx_ended" (evse_id, tx), "idle".
+from firmware import compat, log
+from firmware.msg_queue import QueueFull
+from firmware.safety import POLICY
+
+TX = "TransactionEvent"
+TXC = "TxCtrlr"
+CONNECTED = ("B", "C", "D")
+HOUSEKEEPING_MS = 250
+# Replug-only faults end the session; the others suspend it until they clear.
+FAULT_REASON = {"rcd": "GroundFault"}
+
+
+def _points(value):
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",")]
+    return list(value)
+
+
+def _same(a, b):
+    return bool(a and b) and a.get("type") == b.get("type") and \
+        (a.get("idToken") or "").upper() == (b.get("idToken") or "").upper()
+
+
+def _doc(evse_id):
+    return "tx%d.json" % evse_id
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.dm = station.dm
+        self.tx = {}          # evse id -> open transaction dict (persisted without "_" keys)
+        self._pending = {}    # evse id -> authorization waiting for a start point
+        self._recovered = []  # transactions found open at start-up
+        self.events_sent = 0  # TransactionEvents queued since boot
+        r = station.rpc
+        r.register("GetTransactionStatus", self._on_get_status)
+        station.queue.on_reply(TX, self._on_reply)
+        station.on("start", self._on_start)
+        station.on("pilot", self._on_pilot)
+        station.on("relay", self._on_relay)
+        station.on("fault", self._on_fault)
+        station.on("fault_cleared", self._on_fault_cleared)
+        station.on("token", self._on_token)
+        station.on("reset", self._on_reset)
+        self._recover()
+
+    # ---------------------------------------------------------------- helpers
+    def _evse(self):
+        return self.st.blocks.get("evse")
+
+    def _mv(self):
+        return self.st.blocks.get("meter_values")
+
+    def _start_points(self):
+        return _points(self.dm.get(TXC, "TxStartPoint"))
+
+    def _stop_points(self):
+        return _points(self.dm.get(TXC, "TxStopPoint"))
+
+    def _flag(self, var, default):
+        v = self.dm.get(TXC, var)
+        return default if v is None else v
+
+    def _connected(self, evse_id):
+        ev = self._evse()
+        return ev is not None and ev.connected(evse_id)
+
+    def _energy(self, evse_id):
+        mv = self._mv()
+        return mv.energy_wh(evse_id) if mv is not None else 0.0
+
+    def online(self):
+        return self.st.connected and self.st.boot_status == "Accepted"
+
+    def _permit(self, evse_id):
+        tx = self.tx.get(evse_id)
+        ok = (tx is not None and tx.get("auth") and not tx.get("hold")) or \
+            (tx is None and evse_id in self._pending)
+        ev = self._evse()
+        if ev is not None:
+            ev.permit(evse_id, ok)
+
+    def charging_state(self, evse_id, tx):
+        ev = self._evse()
+        if ev is None or not ev.connected(evse_id):
+            return "Idle"
+        if ev.relay_closed(evse_id):
+            return "Charging"
+        if tx.get("auth"):
+            e = ev.get(evse_id)
+            if tx.get("hold") or ev.blocked(evse_id) or not e.available:
+                return "SuspendedEVSE"
+            return "SuspendedEV"
+        return "EVConnected"
+
+    # ---------------------------------------------------------------- API
+    def active(self, evse_id):
+        return self.tx.get(evse_id)
+
+    def idle(self):
+        return not self.tx
+
+    def find(self, transaction_id):
+        for evse_id, tx in self.tx.items():
+            if tx["id"] == transaction_id:
+                return evse_id, tx
+        return None, None
+
+    async def remote_start(self, evse_id, id_token, remote_start_id):
+        """F01/F02: authorize `id_token` on `evse_id` (AuthorizeRemoteStart) after the
+        response went out; returns the transactionId already running there, if any."""
+        tx = self.tx.get(evse_id)
+        self.st.spawn(self._remote_authorize(evse_id, id_token, remote_start_id))
+        return tx["id"] if tx else None
+
+    async def _remote_authorize(self, evse_id, id_token, rsid):
+        await compat.sleep_ms(0)
+        info = {"status": "Accepted"}
+        auth = self.st.blocks.get("authorization")
+        if auth is not None and self.dm.get("AuthCtrlr", "AuthorizeRemoteStart"):
+            info = await auth.authorize(id_token, evse_id)
+        if info.get("status") == "Accepted":
+            self._authorized(evse_id, id_token, info, "RemoteStart", rsid)
+        else:
+            log.info("tx", "remote start on EVSE %d not authorized: %s" % (evse_id, info.get("status")))
+
+    async def stop(self, evse_id, stopped_reason, trigger_reason):
+        """End the authorization (Remote / Local: the transaction ends when TxStopPoint
+        says so, F03) or, for any other reason (ImmediateReset, ...), the transaction."""
+        if evse_id not in self.tx:
+            if self._pending.pop(evse_id, None) is not None:
+                self._permit(evse_id)
+            return False
+        if stopped_reason in ("Remote", "Local"):
+            self._end_authorization(evse_id, trigger_reason, stopped_reason)
+        else:
+            self._end(evse_id, trigger_reason, stopped_reason)
+        return True
+
+    def trigger_event(self, evse_id):
+        """TriggerMessage(TransactionEvent): an Updated event with triggerReason Trigger."""
+        tx = self.tx.get(evse_id)
+        if tx is None:
+            return False
+        mv = self._mv()
+        self._event(evse_id, tx, "Updated", "Trigger",
+                    meter=mv.triggered(evse_id) if mv is not None else None)
+        return True
+
+    def meter_event(self, evse_id, tx_id, trigger, meter_values):
+        tx = self.tx.get(evse_id)
+        if tx is not None and tx["id"] == tx_id and meter_values:
+            self._event(evse_id, tx, "Updated", trigger, meter=meter_values)
+
+    # ---------------------------------------------------------------- events out
+    def _event(self, evse_id, tx, event_type, trigger, id_token=None, meter=None,
+               stopped_reason=None, force_state=None):
+        info = {"transactionId": tx["id"]}
+        state = force_state or self.charging_state(evse_id, tx)
+        if state != tx.get("state") or event_type == "Started":
+            info["chargingState"] = state
+            tx["state"] = state
+        if stopped_reason:
+            info["stoppedReason"] = stopped_reason
+        if tx.get("rsid") is not None:
+            info["remoteStartId"] = tx["rsid"]
+            tx["rsid"] = None
+        p = {"eventType": event_type, "timestamp": compat.iso8601(), "triggerReason": trigger,
+             "seqNo": tx["seq"], "transactionInfo": info}
+        if not self.online():
+            p["offline"] = True
+        if not tx.get("evse_sent"):
+            p["evse"] = {"id": evse_id, "connectorId": 1}
+            tx["evse_sent"] = True
+        if id_token:
+            p["idToken"] = id_token
+        if meter:
+            p["meterValue"] = meter
+        try:
+            self.st.queue.put(TX, p)
+        except (QueueFull, OSError) as e:
+            log.error("tx", "TransactionEvent seqNo %d lost: %s" % (tx["seq"], e))
+        # no await between put() and this save: see the header comment
+        tx["seq"] += 1
+        tx["wh"] = self._energy(evse_id)
+        self.events_sent += 1
+        if event_type == "Ended":
+            self.st.store.remove(_doc(evse_id))
+        else:
+            self._save(evse_id, tx)
+
+    def _save(self, evse_id, tx):
+        doc = {}
+        for k in tx:
+            if not k.startswith("_"):
+                doc[k] = tx[k]
+        self.st.store.save(_doc(evse_id), doc)
+
+    def _start(self, evse_id, trigger):
+        if evse_id in self.tx:
+            return self.tx[evse_id]
+        tx = {"id": compat.uuid4(), "seq": 0, "evse": evse_id, "token": None, "info": None,
+              "auth": False, "state": None, "evse_sent": False, "t0": compat.now(),
+              "wh": self._energy(evse_id), "rsid": None, "stop_reason": None,
+              "_plugged": self._connected(evse_id), "_auth_ms": None}
+        pend = self._pending.pop(evse_id, None)
+        tok = None
+        if pend is not None:
+            tok = pend["token"]
+            tx["token"], tx["info"], tx["auth"] = tok, pend["info"], True
+            tx["rsid"] = pend.get("rsid")
+            tx["_auth_ms"] = pend["ms"]
+        self.tx[evse_id] = tx
+        mv = self._mv()
+        log.info("tx", "EVSE %d transaction %s started (%s)" % (evse_id, tx["id"], trigger))
+        self._event(evse_id, tx, "Started", trigger, id_token=tok,
+                    meter=mv.started(evse_id) if mv is not None else None)
+        self._permit(evse_id)
+        self.st.emit("tx_started", evse_id, tx)
+        return tx
+
+    def _end(self, evse_id, trigger, reason, id_token=None, final_wh=None):
+        tx = self.tx.get(evse_id)
+        if tx is None:
+            return
+        reason = tx.get("stop_reason") or reason
+        tx["auth"] = False
+        mv = self._mv()
+        meter = mv.ended(evse_id, final_wh) if mv is not None else None
+        self._event(evse_id, tx, "Ended", trigger, id_token=id_token, meter=meter,
+                    stopped_reason=reason)
+        del self.tx[evse_id]
+        log.info("tx", "EVSE %d transaction %s ended (%s, %s)" % (evse_id, tx["id"], trigger, reason))
+        self._permit(evse_id)
+        self.st.emit("tx_ended", evse_id, tx)
+        if not self.tx:
+            self.st.emit("idle")
+
+    def _update(self, evse_id, trigger="ChargingStateChanged"):
+        """Report a charging-state change (E01.FR.18)."""
+        tx = self.tx.get(evse_id)
+        if tx is not None and self.charging_state(evse_id, tx) != tx.get("state"):
+            self._event(evse_id, tx, "Updated", trigger)
+
+    # ---------------------------------------------------------------- authorization
+    def _authorized(self, evse_id, id_token, info, trigger, rsid=None):
+        tx = self.tx.get(evse_id)
+        now = compat.ticks_ms()
+        if tx is not None:
+            tx["token"], tx["info"], tx["auth"], tx["hold"] = id_token, info, True, False
+            tx["_auth_ms"] = now
+            tx.pop("inv_wh", None)
+            if rsid is not None:
+                tx["rsid"] = rsid
+            self._permit(evse_id)
+            self._event(evse_id, tx, "Updated", trigger, id_token=id_token)
+            return
+        self._pending[evse_id] = {"token": id_token, "info": info, "rsid": rsid, "ms": now,
+                                  "trigger": trigger}
+        self._permit(evse_id)
+        sp = self._start_points()
+        if "Authorized" in sp or (self._connected(evse_id) and
+                                  ("PowerPathClosed" in sp or "EVConnected" in sp)):
+            self._start(evse_id, trigger)
+
+    def _end_authorization(self, evse_id, trigger, reason, id_token=None):
+        """The driver (or the CSMS) ended the authorization: E06.FR.03/06, E07, F03."""
+        tx = self.tx.get(evse_id)
+        if tx is None:
+            return
+        tx["auth"] = False
+        stop = self._stop_points()
+        if "Authorized" in stop or "PowerPathClosed" in stop or "EnergyTransfer" in stop:
+            self._end(evse_id, trigger, reason, id_token=id_token)
+            return
+        tx["stop_reason"] = reason
+        self._permit(evse_id)
+        self._event(evse_id, tx, "Updated", trigger, id_token=id_token)
+
+    def _on_token(self, id_token):
+        return self._token(id_token)
+
+    async def _token(self, tok):
+        auth = self.st.blocks.get("authorization")
+        ev = self._evse()
+        if ev is None:
+            return
+        busy = [i for i in ev.ids() if (i in self.tx and self.tx[i].get("auth")) or i in self._pending]
+        for i in busy:  # the token that started it may always stop it (C01.FR.03a)
+            start_tok = self.tx[i]["token"] if i in self.tx else self._pending[i]["token"]
+            if _same(start_tok, tok):
+                return self._local_stop(i, tok)
+        free = [i for i in ev.ids() if i not in busy and ev.get(i).available
+                and not ev.blocked(i) and not (i in self.tx and self.tx[i].get("stop_reason"))]
+        if not free:
+            for i in busy:
+                if auth is None or i not in self.tx:
+                    continue
+                tx = self.tx[i]
+                ok, info = await auth.authorize_stop(tx["token"], tx["info"], tok)
+                if ok:
+                    return self._local_stop(i, tok)
+            log.info("tx", "token ignored: no free EVSE")
+            return
+        target = free[0]
+        for i in free:
+            if ev.connected(i):
+                target = i
+                break
+        info = {"status": "Accepted"} if auth is None else await auth.authorize(tok, target)
+        if auth is not None and info.get("status") == "Accepted" and auth.is_master_pass(info):
+            for i in busy:  # C16: without a UI a Master Pass stops every transaction
+                if i in self.tx:
+                    self._end(i, "StopAuthorized", "MasterPass", id_token=tok)
+            return
+        if auth is not None and not auth.may_start(info, target):
+            log.info("tx", "token not accepted (%s)" % info.get("status"))
+            return  # E02.FR.20: no event
+        if target in self.tx or target in self._pending or not ev.get(target).available:
+            return  # changed while we waited for the CSMS
+        self._authorized(target, tok, info, "Authorized")
+
+    def _local_stop(self, evse_id, tok):
+        if evse_id not in self.tx:
+            self._pending.pop(evse_id, None)
+            self._permit(evse_id)
+            return
+        self._end_authorization(evse_id, "StopAuthorized", "Local", id_token=tok)
+
+    def _on_reply(self, payload, resp):
+        """TransactionEventResponse: update the cache (C10.FR.05), E05 invalid idToken."""
+        info = resp.get("idTokenInfo") if isinstance(resp, dict) else None
+        tok = payload.get("idToken")
+        if not info or not tok:
+            return
+        auth = self.st.blocks.get("authorization")
+        if auth is not None:
+            auth.learn(tok, info)
+        if info.get("status") == "Accepted":
+            return
+        evse_id, tx = self.find(payload["transactionInfo"]["transactionId"])
+        if tx is None or not tx.get("auth") or not _same(tx.get("token"), tok):
+            return
+        self._invalid(evse_id, tx)
+
+    def _invalid(self, evse_id, tx):
+        tx["info"] = None
+        if self._flag("StopTxOnInvalidId", True):
+            stop = self._stop_points()
+            if "Authorized" in stop or "PowerPathClosed" in stop or "EnergyTransfer" in stop:
+                self._end(evse_id, "Deauthorized", "DeAuthorized")  # E05.FR.10
+            else:
+                tx["auth"] = False  # E05.FR.09
+                tx["stop_reason"] = "DeAuthorized"
+                self._permit(evse_id)
+                self._event(evse_id, tx, "Updated", "Deauthorized", force_state="EVConnected")
+            return
+        limit = self.dm.get(TXC, "MaxEnergyOnInvalidId") or 0
+        if limit > 0:
+            tx["inv_wh"] = self._energy(evse_id)  # E05.FR.03: charge on up to the limit
+            self._save(evse_id, tx)
+            return
+        self._hold(evse_id, tx)
+
+    def _hold(self, evse_id, tx):
+        tx["hold"] = True  # E05.FR.02
+        self._permit(evse_id)
+        self._event(evse_id, tx, "Updated", "ChargingStateChanged", force_state="SuspendedEVSE")
+
+    # ---------------------------------------------------------------- hardware events
+    def _on_pilot(self, evse_id, old, new):
+        was = old in CONNECTED
+        now = new in CONNECTED
+        tx = self.tx.get(evse_id)
+        if now and not was:
+            if tx is not None:
+                tx["evse_sent"] = False  # E01.FR.16
+                tx["_plugged"] = True
+                self._event(evse_id, tx, "Updated", "CablePluggedIn")
+                return
+            sp = self._start_points()
+            if "EVConnected" in sp or ("PowerPathClosed" in sp and evse_id in self._pending):
+                self._start(evse_id, "CablePluggedIn")
+            return
+        if was and not now:
+            if tx is None:
+                return
+            stop = self._stop_points()
+            if "EVConnected" in stop or "PowerPathClosed" in stop or \
+                    self._flag("StopTxOnEVSideDisconnect", True):
+                self._end(evse_id, "EVCommunicationLost", "EVDisconnected")  # E06.FR.02, E09
+            else:
+                self._event(evse_id, tx, "Updated", "EVCommunicationLost")  # E10 suspend
+            return
+        self._update(evse_id)
+
+    def _on_relay(self, evse_id, closed):
+        tx = self.tx.get(evse_id)
+        if closed and tx is None and evse_id in self._pending and \
+                "EnergyTransfer" in self._start_points():
+            self._start(evse_id, "ChargingStateChanged")  # E01.FR.06
+            return
+        if not closed and tx is not None and tx.get("state") == "Charging" and \
+                "EnergyTransfer" in self._stop_points():
+            self._end(evse_id, "ChargingStateChanged", "StoppedByEV")  # E06.FR.07
+            return
+        self._update(evse_id)
+
+    def _on_fault(self, evse_id, name):
+        tx = self.tx.get(evse_id)
+        blocks, replug, _ = POLICY.get(name, (True, False, 0))
+        if tx is None or not blocks:
+            return
+        if replug:
+            self._end(evse_id, "AbnormalCondition", FAULT_REASON.get(name, "Other"))  # E06.FR.16
+        else:
+            self._event(evse_id, tx, "Updated", "AbnormalCondition")
+
+    def _on_fault_cleared(self, evse_id, name):
+        self._update(evse_id)
+
+    def _on_reset(self, kind):
+        if kind == "Immediate" and self.tx:
+            return self._end_all("ResetCommand", "ImmediateReset")
+        return None
+
+    async def _end_all(self, trigger, reason):
+        for evse_id in list(self.tx):
+            self._end(evse_id, trigger, reason)
+
+    # ---------------------------------------------------------------- timers
+    def _on_start(self):
+        self._end_recovered()
+        self.st.spawn(self._housekeeping())
+
+    async def _housekeeping(self):
+        while True:
+            await compat.sleep_ms(HOUSEKEEPING_MS)
+            try:
+                self._timers()
+            except Exception as e:
+                log.exc("tx", "housekeeping", e)
+
+    def _timers(self):
+        now = compat.ticks_ms()
+        timeout_ms = (self.dm.get(TXC, "EVConnectionTimeOut") or 60) * 1000
+        for evse_id in list(self._pending):
+            p = self._pending[evse_id]
+            if not self._connected(evse_id) and compat.ticks_diff(now, p["ms"]) > timeout_ms:
+                log.info("tx", "EVSE %d authorization expired: no cable" % evse_id)
+                del self._pending[evse_id]
+                self._permit(evse_id)
+        for evse_id in list(self.tx):
+            tx = self.tx[evse_id]
+            if self._connected(evse_id):
+                tx["_plugged"] = True
+            elif tx.get("auth") and not tx.get("_plugged") and tx.get("_auth_ms") is not None \
+                    and compat.ticks_diff(now, tx["_auth_ms"]) > timeout_ms:
+                if "ParkingBayOccupancy" in self._stop_points():  # E03.FR.15
+                    tx["auth"] = False
+                    self._permit(evse_id)
+                    self._event(evse_id, tx, "Updated", "EVConnectTimeout")
+                else:
+                    self._end(evse_id, "EVConnectTimeout", "Timeout")  # E03.FR.05
+                continue
+            inv = tx.get("inv_wh")
+            if inv is not None and not tx.get("hold"):
+                limit = self.dm.get(TXC, "MaxEnergyOnInvalidId") or 0
+                if self._energy(evse_id) - inv >= limit:
+                    self._hold(evse_id, tx)
+
+    # ---------------------------------------------------------------- E14
+    def _on_get_status(self, payload):
+        tid = payload.get("transactionId")
+        in_queue = False
+        for _, action, p in self.st.queue.pending():
+            if action == TX and (tid is None or p["transactionInfo"]["transactionId"] == tid):
+                in_queue = True
+                break
+        resp = {"messagesInQueue": in_queue}
+        if tid is not None:
+            resp["ongoingIndicator"] = self.find(tid)[1] is not None
+        return resp
+
+    # ---------------------------------------------------------------- power-loss recovery
+    def _recover(self):
+        ev_ids = [e.id for e in self.st.board.evses]
+        found = {}  # transactionId -> [highest seqNo queued, ended, evse id]
+        for _, action, p in self.st.queue.pending():
+            if action != TX:
+                continue
+            tid = p["transactionInfo"]["transactionId"]
+            rec = found.get(tid)
+            if rec is None:
+                rec = found[tid] = [-1, False, None]
+            rec[0] = max(rec[0], p.get("seqNo", 0))
+            if p.get("eventType") == "Ended":
+                rec[1] = True
+            if p.get("evse"):
+                rec[2] = p["evse"].get("id")
+        docs = {}
+        for evse_id in ev_ids:
+            d = self.st.store.load(_doc(evse_id))
+            if d and d.get("id"):
+                docs[d["id"]] = d
+        for tid, rec in found.items():
+            if tid not in docs and not rec[1] and rec[2] in ev_ids:
+                # cut between put(Started) and the first save of the document
+                docs[tid] = {"id": tid, "seq": 0, "evse": rec[2], "evse_sent": True,
+                             "state": None, "wh": None}
+        for tid, d in docs.items():
+            rec = found.get(tid)
+            if rec is not None:
+                if rec[1]:
+                    self.st.store.remove(_doc(d["evse"]))  # cut right after put(Ended)
+                    continue
+                d["seq"] = max(d.get("seq", 0), rec[0] + 1)
+            evse_id = d.get("evse")
+            if evse_id not in ev_ids:
+                continue
+            d["auth"] = False
+            d["stop_reason"] = None
+            d["rsid"] = None
+            self.tx[evse_id] = d
+            self._recovered.append(evse_id)
+            log.warn("tx", "EVSE %d: transaction %s was open at start-up (next seqNo %d)"
+                     % (evse_id, tid, d["seq"]))
+
+    def _end_recovered(self):
+        prov = self.st.blocks.get("provisioning")
+        why = getattr(prov, "reason", "PowerUp") if prov is not None else "PowerUp"
+        reason = "PowerLoss" if why in ("PowerUp", "Unknown") else "Reboot"
+        for evse_id in self._recovered:
+            tx = self.tx.get(evse_id)
+            if tx is None:
+                continue
+            tx["state"] = None  # report the state found after the cut
+            self._end(evse_id, "AbnormalCondition", reason, final_wh=tx.get("wh"))
+        self._recovered = []
