@@ -71,7 +71,7 @@ ROWS = (
     (C_COMM, "MessageTimeout", "Default", RO | CONST, INT, "s", 1, 600, None, 30),
     (C_COMM, "MessageAttemptInterval", "TransactionEvent", RW, INT, "s", 1, 3600, None, 10),
     (C_COMM, "MessageAttempts", "TransactionEvent", RW, INT, None, 1, 100, None, 3),
-    (C_COMM, "NetworkConfigurationPriority", None, RW, SEQ, None, None, 40, None, "1"),
+    (C_COMM, "NetworkConfigurationPriority", None, RW, SEQ, None, None, 40, "0,1,2", "1"),
     (C_COMM, "NetworkProfileConnectionAttempts", None, RW, INT, None, 1, 100, None, 3),
     (C_COMM, "OfflineThreshold", None, RW, INT, "s", 0, 86400, None, 60),
     (C_COMM, "ResetRetries", None, RW, INT, None, 0, 10, None, 2),
@@ -91,6 +91,7 @@ ROWS = (
     (C_DEV, "ReportingValueSize", None, RO | CONST, INT, None, None, None, None, 2500),
     # ---- ClockCtrlr
     (C_CLOCK, "DateTime", None, RO | DYN, DT, None, None, None, None, None),
+    (C_CLOCK, "TimeAdjustmentReportingThreshold", None, RW, INT, "s", 0, 86400, None, 60),
     (C_CLOCK, "TimeSource", None, RW, SEQ, None, None, None, "Heartbeat,RealTimeClock", "Heartbeat"),
     # ---- SecurityCtrlr (A00..A05)
     (C_SEC, "BasicAuthPassword", None, WO | SECRET, STR, None, 16, 40, None, None),
