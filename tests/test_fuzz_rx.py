@@ -58,7 +58,7 @@ def make_frame(rng, i):
         n = rng.randrange(1, 60)
         return "".join(rng.choice('[]{}",:0123456789abcnulltrue \\') for _ in range(n)), "text"
     if r < 0.18:
-        depth = rng.choice([50, 500, 5000, 20000])
+        depth = rng.choice([50, 500, 5000, 9000])  # under the station's 20 KB message cap
         return "[2, \"%s\", \"DataTransfer\", " % mid + "[" * depth + "]" * depth + "]", "text"
     if r < 0.22:
         return "[2, \"%s\", \"DataTransfer\", {\"vendorId\": \"v\", \"data\": %s}]" % (
@@ -149,6 +149,14 @@ async def _fuzz(csms, cp, rng):
     return stats
 
 
+async def _oversize(csms, cp):
+    """A frame over the station's message cap: close 1009, then a clean reconnect."""
+    session = csms.sessions[cp]
+    await csms.raw(cp, '[2, "big", "DataTransfer", {"vendorId": "v", "data": "%s"}]' % ("x" * 30000))
+    await session.ws.wait_closed()
+    return session.ws.close_code
+
+
 def test_fuzz_receive_path_10000_frames(csms, station):
     st = station(args=["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
                        "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0"])
@@ -160,3 +168,6 @@ def test_fuzz_receive_path_10000_frames(csms, station):
     assert stats["frames"] >= 9000 and stats["errors"] > 3000 and stats["results"] > 500
     assert st.status()["connected"] is True
     assert csms.csms.connections == 1  # no crash, no reconnect needed for any of these
+    assert csms.run(_oversize(csms.csms, st.identity)) == 1009
+    csms.wait_for(lambda: csms.csms.connections == 2 and st.identity in csms.csms.sessions, 15, "reconnect")
+    assert csms.call(st.identity, "DataTransfer", {"vendorId": "after-oversize"})["status"] == "UnknownVendorId"
