@@ -261,10 +261,18 @@ class Block:
             self.st.emit("idle")
 
     def _update(self, evse_id, trigger="ChargingStateChanged"):
-        """Report a charging-state change (E01.FR.18)."""
+        """Report a charging-state change (E01.FR.18); with TxStopPoint EnergyTransfer the
+        end of charging ends the transaction (E06.FR.07)."""
         tx = self.tx.get(evse_id)
-        if tx is not None and self.charging_state(evse_id, tx) != tx.get("state"):
-            self._event(evse_id, tx, "Updated", trigger)
+        if tx is None:
+            return
+        state = self.charging_state(evse_id, tx)
+        if state == tx.get("state"):
+            return
+        if tx.get("state") == "Charging" and "EnergyTransfer" in self._stop_points():
+            self._end(evse_id, trigger, "StoppedByEV" if tx.get("auth") else "Local")
+            return
+        self._event(evse_id, tx, "Updated", trigger)
 
     # ---------------------------------------------------------------- authorization
     def _authorized(self, evse_id, id_token, info, trigger, rsid=None):
@@ -305,6 +313,8 @@ class Block:
         return self._token(id_token)
 
     async def _token(self, tok):
+        if tok.get("type") in ("ISO14443", "ISO15693"):
+            tok = {"idToken": tok["idToken"].strip().upper(), "type": tok["type"]}
         auth = self.st.blocks.get("authorization")
         ev = self._evse()
         if ev is None:
@@ -340,7 +350,8 @@ class Block:
         if auth is not None and not auth.may_start(info, target):
             log.info("tx", "token not accepted (%s)" % info.get("status"))
             return  # E02.FR.20: no event
-        if target in self.tx or target in self._pending or not ev.get(target).available:
+        if target in self._pending or (target in self.tx and self.tx[target].get("auth")) \
+                or not ev.get(target).available:
             return  # changed while we waited for the CSMS
         self._authorized(target, tok, info, "Authorized")
 
@@ -423,10 +434,6 @@ class Block:
         if closed and tx is None and evse_id in self._pending and \
                 "EnergyTransfer" in self._start_points():
             self._start(evse_id, "ChargingStateChanged")  # E01.FR.06
-            return
-        if not closed and tx is not None and tx.get("state") == "Charging" and \
-                "EnergyTransfer" in self._stop_points():
-            self._end(evse_id, "ChargingStateChanged", "StoppedByEV")  # E06.FR.07
             return
         self._update(evse_id)
 

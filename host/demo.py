@@ -44,14 +44,39 @@ async def run_demo(args):
         await wait_until(lambda: station.boot_status == "Accepted", 15, "BootNotification")
         say("station %s booted: BootNotification Accepted after %.0f ms"
             % (args["id"], (time.monotonic() - t0) * 1000))
-        beats = len(csms.calls("Heartbeat"))
-        await wait_until(lambda: len(csms.calls("Heartbeat")) > beats, 10, "a Heartbeat")
-        say("heartbeat received at the CSMS-given 2 s interval")
-        r = await csms.call(args["id"], "DataTransfer", {"vendorId": "com.example.demo", "data": "hello"})
-        say("CSMS DataTransfer to an unknown vendor -> %s" % r["status"])
+        station.dm.set("SampledDataCtrlr", "TxUpdatedInterval", 1)
+        ev = board.evses[0]
+        ev.meter.ev_power_w = 11000.0
+        ev.pilot.ev_state = "C"  # plug in: the EV asks for energy, waits for the offer
+        await wait_until(lambda: csms.calls("StatusNotification")[-1]["connectorStatus"] == "Occupied",
+                         5, "Occupied")
+        say("EV plugged in on EVSE 1: StatusNotification Occupied")
+        board.reader.tap("04A1B2C3")
+        await wait_until(lambda: any(p["eventType"] == "Started" for p in csms.calls("TransactionEvent")),
+                         10, "TransactionEvent Started")
+        t_start = time.monotonic()
+        say("card 04A1B2C3 tapped: Authorize Accepted, TransactionEvent Started")
+        await wait_until(lambda: len([p for p in csms.calls("TransactionEvent")
+                                      if p["triggerReason"] == "MeterValuePeriodic"]) >= 3, 10,
+                         "periodic meter values")
+        say("charging at 11 kW with meter values every second")
+        board.reader.tap("04A1B2C3")
+        await wait_until(lambda: any(p["eventType"] == "Ended" for p in csms.calls("TransactionEvent")),
+                         10, "TransactionEvent Ended")
+        duration = time.monotonic() - t_start
+        ev.pilot.ev_state = "A"
+        await wait_until(lambda: csms.calls("StatusNotification")[-1]["connectorStatus"] == "Available",
+                         5, "Available")
+        say("card tapped again: TransactionEvent Ended; EV unplugged: StatusNotification Available")
+        events = csms.calls("TransactionEvent")
+        regs = [sv["value"] for p in events for mv in p.get("meterValue") or ()
+                for sv in mv["sampledValue"] if sv.get("measurand") == "Energy.Active.Import.Register"]
+        energy = regs[-1] - regs[0] if regs else 0.0
         frames = [m for m in csms.messages if m["cp"] == args["id"]]
-        say("summary: %d frames exchanged, %d schema violations, data in %s"
-            % (len(frames), len(csms.schema_violations), data_dir))
+        say("summary: %.1f Wh in %.1f s, %d TransactionEvents (seqNo 0..%d), %d frames, "
+            "%d schema violations, data in %s"
+            % (energy, duration, len(events), events[-1]["seqNo"], len(frames),
+               len(csms.schema_violations), data_dir))
         return 0 if not csms.schema_violations else 1
     finally:
         await station.stop()
