@@ -25,7 +25,9 @@ class Evse:
     def __init__(self, hw):
         self.hw = hw
         self.id = hw.id
-        self.safety = Safety(hw)
+        # On a board, board/main.py owns the safety loop (the watchdog checks it) and has
+        # already attached a Safety to each EVSE: reuse it, never a second one per relay.
+        self.safety = getattr(hw, "safety", None) or Safety(hw)
         self.pilot = None
         self.relay = False
         self.authorized = False   # set by the transactions block
@@ -156,10 +158,18 @@ class Block:
     def _on_start(self):
         for e in self.evses:
             self._apply(e)
-        self.st.spawn(run_safety([e.safety for e in self.evses], SAFETY_PERIOD_MS,
-                                 self._on_safety))
+        if getattr(self.st.board, "safeties", None):
+            self.st.on("safety", self._on_board_safety)  # events forwarded by board/main.py
+        else:
+            self.st.spawn(run_safety([e.safety for e in self.evses], SAFETY_PERIOD_MS,
+                                     self._on_safety))
         self.st.spawn(self._dispatch())
         self.st.spawn(self._reader_loop())
+
+    def _on_board_safety(self, evse_id, events):
+        e = self._by_id.get(evse_id)
+        if e is not None:
+            self._on_safety(e.safety, events)
 
     def _on_safety(self, safety, events):
         self._events.append((safety, events))
