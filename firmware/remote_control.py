@@ -1,14 +1,25 @@
-# Remote control block (OCPP 2.0.1 part 2, F): TriggerMessage (F06) for now.
+# Remote control block (OCPP 2.0.1 part 2, F): RequestStartTransaction (F01/F02),
+# RequestStopTransaction (F03), UnlockConnector (F05) and TriggerMessage (F06).
 #
-# The TriggerMessageResponse goes out first and the requested message after it (F06.FR.04),
-# through the handler's `after`. Other blocks add message types with
+# Requests are answered first; whatever they set in motion (authorizing a remote start,
+# stopping, the triggered message) runs afterwards through the handler's `after`. The
+# transactions block does the charging work: tx.remote_start / tx.stop / tx.trigger_event.
+#
+# TriggerMessage: other blocks add message types with
 # station.blocks["remote_control"].register(name, fn): fn(evse) -> (status, after or None),
 # where evse is the request's EVSEType dict or None.
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
+from firmware.hal import NoLock
 
-def _rejected(reason):
-    return {"status": "Rejected", "statusInfo": {"reasonCode": reason}}
+UNLOCK_WAIT_MS = 1000  # how long a sensed lock may take to report "open"
+
+
+def _rejected(reason, info=None):
+    si = {"reasonCode": reason}
+    if info:
+        si["additionalInfo"] = info
+    return {"status": "Rejected", "statusInfo": si}
 
 
 class Block:
@@ -18,11 +29,111 @@ class Block:
             "BootNotification": self._boot,
             "Heartbeat": self._heartbeat,
             "StatusNotification": self._status,
+            "MeterValues": self._meter_values,
+            "TransactionEvent": self._tx_event,
         }
-        station.rpc.register("TriggerMessage", self.trigger_message)
+        r = station.rpc
+        r.register("TriggerMessage", self.trigger_message)
+        r.register("RequestStartTransaction", self.request_start)
+        r.register("RequestStopTransaction", self.request_stop)
+        r.register("UnlockConnector", self.unlock_connector)
 
     def register(self, name, fn):
         self.triggers[name] = fn
+
+    def _hw(self, evse_id):
+        for e in self.st.board.evses:
+            if e.id == evse_id:
+                return e
+        return None
+
+    # ---------------------------------------------------------------- F01/F02
+    def _refuse(self, ev, tx, evse_id):
+        """Why a remote start may not use this EVSE (F01.FR.21-24), or None."""
+        e = ev.get(evse_id)
+        if e is None:
+            return ("UnknownEvse", None)
+        if not e.available or ev.blocked(evse_id):
+            return ("Unspecified", "EVSE %d is %s" % (evse_id, ev.connector_status(evse_id)))
+        t = tx.active(evse_id)
+        # authorized (pending or in a transaction), or a transaction already told to stop
+        if e.authorized or (t is not None and (t.get("auth") or t.get("stop_reason"))):
+            return ("TxInProgress", None)
+        if e.reserved:  # no reservation block to match the token against
+            return ("Unspecified", "EVSE %d is Reserved" % evse_id)
+        return None
+
+    def request_start(self, payload):
+        st = self.st
+        ev, tx = st.blocks.get("evse"), st.blocks.get("transactions")
+        if ev is None or tx is None:
+            return _rejected("UnsupportedRequest")
+        if st.boot_status != "Accepted":
+            return _rejected("CSNotAccepted")
+        evse_id = payload.get("evseId")
+        if evse_id is None:  # F01.FR.20: pick one, preferably where an EV waits
+            ok = [i for i in ev.ids() if self._refuse(ev, tx, i) is None]
+            if not ok:
+                return _rejected("Unspecified", "no EVSE is free")
+            evse_id = ok[0]
+            for i in ok:
+                if ev.connected(i):
+                    evse_id = i
+                    break
+        else:
+            why = self._refuse(ev, tx, evse_id)
+            if why:
+                return _rejected(why[0], why[1])
+        # F01.FR.12: without smart charging the chargingProfile is ignored.
+        tok, rsid = payload["idToken"], payload["remoteStartId"]
+        t = tx.active(evse_id)
+        resp = {"status": "Accepted"}
+        if t is not None:
+            resp["transactionId"] = t["id"]  # F01.FR.13
+
+        async def after():
+            await tx.remote_start(evse_id, tok, rsid)
+
+        return resp, after
+
+    # ---------------------------------------------------------------- F03
+    def request_stop(self, payload):
+        tx = self.st.blocks.get("transactions")
+        tid = payload["transactionId"]
+        evse_id = None
+        for e in self.st.board.evses:
+            t = tx.active(e.id) if tx is not None else None
+            if t is not None and t["id"] == tid:
+                evse_id = e.id
+        if evse_id is None:
+            return {"status": "Rejected"}  # F03.FR.08
+
+        async def after():
+            await tx.stop(evse_id, "Remote", "RemoteStop")
+
+        return {"status": "Accepted"}, after  # F03.FR.07
+
+    # ---------------------------------------------------------------- F05
+    async def unlock_connector(self, payload):
+        evse_id = payload["evseId"]
+        hw = self._hw(evse_id)
+        if hw is None or payload["connectorId"] != 1:
+            return {"status": "UnknownConnector"}  # F05.FR.03
+        tx = self.st.blocks.get("transactions")
+        t = tx.active(evse_id) if tx is not None else None
+        if t is not None and t.get("auth"):
+            return {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
+        lock = hw.lock
+        if isinstance(lock, NoLock):  # no lock fitted: a captive cable
+            return {"status": "UnlockFailed", "statusInfo": {"reasonCode": "FixedCable"}}
+        lock.set(False)  # F05.FR.06: tried even without a cable
+        t0 = compat.ticks_ms()
+        while lock.locked() and compat.ticks_diff(compat.ticks_ms(), t0) < UNLOCK_WAIT_MS:
+            await compat.sleep_ms(50)
+        if lock.locked() or "lock" in hw.faults():
+            log.warn("remote", "EVSE %d: unlock failed" % evse_id)
+            return {"status": "UnlockFailed"}  # F05.FR.05
+        return {"status": "Unlocked"}  # F05.FR.04
 
     def trigger_message(self, payload):
         name = payload.get("requestedMessage")
@@ -99,5 +210,43 @@ class Block:
         async def after():
             self._permit("StatusNotification")
             await self._send("StatusNotification", send_all)
+
+        return "Accepted", after
+
+    def _ids(self, evse):
+        return [evse["id"]] if evse is not None else [e.id for e in self.st.board.evses]
+
+    def _meter_values(self, evse):
+        mv = self.st.blocks.get("meter_values")
+        if mv is None:
+            return {"status": "NotImplemented"}
+        ids = self._ids(evse)
+
+        async def send_all():
+            # F06.FR.06: the AlignedDataCtrlr measurands, context Trigger
+            from firmware.meter_values import measurand_list, ENERGY
+            ms = measurand_list(self.st.dm.get("AlignedDataCtrlr", "Measurands")) or (ENERGY,)
+            for i in ids:
+                v = mv.sample(i, ms, "Trigger")
+                if v:
+                    await mv.send(i, [v])
+
+        async def after():
+            self._permit("MeterValues")
+            await self._send("MeterValues", send_all)
+
+        return "Accepted", after
+
+    def _tx_event(self, evse):
+        tx = self.st.blocks.get("transactions")
+        if tx is None:
+            return {"status": "NotImplemented"}
+        busy = [i for i in self._ids(evse) if tx.active(i) is not None]
+        if not busy:
+            return _rejected("TxNotFound")
+
+        async def after():
+            for i in busy:  # F06.FR.07, queued like every TransactionEvent
+                tx.trigger_event(i)
 
         return "Accepted", after

@@ -9,7 +9,7 @@ from firmware.msg_queue import MessageQueue
 
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
 BLOCKS = ("security", "provisioning", "variables", "availability", "authorization",
-          "evse", "meter_values", "transactions", "remote_control", "data_transfer")
+          "evse", "meter_values", "transactions", "remote_control", "diagnostics", "data_transfer")
 
 COMM = "OCPPCommCtrlr"
 CSMS_ROOT = "csms_root.pem"

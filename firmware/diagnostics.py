@@ -1,0 +1,118 @@
+# Diagnostics block (OCPP 2.0.1 part 2, N): NotifyEvent for hardware faults (N07 alerts).
+#
+# Every safety fault that appears or clears ("fault" / "fault_cleared" station events from
+# the EVSE block) becomes one eventData on the standard component and variable for that
+# fault (part 2 appendix 3.2), trigger Alerting, eventNotificationType
+# HardWiredNotification, techCode = our fault name, cleared = true when it recovers.
+#
+# These events are not transaction-related, so they do not go through the persistent
+# message queue: they are sent with station.call, a batch per NotifyEvent (seqNo 0, tbc
+# false). While offline up to MAX_PENDING events wait in RAM (the oldest go first when it
+# overflows) and leave after the reconnect; a batch the CSMS refuses or does not answer
+# ATTEMPTS times is dropped.
+from firmware import compat, log
+from firmware.rpc import CallError, Offline
+
+# fault name -> (component, variable, on the connector rather than the EVSE)
+FAULTS = {
+    "rcd": ("RCD", "Tripped", False),
+    "contactor": ("PowerContactor", "Problem", False),       # close/open failed
+    "welding": ("PowerContactor", "Tripped", False),         # mirror contact tripped
+    "lock": ("ConnectorPlugRetentionLock", "Problem", True),
+    "pilot": ("CPPWMController", "Problem", True),
+    "diode": ("CPPWMController", "Problem", True),
+    "overtemp": ("TemperatureSensor", "Active", False),      # over MaxSet
+    "meter": ("FiscalMetering", "Problem", False),           # read error
+}
+MAX_PENDING = 8
+BATCH = 4
+ATTEMPTS = 3
+RETRY_MS = 2000
+ID_BLOCK = 32  # eventIds reserved on flash per write, so ids stay unique across reboots
+DOC = "events.json"
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        self.pending = []
+        self.sent = 0
+        self.dropped = 0
+        self._wake = compat.asyncio.Event()
+        d = station.store.load(DOC) or {}
+        self._next = d.get("next", 1)
+        self._limit = self._next  # reserve on first use
+        station.on("fault", self._on_fault)
+        station.on("fault_cleared", self._on_cleared)
+        station.on("start", self._on_start)
+        station.on("connected", self._wake.set)
+        station.on("boot_accepted", self._wake.set)
+
+    def _event_id(self):
+        if self._next >= self._limit:
+            self._limit = self._next + ID_BLOCK
+            try:
+                self.st.store.save(DOC, {"next": self._limit})
+            except OSError as e:
+                log.warn("diag", "eventId block not saved: %s" % (e,))
+        n = self._next
+        self._next += 1
+        return n
+
+    def _on_fault(self, evse_id, name):
+        self.notify(evse_id, name, False)
+
+    def _on_cleared(self, evse_id, name):
+        self.notify(evse_id, name, True)
+
+    def notify(self, evse_id, name, cleared):
+        comp, var, on_conn = FAULTS.get(name, ("EVSE", "Problem", False))
+        evse = {"id": evse_id}
+        if on_conn:
+            evse["connectorId"] = 1
+        data = {"eventId": self._event_id(), "timestamp": compat.iso8601(),
+                "trigger": "Alerting", "actualValue": "false" if cleared else "true",
+                "techCode": name[:50], "cleared": cleared,
+                "eventNotificationType": "HardWiredNotification",
+                "component": {"name": comp, "evse": evse}, "variable": {"name": var}}
+        tx = self.st.blocks.get("transactions")
+        t = tx.active(evse_id) if tx is not None else None
+        if t is not None:
+            data["transactionId"] = t["id"]
+        if len(self.pending) >= MAX_PENDING:
+            old = self.pending.pop(0)
+            self.dropped += 1
+            log.warn("diag", "NotifyEvent %d dropped: buffer full" % old["eventId"])
+        self.pending.append(data)
+        self._wake.set()
+
+    def _on_start(self):
+        self.st.spawn(self._sender())
+
+    async def _sender(self):
+        st = self.st
+        tries = 0
+        while True:
+            if not self.pending or not st.connected or st.boot_status != "Accepted":
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self.pending[:BATCH]
+            try:
+                await st.call("NotifyEvent", {"generatedAt": compat.iso8601(), "seqNo": 0,
+                                              "tbc": False, "eventData": batch},
+                              wait_online=False)
+            except Offline:
+                await compat.sleep_ms(100)
+                continue  # kept; "connected" wakes us again
+            except (CallError, compat.TimeoutError) as e:
+                tries += 1
+                log.warn("diag", "NotifyEvent failed (%d/%d): %r" % (tries, ATTEMPTS, e))
+                if tries < ATTEMPTS:
+                    await compat.sleep_ms(RETRY_MS)
+                    continue
+                self.dropped += len(batch)
+            else:
+                self.sent += len(batch)
+            tries = 0
+            self.pending = [x for x in self.pending if not [d for d in batch if d is x]]
