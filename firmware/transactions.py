@@ -181,7 +181,8 @@ class Block:
                stopped_reason=None, force_state=None):
         info = {"transactionId": tx["id"]}
         state = force_state or self.charging_state(evse_id, tx)
-        if state != tx.get("state") or event_type == "Started":
+        # TriggerMessage(TransactionEvent) reports the current state even if unchanged (F06)
+        if state != tx.get("state") or event_type == "Started" or trigger == "Trigger":
             info["chargingState"] = state
             tx["state"] = state
         if stopped_reason:
@@ -223,6 +224,9 @@ class Block:
     def _start(self, evse_id, trigger):
         if evse_id in self.tx:
             return self.tx[evse_id]
+        ev = self._evse()
+        if ev is not None and not ev.get(evse_id).available:
+            return None  # Unavailable (G03/G04): no new transaction, e.g. at EVConnected
         tx = {"id": compat.uuid4(), "seq": 0, "evse": evse_id, "token": None, "info": None,
               "auth": False, "state": None, "evse_sent": False, "t0": compat.now(),
               "wh": self._energy(evse_id), "rsid": None, "stop_reason": None,
@@ -243,7 +247,7 @@ class Block:
         self.st.emit("tx_started", evse_id, tx)
         return tx
 
-    def _end(self, evse_id, trigger, reason, id_token=None, final_wh=None):
+    def _end(self, evse_id, trigger, reason, id_token=None, final_wh=None, state=None):
         tx = self.tx.get(evse_id)
         if tx is None:
             return
@@ -252,7 +256,7 @@ class Block:
         mv = self._mv()
         meter = mv.ended(evse_id, final_wh) if mv is not None else None
         self._event(evse_id, tx, "Ended", trigger, id_token=id_token, meter=meter,
-                    stopped_reason=reason)
+                    stopped_reason=reason, force_state=state)
         del self.tx[evse_id]
         log.info("tx", "EVSE %d transaction %s ended (%s, %s)" % (evse_id, tx["id"], trigger, reason))
         self._permit(evse_id)
@@ -414,8 +418,12 @@ class Block:
                 self._event(evse_id, tx, "Updated", "CablePluggedIn")
                 return
             sp = self._start_points()
-            if "EVConnected" in sp or ("PowerPathClosed" in sp and evse_id in self._pending):
+            pend = self._pending.get(evse_id)
+            if "EVConnected" in sp:
                 self._start(evse_id, "CablePluggedIn")
+            elif "PowerPathClosed" in sp and pend is not None:
+                # the authorization came first: it is what started the session (F02.FR.21)
+                self._start(evse_id, pend.get("trigger") or "Authorized")
             return
         if was and not now:
             if tx is None:
@@ -456,8 +464,10 @@ class Block:
         return None
 
     async def _end_all(self, trigger, reason):
+        # the station stops the energy: a connected EV is left in EVConnected (TC_B_22)
         for evse_id in list(self.tx):
-            self._end(evse_id, trigger, reason)
+            self._end(evse_id, trigger, reason,
+                      state="EVConnected" if self._connected(evse_id) else None)
 
     # ---------------------------------------------------------------- timers
     def _on_start(self):

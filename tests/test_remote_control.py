@@ -85,8 +85,6 @@ def test_TC_F_02_CS_remote_start_first_AuthorizeRemoteStart_true(csms, station):
     wait_event(csms, st, charging, "Charging")
 
 
-@pytest.mark.xfail(strict=True, reason="transactions._on_pilot starts the pending remote "
-                   "authorization with triggerReason CablePluggedIn instead of RemoteStart")
 def test_TC_F_02_CS_remote_start_first_PowerPathClosed_then_plug(csms, station):
     """Default TxStartPoint: the transaction starts at plug-in; it is still the first event
     after the RequestStartTransaction, so it carries triggerReason RemoteStart (F02.FR.21)."""
@@ -273,8 +271,6 @@ def test_TC_F_13_CS_trigger_transaction_event_specific_evse(csms, station):
     assert trigger(csms, cp, "TransactionEvent", {"id": 2})[0]["status"] == "Rejected"
 
 
-@pytest.mark.xfail(strict=True, reason="transactions._event omits chargingState when it did "
-                   "not change; trigger_event must always include it")
 def test_TC_F_13_CS_triggered_transaction_event_carries_chargingState(csms, station):
     """F06.FR.07 / TC_F_13 tool validation: transactionInfo.chargingState must be Charging in
     the triggered event, even though the state did not change."""
