@@ -6,6 +6,7 @@ import machine
 
 from board.modbus import MeterError, float_at
 from firmware.compat import ticks_ms, ticks_diff
+from firmware.hal import Meter
 
 # Input registers (function 04), float32 big-endian. (start, count) blocks per model.
 SDM = {
@@ -15,7 +16,7 @@ SDM = {
 }
 
 
-class SdmMeter:
+class SdmMeter(Meter):
     def __init__(self, bus, model="SDM630", addr=1, fail_after=3):
         if model not in SDM:
             raise ValueError("meter model %r not one of %s" % (model, ", ".join(SDM)))
@@ -70,11 +71,8 @@ class SdmMeter:
     def voltage_v(self):
         return self._v
 
-    def estimated(self):
-        return False
 
-
-class S0Meter:
+class S0Meter(Meter):
     """Pulse output (DIN 43864 / IEC 62053-31): counts falling edges of at least
     `min_pulse_ms`; power from the interval between the last pulses."""
 
@@ -124,17 +122,8 @@ class S0Meter:
     def power_w(self):
         return self._w
 
-    def current_a(self):
-        return None
 
-    def voltage_v(self):
-        return None
-
-    def estimated(self):
-        return False
-
-
-class EstimatedMeter:
+class EstimatedMeter(Meter):
     """No meter fitted: power = offered current x nominal voltage x phases while the relay
     is closed, integrated over time. Flagged estimated() so nothing bills from it."""
 
