@@ -48,7 +48,7 @@ class MessageQueue:
         if len(self._pending) >= self.max_items:
             self._make_room()
         mid = self.st.rpc.next_id()
-        line = json.dumps(["a", mid, action, payload]) + "\n"
+        line = (json.dumps(["a", mid, action, payload]) + "\n").encode()
         if self._size + len(line) > self.max_bytes:
             self._compact()
             if self._size + len(line) > self.max_bytes:
@@ -75,22 +75,14 @@ class MessageQueue:
         return not self._pending
 
     # ---------------------------------------------------------------- journal
-    def _append(self, line):
-        off = self._size
-        with open(self.path, "a") as f:
-            f.write(line)
-            f.flush()
-            try:
-                os.fsync(f.fileno())
-            except (AttributeError, OSError):
-                pass
-        self._size += len(line)
-        self.store.bytes_written += len(line)
+    def _append(self, data):
+        off = self.store.append_raw(JOURNAL, data, self._size)
+        self._size += len(data)
         return off
 
     def _read(self, off):
         try:
-            with open(self.path) as f:
+            with open(self.path, "rb") as f:
                 f.seek(off)
                 rec = json.loads(f.readline())
         except (OSError, ValueError):
@@ -108,33 +100,26 @@ class MessageQueue:
                 os.rename(tmp, self.path)  # interrupted between remove and rename
         pending = []
         done = set()
-        off = 0
-        try:
-            f = open(self.path)
-        except OSError:
-            self._size = 0
-            return
-        with f:
-            while True:
-                line = f.readline()
-                if not line:
-                    break
-                n = len(line)
-                if line.endswith("\n"):
-                    try:
-                        rec = json.loads(line)
-                        if rec[0] == "a":
-                            pending.append(off)
-                        elif rec[0] == "d":
-                            done.add(rec[1])
-                    except (ValueError, IndexError, TypeError, KeyError):
-                        log.warn("queue", "skipping corrupt journal record at %d" % off)
-                off += n
-        self._size = off
-        if off and not line.endswith("\n"):
+        size = 0
+        torn = False
+        for off, line in self.store.lines(JOURNAL):
+            size = off + len(line)
+            torn = not line.endswith(b"\n")
+            if torn:
+                break
+            try:
+                rec = json.loads(line)
+                if rec[0] == "a":
+                    pending.append(off)
+                elif rec[0] == "d":
+                    done.add(rec[1])
+            except (ValueError, IndexError, TypeError, KeyError):
+                log.warn("queue", "skipping corrupt journal record at %d" % off)
+        self._size = size
+        if torn:
             # a record torn by a power cut was never acknowledged; terminate it so the next
             # append starts on a fresh line
-            self._append("\n")
+            self._append(b"\n")
         self._pending = [o for o in pending if o not in done]
         if self._pending:
             log.info("queue", "recovered %d undelivered messages" % len(self._pending))
@@ -146,7 +131,7 @@ class MessageQueue:
         if not self._pending and self._size > 4096:
             self._reset()
         else:
-            self._append(json.dumps(["d", off]) + "\n")
+            self._append((json.dumps(["d", off]) + "\n").encode())
 
     def _reset(self):
         try:
@@ -160,12 +145,12 @@ class MessageQueue:
         tmp = self.path + ".tmp"
         new = []
         size = 0
-        with open(tmp, "w") as out:
+        with open(tmp, "wb") as out:
             for off in self._pending:
                 rec = self._read(off)
                 if rec is None:
                     continue
-                line = json.dumps(rec) + "\n"
+                line = (json.dumps(rec) + "\n").encode()
                 out.write(line)
                 new.append(size)
                 size += len(line)

@@ -58,31 +58,46 @@ class Store:
 
     # -------------------------------------------------------------- journals
     def append(self, name, record):
-        """Append one JSON record as a line and flush it to the medium."""
-        line = json.dumps(record) + "\n"
-        with open(self.path(name), "a") as f:
-            f.write(line)
-            _sync(f)
-        self.bytes_written += len(line)
+        """Append one JSON record as a line and flush it to the medium; returns the record's
+        byte offset. Journals are binary: MicroPython's json.dumps writes raw UTF-8, so only
+        byte counts are valid offsets."""
+        return self.append_raw(name, (json.dumps(record) + "\n").encode())
 
-    def records(self, name):
-        """Yield the journal's intact records in order, one line at a time (bounded RAM).
-        A torn or corrupt line (power cut during a write) is skipped."""
+    def append_raw(self, name, data, offset=None):
+        """Append bytes; `offset` is the caller's known journal size (saves a stat)."""
+        if offset is None:
+            offset = self.size(name)
+        with open(self.path(name), "ab") as f:
+            f.write(data)
+            _sync(f)
+        self.bytes_written += len(data)
+        return offset
+
+    def lines(self, name):
+        """Yield (byte offset, line bytes) for every line of a journal, one at a time (bounded
+        RAM). A torn last line (power cut mid-write) comes without its newline."""
         try:
-            f = open(self.path(name))
+            f = open(self.path(name), "rb")
         except OSError:
             return
         with f:
+            off = 0
             while True:
                 line = f.readline()
                 if not line:
                     break
-                if not line.endswith("\n"):
-                    break  # torn tail
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
+                yield off, line
+                off += len(line)
+
+    def records(self, name):
+        """Yield the journal's intact records in order. A torn or corrupt line is skipped."""
+        for _, line in self.lines(name):
+            if not line.endswith(b"\n"):
+                break  # torn tail
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
 
     def size(self, name):
         try:
