@@ -1,12 +1,25 @@
-# Availability block (G01-G04). This part reports connector status: StatusNotification for
-# every connector once BootNotification is Accepted (B01.FR.05), on every change (G01), and
-# after a reconnect either for all connectors (offline longer than OfflineThreshold,
-# B04.FR.01) or only for those whose status changed while offline (B04.FR.02).
-# ChangeAvailability (G03/G04) is added here later; it drives evse.set_available().
+# Availability block (G01-G05). Connector status: StatusNotification for every connector
+# once BootNotification is Accepted (B01.FR.05), on every change (G01), and after a
+# reconnect either for all connectors (offline longer than OfflineThreshold, B04.FR.01) or
+# only for those whose status changed while offline (B04.FR.02).
+#
+# ChangeAvailability (G03/G04): the CSMS sets the station, an EVSE or its connector
+# Operative or Inoperative. The three levels are kept apart (G03 note 1) in a small document
+# (avail.json, atomic write) saved before the response, so they survive a reboot or a power
+# cut (G03.FR.08, G04.FR.09, B11.FR.02). An EVSE may charge while all three levels are
+# Operative and no OnIdle reset waits (B12 3a); evse.set_available() applies that, and the
+# connector then shows Unavailable (a fault still shows Faulted, G03.FR.06). An EVSE with a
+# transaction keeps charging: the answer is Scheduled and the change happens when the
+# transaction ends (G03.FR.05, G04.FR.06, G01.FR.05). Lock failure (G05) is a blocking
+# safety fault: the connector shows Faulted, charging does not start, and the diagnostics
+# block reports ConnectorPlugRetentionLock.Problem.
+#
+# API: operative(evse_id) -> bool (may a new session start there).
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
 
 COMM = "OCPPCommCtrlr"
+DOC = "avail.json"
 
 
 class Block:
@@ -16,17 +29,107 @@ class Block:
         self.notifications = 0
         self._lost_ms = None     # when the connection dropped
         self._out = compat.Queue()
+        # {"cs": station Operative, "off": EVSE ids Inoperative, "coff": EVSE ids whose
+        # connector is Inoperative}
+        self.doc = station.store.load(DOC) or {"cs": True, "off": [], "coff": []}
+        self.resetting = False   # an OnIdle reset waits for the transactions to end
         station.on("start", self._on_start)
         station.on("boot_accepted", self._on_boot_accepted)
         station.on("connected", self._on_connected)
         station.on("disconnected", self._on_disconnected)
         station.on("connector_status", self._on_change)
+        station.on("tx_ended", self._on_tx_ended)
+        station.on("reset_scheduled", self._on_reset_scheduled)
+        station.rpc.register("ChangeAvailability", self.change)
+        dm = station.dm
+        dm.provide("ChargingStation", "AvailabilityState", self._cs_state)
+        dm.provide("EVSE", "AvailabilityState", self._state)
+        dm.provide("Connector", "AvailabilityState", self._state)
+
+    def _ids(self):
+        return [e.id for e in self.st.board.evses]
 
     def connector_status(self, evse):
         ev = self.st.blocks.get("evse")
         return ev.connector_status(evse.id) if ev is not None else "Available"
 
+    def _state(self, evse_id, conn):
+        ev = self.st.blocks.get("evse")
+        return ev.connector_status(evse_id) if ev is not None and evse_id else "Available"
+
+    def _cs_state(self, evse_id, conn):
+        ev = self.st.blocks.get("evse")
+        on = self.doc["cs"] or (ev is not None and [1 for e in ev.evses if e.available])
+        return "Available" if on else "Unavailable"
+
+    # ---------------------------------------------------------------- G03/G04
+    def operative(self, evse_id):
+        """True when the CSMS left the station, the EVSE and its connector Operative and no
+        reset waits: a new session may start on `evse_id`."""
+        d = self.doc
+        return d["cs"] and evse_id not in d["off"] and evse_id not in d["coff"] \
+            and not self.resetting and evse_id in self._ids()
+
+    def change(self, p):
+        op = p["operationalStatus"] == "Operative"
+        d = {"cs": self.doc["cs"], "off": list(self.doc["off"]), "coff": list(self.doc["coff"])}
+        ids = self._ids()
+        e = p.get("evse")
+        if e and e.get("id"):  # evse.id 0 is the station itself
+            i = e["id"]
+            c = e.get("connectorId")
+            if i not in ids:
+                return _rejected("UnknownEvse")
+            if c is not None and c != 1:
+                return _rejected("UnknownConnectorId")
+            lst = d["coff" if c else "off"]
+            if op and i in lst:
+                lst.remove(i)
+            elif not op and i not in lst:
+                lst.append(i)
+            ids = [i]
+        else:
+            d["cs"] = op
+        if d != self.doc:
+            self.st.store.save(DOC, d)  # before the response: survives a power cut
+            self.doc = d
+        log.info("avail", "ChangeAvailability %s %s" % (p["operationalStatus"], e or "station"))
+
+        async def after():  # the StatusNotifications follow the response (G03 step 4)
+            self._sync(ids)
+
+        return {"status": "Scheduled" if self._sync(ids, False) else "Accepted"}, after
+
+    def _sync(self, ids, apply=True):
+        """Make the EVSEs' availability follow operative(); an EVSE with a transaction
+        stays available until it ends. Returns True when one waits (Scheduled)."""
+        ev = self.st.blocks.get("evse")
+        tx = self.st.blocks.get("transactions")
+        held = False
+        if ev is None:
+            return held
+        for i in ids:
+            want = self.operative(i)
+            if not want and ev.get(i).available and tx is not None and tx.active(i):
+                held = True
+            elif apply:
+                ev.set_available(i, want)
+        return held
+
+    def _on_tx_ended(self, evse_id, tx):
+        self._sync([evse_id])
+
+    def _on_reset_scheduled(self):
+        # B12 3a: free EVSEs become Unavailable until the reset (not persisted)
+        self.resetting = True
+        self._sync(self._ids())
+
+    # ---------------------------------------------------------------- G01 / B04
     def _on_start(self):
+        ev = self.st.blocks.get("evse")
+        if ev is not None:
+            for i in self._ids():  # persisted state, before the first StatusNotification
+                ev.set_available(i, self.operative(i))
         self.st.spawn(self._sender())
 
     def _on_boot_accepted(self):
@@ -79,3 +182,7 @@ class Block:
             self.notifications += 1
         except (CallError, compat.TimeoutError, Offline) as e:
             log.warn("avail", "StatusNotification failed: %r" % (e,))
+
+
+def _rejected(reason):
+    return {"status": "Rejected", "statusInfo": {"reasonCode": reason}}

@@ -31,8 +31,9 @@ ATTRS = ("Actual", "Target", "MinSet", "MaxSet")
 
 # Measurands this firmware can take from firmware.hal.Meter / the pilot.
 MEASURANDS = "Current.Import,Current.Offered,Energy.Active.Import.Register,Power.Active.Import,Voltage"
-# Transaction start/stop points without a parking-bay sensor or signed meter data.
-TX_POINTS = "EVConnected,Authorized,PowerPathClosed,EnergyTransfer"
+# Transaction start/stop points (E01). There is no parking-bay sensor and no signed meter
+# data: ParkingBayOccupancy and DataSigned are valid values whose conditions never occur.
+TX_POINTS = "ParkingBayOccupancy,EVConnected,Authorized,DataSigned,PowerPathClosed,EnergyTransfer"
 AVAILABILITY = "Available,Occupied,Reserved,Unavailable,Faulted"
 
 # Message limits the firmware enforces (ItemsPerMessage / BytesPerMessage) are sized for

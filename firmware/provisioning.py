@@ -245,7 +245,11 @@ class Block:
         if kind == "OnIdle" and not self.st.idle():
             self.reset_scheduled = kind
             log.info("boot", "Reset OnIdle scheduled until the station is idle")
-            return {"status": "Scheduled"}
+
+            async def scheduled():  # B12 3a: availability makes free EVSEs Unavailable
+                self.st.emit("reset_scheduled")
+
+            return {"status": "Scheduled"}, scheduled
 
         async def after():
             await self.do_reset(kind)
@@ -256,9 +260,9 @@ class Block:
         if self.reset_scheduled and not self._resetting and self.st.idle():
             kind = self.reset_scheduled
             self.reset_scheduled = None
-            self.st.spawn(self.do_reset(kind))
+            self.st.spawn(self.do_reset(kind, "ScheduledReset"))  # TC_B_21 boot reason
 
-    async def do_reset(self, kind):
+    async def do_reset(self, kind, reason="RemoteReset"):
         """Reboot for a Reset. Listeners of the station event "reset" get `kind`
         ("Immediate" or "OnIdle") first and may return a coroutine that ends transactions
         (stoppedReason ImmediateReset) and queues their TransactionEvent(Ended); the reboot
@@ -269,7 +273,7 @@ class Block:
         st = self.st
         await st.emit_wait("reset", RESET_HOOK_MS, kind)
         await compat.sleep_ms(50)  # let the last frames leave
-        st.reboot("RemoteReset")
+        st.reboot(reason)
 
     def _on_connected(self):
         # B02/B03: a plain reconnect does not repeat an Accepted BootNotification.

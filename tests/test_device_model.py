@@ -305,7 +305,7 @@ def test_B05_FR_07_TC_B_11_invalidly_formatted_values_rejected():
            ("AuthCtrlr", "AuthorizeRemoteStart", "yes"), ("AuthCtrlr", "AuthorizeRemoteStart", "1"),
            ("AuthCacheCtrlr", "Policy", "FIFO"),                     # not in valuesList
            ("TxCtrlr", "TxStartPoint", "EVConnected,EVConnected"),  # duplicate member
-           ("TxCtrlr", "TxStartPoint", "ParkingBayOccupancy"),      # unsupported member
+           ("TxCtrlr", "TxStartPoint", "ParkingBay"),               # unknown member
            ("ClockCtrlr", "TimeSource", ""),                        # empty sequence
            ("SampledDataCtrlr", "TxUpdatedMeasurands", "Energy.Active.Import.Register,"),
            ]

@@ -3,10 +3,7 @@ Reset scheduling hook in-process."""
 import asyncio
 import os
 import tempfile
-
-import pytest
-
-from host.csms import CsmsCallError
+import time
 
 FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
         "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0"]
@@ -78,22 +75,21 @@ def test_TC_B_23_CS_reset_keeps_persisted_state(csms, station):
         {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"},
          "attributeValue": "777"}]})
     assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
-    unavailable = True
-    try:
-        r = csms.call(st.identity, "ChangeAvailability", {"operationalStatus": "Inoperative"})
-    except CsmsCallError as e:
-        assert e.code in ("NotSupported", "NotImplemented")
-        unavailable = False
-    assert csms.call(st.identity, "Reset", {"type": "OnIdle"})["status"] in ("Accepted", "Scheduled")
+    r = csms.call(st.identity, "ChangeAvailability", {"operationalStatus": "Inoperative"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: [s for s in csms.csms.calls("StatusNotification", st.identity)[1:]
+                           if s["connectorStatus"] == "Unavailable"], 10, "Unavailable")
+    assert csms.call(st.identity, "Reset", {"type": "OnIdle"})["status"] == "Accepted"
     booted(csms, st.identity, 2)
     r = csms.call(st.identity, "GetVariables", {"getVariableData": [
         {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"}}]})
     assert r["getVariableResult"][0]["attributeValue"] == "777"
-    if not unavailable:
-        pytest.xfail("ChangeAvailability (G03) is not implemented yet: the Unavailable half of "
-                     "TC_B_23 waits for the charging work")
-    csms.wait_for(lambda: [s for s in csms.csms.calls("StatusNotification", st.identity)[1:]
+    # B11.FR.02: the boot reports the connector Unavailable again, never Available
+    csms.wait_for(lambda: [s for s in csms.csms.calls("StatusNotification", st.identity)[2:]
                            if s["connectorStatus"] == "Unavailable"], 10, "Unavailable after reset")
+    time.sleep(0.3)
+    assert [s["connectorStatus"] for s in csms.csms.calls("StatusNotification", st.identity)] == \
+        ["Available", "Unavailable", "Unavailable"]
 
 
 # ------------------------------------------------------------------ in-process (CPython)
@@ -136,7 +132,9 @@ def test_B12_FR_01_on_idle_reset_is_scheduled_until_idle_then_reboots():
         with tempfile.TemporaryDirectory() as tmp:
             st, board, busy = _station(tmp)
             prov = st.blocks["provisioning"]
-            assert prov.reset({"type": "OnIdle"}) == {"status": "Scheduled"}
+            res, scheduled = prov.reset({"type": "OnIdle"})
+            assert res == {"status": "Scheduled"}
+            await scheduled()  # runs after the response: emits "reset_scheduled"
             await asyncio.sleep(0.05)
             assert not board.reboot_requested
             busy.finish()
@@ -146,7 +144,7 @@ def test_B12_FR_01_on_idle_reset_is_scheduled_until_idle_then_reboots():
                 await asyncio.sleep(0.02)
             assert board.reboot_requested
             assert busy.reset_kinds == ["OnIdle"] and busy.ended
-            assert st.store.load("boot.json") == {"reason": "RemoteReset"}
+            assert st.store.load("boot.json") == {"reason": "ScheduledReset"}  # TC_B_21
             queued = [a for _, a, _ in st.queue.pending()]
             assert "ResetOrReboot" in [p["type"] for _, a, p in st.queue.pending()
                                        if a == "SecurityEventNotification"]

@@ -1,0 +1,131 @@
+# firmware/rpc.py against a scripted in-memory WebSocket: handler failures become InternalError
+# and the dispatcher keeps serving; `after` work runs only once the CALLRESULT is out; a CALL
+# timing out leaves the link usable; replies to someone else's CALL are ignored. Portable:
+# pytest and micropython (driven by the last test).
+import json
+
+from firmware import compat
+from firmware.rpc import Rpc, CallError
+
+
+class FakeWs:
+    def __init__(self, incoming):
+        self.incoming = list(incoming)
+        self.out = []
+        self._ev = compat.asyncio.Event()
+
+    def feed(self, text):
+        self.incoming.append(text)
+        self._ev.set()
+
+    async def recv(self):
+        while not self.incoming:
+            self._ev.clear()
+            await self._ev.wait()
+        item = self.incoming.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def send(self, text):
+        self.out.append(json.loads(text))
+
+
+class _NoValidation:
+    def known_action(self, a):
+        return a in ("Reset", "DataTransfer")
+
+    def check_request(self, a, p):
+        return None
+
+    def check_response(self, a, p):
+        return None
+
+
+def _serve(ws, rpc, until):
+    async def run():
+        task = compat.create_task(rpc.serve(ws))
+        for _ in range(200):
+            await compat.sleep_ms(2)
+            if until():
+                break
+        task.cancel()
+    compat.run(run())
+
+
+def test_handler_exception_is_internal_error_and_serving_continues():
+    rpc = Rpc(_NoValidation())
+
+    def broken(payload):
+        return payload["missing"]  # KeyError
+    rpc.register("Reset", broken)
+    rpc.register("DataTransfer", lambda p: {"status": "UnknownVendorId"})
+    ws = FakeWs(['[2, "a", "Reset", {}]', '[2, "b", "DataTransfer", {"vendorId": "x"}]'])
+    _serve(ws, rpc, lambda: len(ws.out) >= 2)
+    assert ws.out[0][0] == 4 and ws.out[0][1] == "a" and ws.out[0][2] == "InternalError"
+    assert "KeyError" in ws.out[0][3]
+    assert ws.out[1] == [3, "b", {"status": "UnknownVendorId"}]
+
+
+def test_handler_call_error_is_sent_as_is():
+    rpc = Rpc(_NoValidation())
+
+    def refuse(payload):
+        raise CallError("OccurrenceConstraintViolation", "too many items", {"limit": 2})
+    rpc.register("DataTransfer", refuse)
+    ws = FakeWs(['[2, "c", "DataTransfer", {}]'])
+    _serve(ws, rpc, lambda: ws.out)
+    assert ws.out[0] == [4, "c", "OccurrenceConstraintViolation", "too many items", {"limit": 2}]
+
+
+def test_after_runs_once_the_result_is_sent():
+    rpc = Rpc(_NoValidation())
+    seen = []
+    ws = FakeWs(['[2, "d", "Reset", {}]'])
+
+    async def after():
+        seen.append(len(ws.out))
+
+    rpc.register("Reset", lambda p: ({"status": "Accepted"}, after))
+    _serve(ws, rpc, lambda: seen)
+    assert ws.out[0] == [3, "d", {"status": "Accepted"}]
+    assert seen == [1]
+
+
+def test_call_timeout_then_link_still_usable_and_stray_reply_ignored():
+    rpc = Rpc(_NoValidation())
+    rpc.register("DataTransfer", lambda p: {"status": "Rejected"})
+    ws = FakeWs([])
+    result = {}
+
+    async def run():
+        task = compat.create_task(rpc.serve(ws))
+        await compat.sleep_ms(1)
+        try:
+            await rpc.call("Heartbeat", {}, timeout_ms=50)
+        except compat.TimeoutError:
+            result["timeout"] = True
+        late_id = ws.out[0][1]
+        ws.feed(json.dumps([3, late_id, {"currentTime": "2026-01-01T00:00:00Z"}]))  # too late
+        ws.feed('[2, "e", "DataTransfer", {"vendorId": "v"}]')
+        await compat.sleep_ms(20)
+        call = compat.create_task(rpc.call("Heartbeat", {}, timeout_ms=2000))
+        await compat.sleep_ms(5)
+        ws.feed(json.dumps([3, ws.out[-1][1], {"currentTime": "2026-01-01T00:00:01Z"}]))
+        result["reply"] = await call
+        task.cancel()
+    compat.run(run())
+    assert result["timeout"]
+    assert [3, "e", {"status": "Rejected"}] in ws.out
+    assert result["reply"] == {"currentTime": "2026-01-01T00:00:01Z"}
+
+
+def test_rpc_unit_under_micropython():
+    import sys
+    if sys.implementation.name == "micropython":
+        return  # this is the driver, not a portable test
+    from tests.fake_machine.portable import run_micropython, skip
+    rc, out = run_micropython(["test_rpc_unit"])
+    if rc is None:
+        skip(out)
+    assert rc == 0 and "SUMMARY 5 0" in out, out[-3000:]
