@@ -65,9 +65,13 @@ class Rpc:
         ws = self.ws
         if ws is None:
             raise Offline("not connected")
-        text = json.dumps(frame)
+        if frame[0] == CALL and isinstance(frame[3], str):
+            # payload already serialised (NotifyReport parts): never held as dicts
+            text = '[2,%s,%s,%s]' % (json.dumps(frame[1]), json.dumps(frame[2]), frame[3])
+        else:
+            text = json.dumps(frame)
         if self.trace:
-            log.info("ocpp", ">> " + text)
+            log.info("ocpp", ">> " + redact(text))
         try:
             await ws.send(text)
         except Exception as e:  # transport gone: the connection loop reconnects
@@ -75,7 +79,7 @@ class Rpc:
         self.sent += 1
 
     async def call(self, action, payload, timeout_ms=30000, msg_id=None):
-        """Send a CALL and return the CALLRESULT payload.
+        """Send a CALL and return the CALLRESULT payload (`payload` may be JSON text).
         Raises CallError (CALLERROR or an invalid reply), compat.TimeoutError or Offline."""
         async with self._call_lock:
             if self.ws is None:
@@ -122,7 +126,7 @@ class Rpc:
 
     async def on_frame(self, text):
         if self.trace:
-            log.info("ocpp", "<< " + (text if isinstance(text, str) else repr(text)[:200]))
+            log.info("ocpp", "<< " + (redact(text) if isinstance(text, str) else repr(text)[:200]))
         if not isinstance(text, str):
             await self._error("-1", "RpcFrameworkError", "binary frames are not used by OCPP-J")
             return
@@ -221,6 +225,41 @@ async def _guard(after, action):
         await after()
     except Exception as e:
         log.exc("ocpp", "follow-up of %s failed" % action, e)
+
+
+SECRET_VARIABLES = ("BasicAuthPassword",)
+SECRET_KEYS = ("basicAuthPassword",)
+
+
+def redact(text):
+    """A frame for the trace log with secrets masked: SetVariables values of secret variables
+    and SetNetworkProfile's basicAuthPassword. Unparsable text containing 'assword' is
+    withheld entirely rather than risk printing a secret."""
+    if "assword" not in text:
+        return text
+    try:
+        frame = json.loads(text)
+    except Exception:
+        return "<frame withheld: %d bytes>" % len(text)
+    _mask(frame, 0)
+    return json.dumps(frame)
+
+
+def _mask(node, depth):
+    if depth > 12:
+        return
+    if isinstance(node, dict):
+        var = node.get("variable")
+        if isinstance(var, dict) and var.get("name") in SECRET_VARIABLES and "attributeValue" in node:
+            node["attributeValue"] = "***"
+        for k in node:
+            if k in SECRET_KEYS:
+                node[k] = "***"
+            else:
+                _mask(node[k], depth + 1)
+    elif isinstance(node, list):
+        for x in node:
+            _mask(x, depth + 1)
 
 
 def _readable_id(msg):

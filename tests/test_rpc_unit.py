@@ -128,4 +128,29 @@ def test_rpc_unit_under_micropython():
     rc, out = run_micropython(["test_rpc_unit"])
     if rc is None:
         skip(out)
-    assert rc == 0 and "SUMMARY 5 0" in out, out[-3000:]
+    assert rc == 0 and "SUMMARY 6 0" in out, out[-3000:]
+
+
+def test_trace_never_logs_passwords():
+    from firmware import log
+    lines = []
+    old_sink = log.sink
+    log.sink = lines.append
+    try:
+        rpc = Rpc(_NoValidation())
+        rpc.trace = True
+        rpc.register("SetVariables", lambda p: {"setVariableResult": []})
+        rpc.register("SetNetworkProfile", lambda p: {"status": "Accepted"})
+        ws = FakeWs([
+            '[2, "p1", "SetVariables", {"setVariableData": [{"attributeValue": "Sup3r-Secret-Passw0rd",'
+            ' "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}]}]',
+            '[2, "p2", "SetNetworkProfile", {"configurationSlot": 1, "connectionData": {'
+            '"basicAuthPassword": "An0ther-Secret-Passw0rd"}}]',
+            '{"broken": "password Third-Secret-Passw0rd"'])
+        _serve(ws, rpc, lambda: len(ws.out) >= 3)
+    finally:
+        log.sink = old_sink
+    text = "\n".join(lines)
+    assert "SecurityCtrlr" in text and "SetNetworkProfile" in text  # the frames were traced
+    for secret in ("Sup3r-Secret", "An0ther-Secret", "Third-Secret"):
+        assert secret not in text, text
