@@ -2,7 +2,8 @@
 #
 # Every safety fault that appears or clears ("fault" / "fault_cleared" station events from
 # the EVSE block) becomes one eventData on the standard component and variable for that
-# fault (part 2 appendix 3.2), trigger Alerting, eventNotificationType
+# fault (part 2 appendix 3.2), trigger Delta (a boolean state variable changed value; that
+# is also what TC_G_20 expects for a lock failure, G05.FR.02), eventNotificationType
 # HardWiredNotification, techCode = our fault name, cleared = true when it recovers.
 #
 # These events are not transaction-related, so they do not go through the persistent
@@ -71,7 +72,7 @@ class Block:
         if on_conn:
             evse["connectorId"] = 1
         data = {"eventId": self._event_id(), "timestamp": compat.iso8601(),
-                "trigger": "Alerting", "actualValue": "false" if cleared else "true",
+                "trigger": "Delta", "actualValue": "false" if cleared else "true",
                 "techCode": name[:50], "cleared": cleared,
                 "eventNotificationType": "HardWiredNotification",
                 "component": {"name": comp, "evse": evse}, "variable": {"name": var}}

@@ -271,7 +271,8 @@ def test_TC_G_20_CS_lock_failure(csms, station):
     st.cmd("tap AABBCCDD")
     csms.wait_for(lambda: [d for p in csms.csms.calls("NotifyEvent", cp) for d in p["eventData"]
                            if d["component"]["name"] == "ConnectorPlugRetentionLock"
-                           and d["variable"]["name"] == "Problem" and d["actualValue"] == "true"],
+                           and d["variable"]["name"] == "Problem" and d["actualValue"] == "true"
+                           and d["trigger"] == "Delta"],
                   8, "NotifyEvent ConnectorPlugRetentionLock.Problem")
     wait_status(csms, cp, 1, "Faulted")
     time.sleep(0.8)
