@@ -108,7 +108,17 @@ class Block:
 
     def _apply(self, e):
         amps = e.hw.max_current if e.limit is None else e.limit
+        self._lock(e)
         e.safety.permit(e.authorized, e.available, amps)
+
+    def _lock(self, e):
+        """Socket lock (no-op for tethered cables): engaged before energy is permitted on a
+        connected EV, released only once the relay is open (never under load) or the EV is
+        gone. A lock that does not follow is a board-reported 'lock' fault, which blocks."""
+        if e.authorized and e.connected():
+            e.hw.lock.set(True)
+        elif not e.safety.relay_closed():
+            e.hw.lock.set(False)
 
     def connector_status(self, evse_id):
         """ConnectorStatusEnumType of the EVSE's (single) connector."""
@@ -148,7 +158,7 @@ class Block:
         return {"id": evse_id, "pilot": e.pilot, "status": e.status,
                 "relay": e.safety.relay_closed(), "offered": e.safety.offered(),
                 "faults": e.safety.faults(), "authorized": e.authorized,
-                "available": e.available,
+                "available": e.available, "locked": e.hw.lock.locked(),
                 "transaction": t["id"] if t else None,
                 "charging_state": t.get("state") if t else None,
                 "energy_wh": round(wh, 2) if wh is not None else None,
@@ -194,10 +204,13 @@ class Block:
                         old = e.pilot
                         e.pilot = value
                         log.info("evse", "EVSE %d pilot %s -> %s" % (e.id, old, value))
+                        self._lock(e)
                         self.st.emit("pilot", e.id, old, value)
                     elif kind == "relay":
                         e.relay = value
                         log.info("evse", "EVSE %d relay %s" % (e.id, "closed" if value else "open"))
+                        if not value:
+                            self._lock(e)
                         self.st.emit("relay", e.id, value)
                     elif kind == "fault" or kind == "fault_cleared":
                         log.warn("evse", "EVSE %d %s %s" % (e.id, kind.replace("_", " "), value))
