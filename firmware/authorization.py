@@ -11,7 +11,6 @@ import json
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
 from firmware.auth_cache import AuthCache, expand
-from firmware.local_list import LocalList
 
 AUTH = "AuthCtrlr"
 CACHE = "AuthCacheCtrlr"
@@ -20,6 +19,27 @@ LIST = "LocalAuthListCtrlr"
 NO_AUTH = "NoAuthorization"
 HEX_TYPES = ("ISO14443", "ISO15693")
 CACHE_FLUSH_MS = 300000  # last-use times reach flash at most this late (see auth_cache)
+LIST_FILE = "authlist.jl"  # firmware.local_list.FILE, named here to keep that module unloaded
+
+
+class _NoList:
+    """Stands in for the LocalList while no list was ever sent: most stations never get one,
+    and this keeps firmware.local_list out of the heap (~5 KB of .mpy code)."""
+    version = 0
+    count = 0
+
+    def size(self):
+        return 0
+
+    def lookup(self, key):
+        return None
+
+
+def _local_list(store, create):
+    if create or store.exists(LIST_FILE) or store.exists(LIST_FILE + ".tmp"):
+        from firmware.local_list import LocalList
+        return LocalList(store)
+    return _NoList()
 
 
 def normalise(id_token):
@@ -53,7 +73,7 @@ class Block:
         self.st = station
         self.dm = station.dm
         self.cache = AuthCache(station.store)
-        self.list = LocalList(station.store)
+        self.list = _local_list(station.store, False)
         self.last_source = None  # where the last authorize() decision came from (console/tests)
         self.authorize_requests = 0
         r = station.rpc
@@ -238,6 +258,8 @@ class Block:
                 return {"status": "Failed"}
             entries.append((token_key(normalise(tok)), info))
         most = self.dm.max_limit(LIST, "Entries") or 100
+        if isinstance(self.list, _NoList):
+            self.list = _local_list(self.st.store, True)
         try:
             if full:
                 keys = set(k for k, _ in entries)

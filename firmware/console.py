@@ -56,6 +56,8 @@ class Console:
             "log": self._log,
             "trace": self._trace,
             "mem": self._mem,
+            "stall": self._stall,
+            "modules": self._modules,
             "reboot": self._reboot,
             "quit": self._quit,
         }
@@ -124,10 +126,30 @@ class Console:
 
     def _mem(self, args):
         from firmware import compat
-        if args == ["gc"]:
+        if len(args) == 2 and args[0] == "watch":
+            try:
+                ms = int(args[1])
+            except ValueError:
+                raise ConsoleError("usage: mem [gc | watch MS]")
+            _watch_start(ms)
+        elif args == ["gc"]:
             compat.collect()
+        elif args:
+            raise ConsoleError("usage: mem [gc | watch MS]")
         free, alloc, peak = compat.mem_figures()
-        return {"free": free, "alloc": alloc, "peak": peak}
+        return {"free": free, "alloc": alloc, "peak": peak, "live_max": _watch[0],
+                "flash_written": self.st.store.bytes_written}
+
+    def _stall(self, args):
+        from firmware import safety
+        r = {"max_ms": safety.stall[0], "wakeups": safety.stall[1]}
+        if args == ["reset"]:
+            safety.stall[0] = safety.stall[1] = 0
+        return r
+
+    def _modules(self, args):
+        import sys
+        return {"modules": sorted(sys.modules)}
 
     def _trace(self, args):
         if args not in (["on"], ["off"]):
@@ -147,3 +169,29 @@ class Console:
     def _quit(self, args):
         self.quit = True
         return {"bye": True}
+
+
+# `mem watch MS`: a sampler that collects every MS ms and keeps the largest live heap it saw
+# (a benchmark aid; it costs a collection per sample). 0 stops it. Module-level, so it
+# outlives a station restart inside the simulator.
+_watch = [None, None]
+
+
+def _watch_start(ms):
+    from firmware import compat
+    if _watch[1] is not None:
+        _watch[1].cancel()
+        _watch[1] = None
+    _watch[0] = None
+    if ms > 0:
+        _watch[1] = compat.create_task(_watch_loop(ms))
+
+
+async def _watch_loop(ms):
+    from firmware import compat
+    while True:
+        compat.collect()
+        a = compat.mem_figures()[1]
+        if a is not None and (_watch[0] is None or a > _watch[0]):
+            _watch[0] = a
+        await compat.sleep_ms(ms)

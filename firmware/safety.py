@@ -44,7 +44,7 @@ Faults (board-reported through evse_hw.faults(), plus ones detected here):
 Unknown names block and recover 10 s after they clear. While a blocking fault is active the
 pilot shows a steady +12 V (no PWM) so that the unplug (state A) can be seen.
 """
-from firmware.compat import ticks_diff, ticks_ms, sleep_ms
+from firmware.compat import ticks_add, ticks_diff, ticks_ms, sleep_ms
 
 STOP_REACTION_MS = 6000
 CURRENT_REACTION_MS = 5000
@@ -232,11 +232,23 @@ class Safety:
         return ev
 
 
+# Event-loop stall monitor: [worst lateness of this loop's wake-ups in ms, wake-ups].
+# Whatever holds the loop without awaiting (a big report, a file rewrite) shows up here;
+# the console's `stall` command reads and resets it.
+stall = [0, 0]
+
+
 async def run(safeties, period_ms=10, on_events=None):
     """Step every Safety forever; hand non-empty event lists to on_events(safety, events).
     A failing callback is reported on stderr and never stops the loop."""
+    due = None
     while True:
         now = ticks_ms()
+        if due is not None:
+            late = ticks_diff(now, due)
+            if late > stall[0]:
+                stall[0] = late
+            stall[1] += 1
         for s in safeties:
             evs = s.step(now)
             if evs and on_events is not None:
@@ -245,4 +257,5 @@ async def run(safeties, period_ms=10, on_events=None):
                 except Exception as e:  # the relay logic must outlive a buggy listener
                     import sys
                     print("safety listener:", repr(e), file=sys.stderr)
+        due = ticks_add(ticks_ms(), period_ms)
         await sleep_ms(period_ms)

@@ -367,7 +367,8 @@ class WebSocket:
         """Send one message: str as text, bytes-like as binary."""
         if isinstance(data, str):
             op = OP_TEXT
-            data = data.encode()
+            # MicroPython lends a str's UTF-8 bytes as a buffer: no copy of a 4 KB report part
+            data = memoryview(data) if compat.MICROPYTHON else data.encode()
         else:
             op = OP_BINARY
         rsv = 0

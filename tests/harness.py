@@ -32,15 +32,17 @@ def interpreter(target):
 class StationProc:
     """One simulated station process: `python -m host.sim --csms URL ...` or the micropython one."""
 
-    def __init__(self, target, csms_url, identity, data_dir, args=(), log_path=None):
+    def __init__(self, target, csms_url, identity, data_dir, args=(), log_path=None,
+                 launcher=None, cwd=ROOT):
+        """launcher replaces `<interpreter> -m host.sim` (e.g. the bench runs .mpy files)."""
         self.target = target
         self.identity = identity
         self.data_dir = data_dir
         self.log_path = log_path or os.path.join(data_dir + ".log")
-        self.cmdline = interpreter(target) + ["-m", "host.sim", "--csms", csms_url, "--id", identity,
-                                              "--data-dir", data_dir] + list(args)
+        self.cmdline = (launcher or interpreter(target) + ["-m", "host.sim"]) + [
+            "--csms", csms_url, "--id", identity, "--data-dir", data_dir] + list(args)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmdline, cwd=ROOT, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.cmdline, cwd=cwd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, bufsize=0)
         self._buf = b""
 

@@ -487,7 +487,10 @@ class FakeStation:
         self.events = []
 
     async def call(self, action, payload):
-        self.sent.append((action, json.dumps([2, "x" * 36, action, payload])))
+        if isinstance(payload, str):  # pre-serialised payload, framed as rpc.Rpc does
+            self.sent.append((action, '[2,"%s",%s,%s]' % ("x" * 36, json.dumps(action), payload)))
+        else:
+            self.sent.append((action, json.dumps([2, "x" * 36, action, payload])))
         await compat.sleep_ms(0)
         return {}
 
