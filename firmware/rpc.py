@@ -65,9 +65,11 @@ class Rpc:
         ws = self.ws
         if ws is None:
             raise Offline("not connected")
-        if frame[0] == CALL and isinstance(frame[3], str):
-            # payload already serialised (NotifyReport parts): never held as dicts
-            text = '[2,%s,%s,%s]' % (json.dumps(frame[1]), json.dumps(frame[2]), frame[3])
+        if frame[0] == CALL and isinstance(frame[3], list):
+            # payload as JSON text pieces (NotifyReport parts): joined once, into the frame,
+            # so a big message exists as one string, never as dicts or partial copies
+            text = "".join(["[2,%s,%s," % (json.dumps(frame[1]), json.dumps(frame[2]))]
+                           + frame[3] + ["]"])
         else:
             text = json.dumps(frame)
         if self.trace:
@@ -79,7 +81,8 @@ class Rpc:
         self.sent += 1
 
     async def call(self, action, payload, timeout_ms=30000, msg_id=None):
-        """Send a CALL and return the CALLRESULT payload (`payload` may be JSON text).
+        """Send a CALL and return the CALLRESULT payload (`payload` may be a list of JSON
+        text pieces that make up the object).
         Raises CallError (CALLERROR or an invalid reply), compat.TimeoutError or Offline."""
         async with self._call_lock:
             if self.ws is None:

@@ -108,10 +108,14 @@ class Block:
                     size += s
                     pending = _next(gen)
                     await compat.sleep_ms(0)
-                head = '{"requestId":%s,"generatedAt":"%s","seqNo":%d' % (
-                    json.dumps(request_id), compat.iso8601(), seq)
-                payload = head + (',"reportData":[' + ",".join(batch) + "]" if batch else "") \
-                    + (',"tbc":true}' if pending is not None else "}")
+                # JSON pieces: the frame is joined once in rpc (one big string per part)
+                payload = ['{"requestId":%s,"generatedAt":"%s","seqNo":%d' % (
+                    json.dumps(request_id), compat.iso8601(), seq)]
+                for i in range(len(batch)):
+                    payload.append(("," if i else ',"reportData":[') + batch[i])
+                if batch:
+                    payload.append("]")
+                payload.append(',"tbc":true}' if pending is not None else "}")
                 batch = None
                 await self.st.call("NotifyReport", payload)
                 payload = None

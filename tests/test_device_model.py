@@ -487,8 +487,9 @@ class FakeStation:
         self.events = []
 
     async def call(self, action, payload):
-        if isinstance(payload, str):  # pre-serialised payload, framed as rpc.Rpc does
-            self.sent.append((action, '[2,"%s",%s,%s]' % ("x" * 36, json.dumps(action), payload)))
+        if isinstance(payload, list):  # JSON text pieces, framed as rpc.Rpc does
+            self.sent.append((action, '[2,"%s",%s,%s]' % ("x" * 36, json.dumps(action),
+                                                         "".join(payload))))
         else:
             self.sent.append((action, json.dumps([2, "x" * 36, action, payload])))
         await compat.sleep_ms(0)
