@@ -1,6 +1,8 @@
 """Device-model Core test cases (B05, B06, B07) end to end: the test CSMS sends Get/SetVariables
 and GetBaseReport to one station per runtime (CPython and micropython); every frame the station
 sends is schema-validated."""
+import time
+
 import pytest
 
 from host.csms import CsmsThread
@@ -151,7 +153,14 @@ def test_TC_B_39_CS_set_variables_read_only(dm):
 
 def _report(t, cp, base, request_id):
     n0 = len(t.csms.calls("NotifyReport", cp))
-    r = t.call(cp, "GetBaseReport", {"requestId": request_id, "reportBase": base})
+    # The station shares this module; it answers Rejected while the previous report's last
+    # part still awaits its response (B07.FR.13), so wait until it accepts.
+    deadline = time.time() + 10
+    while True:
+        r = t.call(cp, "GetBaseReport", {"requestId": request_id, "reportBase": base})
+        if r["status"] != "Rejected" or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert r["status"] == "Accepted"
 
     def done():
