@@ -1,4 +1,4 @@
-"""python -m tools <command> [args]: build | deploy | flash | diag | bench | gen-schemas"""
+"""python -m tools <command> [args]: build | deploy | flash | diag | bench | gen-schemas | coverage"""
 import importlib
 import sys
 
@@ -9,6 +9,7 @@ COMMANDS = {
     "diag": ("tools.diag", "serial console client for a running station"),
     "bench": ("tools.bench", "footprint and performance figures"),
     "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
+    "coverage": ("tools.coverage", "Part 6 test cases of a profile that have a test (--missing)"),
 }
 
 
