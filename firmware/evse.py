@@ -34,6 +34,7 @@ class Evse:
         self.available = True     # set by the availability block (ChangeAvailability)
         self.reserved = False     # set by a reservation block
         self.limit = None         # amps from smart charging; None = hardware maximum
+        self.held = False         # cable kept locked after an EV-side disconnect (E09.FR.03)
         self.status = None        # last derived connector status
 
     def connected(self):
@@ -117,8 +118,16 @@ class Block:
         gone. A lock that does not follow is a board-reported 'lock' fault, which blocks."""
         if e.authorized and e.connected():
             e.hw.lock.set(True)
-        elif not e.safety.relay_closed():
+            e.held = False
+        elif not e.safety.relay_closed() and not e.held:
             e.hw.lock.set(False)
+
+    def release(self, evse_id):
+        """The driver presented the token of the session that left the cable locked."""
+        e = self._by_id.get(evse_id)
+        if e is not None and e.held:
+            e.held = False
+            self._lock(e)
 
     def connector_status(self, evse_id):
         """ConnectorStatusEnumType of the EVSE's (single) connector."""
@@ -204,6 +213,10 @@ class Block:
                         old = e.pilot
                         e.pilot = value
                         log.info("evse", "EVSE %d pilot %s -> %s" % (e.id, old, value))
+                        if old in CONNECTED and not e.connected() and e.authorized and \
+                                e.hw.lock.locked() and \
+                                not self.st.dm.get("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"):
+                            e.held = True  # E09.FR.03: EV side unplugged, the cable stays locked
                         self._lock(e)
                         self.st.emit("pilot", e.id, old, value)
                     elif kind == "relay":

@@ -55,6 +55,7 @@ class Block:
         self.tx = {}          # evse id -> open transaction dict (persisted without "_" keys)
         self._pending = {}    # evse id -> authorization waiting for a start point
         self._recovered = []  # transactions found open at start-up
+        self._held = {}       # evse id -> token that releases a cable left locked (E09.FR.03)
         self.events_sent = 0  # TransactionEvents queued since boot
         r = station.rpc
         r.register("GetTransactionStatus", self._on_get_status)
@@ -253,11 +254,16 @@ class Block:
             return
         reason = tx.get("stop_reason") or reason
         tx["auth"] = False
+        if state is None and self._connected(evse_id):
+            state = "EVConnected"  # the relay may not have opened yet, but energy ends here
         mv = self._mv()
         meter = mv.ended(evse_id, final_wh) if mv is not None else None
         self._event(evse_id, tx, "Ended", trigger, id_token=id_token, meter=meter,
                     stopped_reason=reason, force_state=state)
         del self.tx[evse_id]
+        ev = self._evse()
+        if ev is not None and ev.get(evse_id).held:
+            self._held[evse_id] = tx["token"]
         log.info("tx", "EVSE %d transaction %s ended (%s, %s)" % (evse_id, tx["id"], trigger, reason))
         self._permit(evse_id)
         self.st.emit("tx_ended", evse_id, tx)
@@ -323,10 +329,15 @@ class Block:
         ev = self._evse()
         if ev is None:
             return
+        for i in list(self._held):
+            if _same(self._held[i], tok):
+                del self._held[i]
+                return ev.release(i)
         busy = [i for i in ev.ids() if (i in self.tx and self.tx[i].get("auth")) or i in self._pending]
         for i in busy:  # the token that started it may always stop it (C01.FR.03a)
             start_tok = self.tx[i]["token"] if i in self.tx else self._pending[i]["token"]
             if _same(start_tok, tok):
+                ev.release(i)
                 return self._local_stop(i, tok)
         free = [i for i in ev.ids() if i not in busy and ev.get(i).available
                 and not ev.blocked(i) and not (i in self.tx and self.tx[i].get("stop_reason"))]

@@ -96,6 +96,12 @@ class _Tap:
                     self.session.replies[frame[1]] = frame
             if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2 and frame[2] in self.csms.hold:
                 continue  # recorded, never answered: lets tests exercise the station's timeouts
+            if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2:
+                fail = self.csms.call_errors.get(frame[2])
+                code = fail(self.session.id, frame[3]) if fail is not None else None
+                if code:
+                    await self.send(json.dumps([4, frame[1], code, "test CSMS refuses", {}]))
+                    continue
             return text
 
     async def send(self, text):
@@ -190,6 +196,8 @@ class Csms:
         self.schema_violations = []
         self.responders = {}  # action -> fn(cp_id, payload) -> response payload dict
         self.hold = set()  # actions whose station CALLs are recorded but left unanswered
+        # action -> fn(cp_id, payload) -> errorCode to answer with a CALLERROR, or None
+        self.call_errors = {}
         self.auth_failures = 0
         self.connections = 0
         self._last_payload = {}

@@ -1,0 +1,89 @@
+"""Part 6 Core cases TC_G_01/02 (connector status), TC_J_03 (clock-aligned values in the Ended
+event) and TC_P_03 (custom data received from the CSMS). Station on CPython and under
+micropython; every frame is schema-validated by the fixture."""
+import json
+import time
+
+from tests.test_remote_control import energy_transfer
+from tests.test_transactions import boot, ended, tx_events, wait_event
+
+CUSTOM = {"vendorId": "com.example.csms", "tariff": {"code": "T1"}, "note": "ignore me"}
+
+
+def statuses(csms, cp):
+    return [(s["evseId"], s["connectorId"], s["connectorStatus"])
+            for s in csms.csms.calls("StatusNotification", cp)]
+
+
+def test_TC_G_01_CS_connector_status_available_to_occupied(csms, station):
+    st = boot(csms, station, evses=2)
+    cp = st.identity
+    assert statuses(csms, cp) == [(1, 1, "Available"), (2, 1, "Available")]
+    st.cmd("plug 2")
+    csms.wait_for(lambda: len(statuses(csms, cp)) > 2, 5, "status change")
+    assert statuses(csms, cp)[2:] == [(2, 1, "Occupied")]  # G01.FR.01/.02, only the changed one
+    sn = csms.csms.calls("StatusNotification", cp)[-1]
+    assert sn["timestamp"]
+
+
+def test_TC_G_02_CS_connector_status_occupied_to_available(csms, station):
+    st = boot(csms, station, evses=2)
+    cp = st.identity
+    st.cmd("plug 1")
+    csms.wait_for(lambda: (1, 1, "Occupied") in statuses(csms, cp), 5, "Occupied")
+    n = len(statuses(csms, cp))
+    st.cmd("unplug 1")
+    csms.wait_for(lambda: len(statuses(csms, cp)) > n, 5, "status change")
+    assert statuses(csms, cp)[n:] == [(1, 1, "Available")]
+
+
+def test_TC_J_03_CS_clock_aligned_meter_values_in_Ended(csms, station):
+    st = boot(csms, station, "AlignedDataCtrlr.TxEndedInterval=1",
+              "AlignedDataCtrlr.TxEndedMeasurands=Energy.Active.Import.Register,Current.Import",
+              "SampledDataCtrlr.TxEndedInterval=0")
+    energy_transfer(csms, st)
+    time.sleep(3.5)  # charge across at least three aligned instants, kept for the Ended event
+    st.cmd("tap AABBCCDD")
+    e = wait_event(csms, st, ended, "Ended")
+    mv = e["meterValue"]
+    clock = [m for m in mv if m["sampledValue"][0]["context"] == "Sample.Clock"]
+    assert len(clock) >= 2, mv
+    for m in clock:
+        assert m["timestamp"][19:23] == ".000"  # on the second: clock aligned, J01.FR.04
+        assert {s["measurand"] for s in m["sampledValue"]} == {"Energy.Active.Import.Register",
+                                                               "Current.Import"}
+        assert all(s["context"] == "Sample.Clock" for s in m["sampledValue"])
+    assert any(s["context"] == "Transaction.End" for m in mv for s in m["sampledValue"])
+    stamps = [m["timestamp"] for m in clock]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # nothing clock-aligned went out on its own while the transaction ran (only TxEnded data)
+    assert not csms.csms.calls("MeterValues", st.identity)
+    assert not [x for x in tx_events(csms, st.identity) if x["triggerReason"] == "MeterValueClock"]
+
+
+def test_TC_P_03_CS_receive_custom_data(csms, station):
+    csms.csms.responders["TransactionEvent"] = lambda cp, p: (
+        {"idTokenInfo": {"status": "Accepted"}, "customData": CUSTOM} if p.get("idToken")
+        else {"customData": CUSTOM})
+    csms.csms.responders["Heartbeat"] = lambda cp, p: {"currentTime": "2030-01-01T00:00:00.000Z",
+                                                      "customData": CUSTOM}
+    st = boot(csms, station)
+    cp = st.identity
+    # customData at the top of a request and inside nested objects is accepted and ignored
+    r = csms.call(cp, "GetVariables", {"customData": CUSTOM, "getVariableData": [
+        {"customData": CUSTOM, "component": {"name": "OCPPCommCtrlr", "customData": CUSTOM},
+         "variable": {"name": "OfflineThreshold", "customData": CUSTOM}}]})
+    assert r["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    r = csms.call(cp, "GetTransactionStatus", {"customData": CUSTOM})
+    assert r == {"messagesInQueue": False}
+    uid = "p03-raw"
+    reply = csms.raw(cp, json.dumps([2, uid, "TriggerMessage", {"requestedMessage": "Heartbeat",
+                                                              "customData": CUSTOM}]), uid)
+    assert reply[0] == 3 and reply[2]["status"] == "Accepted"
+    csms.wait_for(lambda: csms.csms.calls("Heartbeat", cp), 5, "Heartbeat")
+    # and in responses to the station's own messages
+    tid = energy_transfer(csms, st)
+    st.cmd("tap AABBCCDD")
+    e = wait_event(csms, st, ended, "Ended")
+    assert e["transactionInfo"]["transactionId"] == tid
+    st.wait_status(lambda s: s["queue"] == 0 and s["connected"], 5, "everything delivered")
