@@ -1,6 +1,6 @@
-"""Part 6 Core cases TC_G_01/02 (connector status), TC_J_03 (clock-aligned values in the Ended
-event) and TC_P_03 (custom data received from the CSMS). Station on CPython and under
-micropython; every frame is schema-validated by the fixture."""
+"""Part 6 Core cases TC_G_01/02 (connector status), TC_B_51/52 (status changes while offline),
+TC_J_03 (clock-aligned values in the Ended event) and TC_P_03 (custom data received from the
+CSMS). Station on CPython and under micropython; every frame is schema-validated by the fixture."""
 import json
 import time
 
@@ -87,3 +87,49 @@ def test_TC_P_03_CS_receive_custom_data(csms, station):
     e = wait_event(csms, st, ended, "Ended")
     assert e["transactionInfo"]["transactionId"] == tid
     st.wait_status(lambda s: s["queue"] == 0 and s["connected"], 5, "everything delivered")
+
+
+# ---------------------------------------------------------------- B04 offline status changes
+def _offline_change(csms, station, threshold):
+    from tests.proxy import LinkProxy
+    proxy = LinkProxy(csms.csms.port)
+    st = boot(csms, station, "OCPPCommCtrlr.OfflineThreshold=%d" % threshold,
+              "OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
+              evses=2, url=proxy.url())
+    cp = st.identity
+    st.cmd("plug 1")
+    csms.wait_for(lambda: (1, 1, "Occupied") in statuses(csms, cp), 5, "Occupied")
+    n = len(statuses(csms, cp))
+    proxy.refuse = True
+    proxy.cut()
+    st.wait_status(lambda s: not s["connected"], 5, "offline")
+    st.cmd("unplug 1")  # a status change while offline
+    st.wait_status(lambda s: s["evses"][0]["status"] == "Available", 5, "Available offline")
+    return proxy, st, n
+
+
+def test_TC_B_51_CS_status_change_offline_longer_than_threshold(csms, station):
+    proxy, st, n = _offline_change(csms, station, 1)
+    try:
+        time.sleep(1.5)  # stay offline past OfflineThreshold
+        proxy.refuse = False
+        st.wait_status(lambda s: s["connected"], 10, "reconnected")
+        cp = st.identity
+        csms.wait_for(lambda: len(statuses(csms, cp)) >= n + 2, 5, "every connector reported")
+        # B04.FR.01: the status of every connector, whether it changed or not
+        assert sorted(statuses(csms, cp)[n:]) == [(1, 1, "Available"), (2, 1, "Available")]
+    finally:
+        proxy.stop()
+
+
+def test_TC_B_52_CS_status_change_offline_shorter_than_threshold(csms, station):
+    proxy, st, n = _offline_change(csms, station, 60)
+    try:
+        proxy.refuse = False
+        st.wait_status(lambda s: s["connected"], 10, "reconnected")
+        cp = st.identity
+        csms.wait_for(lambda: len(statuses(csms, cp)) > n, 5, "status after reconnect")
+        time.sleep(0.5)
+        assert statuses(csms, cp)[n:] == [(1, 1, "Available")]  # B04.FR.02: only what changed
+    finally:
+        proxy.stop()
