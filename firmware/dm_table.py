@@ -31,9 +31,9 @@ ATTRS = ("Actual", "Target", "MinSet", "MaxSet")
 
 # Measurands this firmware can take from firmware.hal.Meter / the pilot.
 MEASURANDS = "Current.Import,Current.Offered,Energy.Active.Import.Register,Power.Active.Import,Voltage"
-# Transaction start/stop points (E01). There is no parking-bay sensor and no signed meter
-# data: ParkingBayOccupancy and DataSigned are valid values whose conditions never occur.
-TX_POINTS = "ParkingBayOccupancy,EVConnected,Authorized,DataSigned,PowerPathClosed,EnergyTransfer"
+# Transaction start/stop points (E01) this station can detect. ParkingBayOccupancy (no bay
+# sensor) and DataSigned (no signing meter) are left out so a CSMS setting them is told so.
+TX_POINTS = "EVConnected,Authorized,PowerPathClosed,EnergyTransfer"
 AVAILABILITY = "Available,Occupied,Reserved,Unavailable,Faulted"
 
 # Message limits the firmware enforces (ItemsPerMessage / BytesPerMessage) are sized for

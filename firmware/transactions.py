@@ -508,12 +508,7 @@ class Block:
                 tx["_plugged"] = True
             elif tx.get("auth") and not tx.get("_plugged") and tx.get("_auth_ms") is not None \
                     and compat.ticks_diff(now, tx["_auth_ms"]) > timeout_ms:
-                if "ParkingBayOccupancy" in self._stop_points():  # E03.FR.15
-                    tx["auth"] = False
-                    self._permit(evse_id)
-                    self._event(evse_id, tx, "Updated", "EVConnectTimeout")
-                else:
-                    self._end(evse_id, "EVConnectTimeout", "Timeout")  # E03.FR.05
+                self._end(evse_id, "EVConnectTimeout", "Timeout")  # E03.FR.05
                 continue
             inv = tx.get("inv_wh")
             if inv is not None and not tx.get("hold"):

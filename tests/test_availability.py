@@ -282,15 +282,19 @@ def test_TC_G_20_CS_lock_failure(csms, station):
 
 
 # ------------------------------------------------------------------ TxCtrlr valuesList
-def test_E01_TxStartPoint_TxStopPoint_accept_every_spec_value(csms, station):
+def test_E01_TxStartPoint_TxStopPoint_refuse_points_this_station_cannot_detect(csms, station):
+    """No parking-bay sensor and no signing meter: those points are not in the valuesList, so
+    SetVariables says Rejected instead of silently accepting a point that never occurs."""
     st = boot(csms, station)
     r = csms.call(st.identity, "SetVariables", {"setVariableData": [
         {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"},
-         "attributeValue": "ParkingBayOccupancy,DataSigned,PowerPathClosed"},
+         "attributeValue": "ParkingBayOccupancy,PowerPathClosed"},
         {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStopPoint"},
-         "attributeValue": "ParkingBayOccupancy,DataSigned,EVConnected,Authorized"}]})
-    assert [x["attributeStatus"] for x in r["setVariableResult"]] == ["Accepted", "Accepted"]
-    energy_transfer(csms, st, 1)  # the conditions that never occur here change nothing
+         "attributeValue": "DataSigned,EVConnected"},
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStopPoint"},
+         "attributeValue": "EVConnected,Authorized"}]})
+    assert [x["attributeStatus"] for x in r["setVariableResult"]] == ["Rejected", "Rejected", "Accepted"]
+    energy_transfer(csms, st, 1)
     st.cmd("tap AABBCCDD")
     e = wait_event(csms, st, ended, "Ended")
     assert e["transactionInfo"]["stoppedReason"] == "Local"
