@@ -207,7 +207,11 @@ class MessageQueue:
             try:
                 resp = await st.call(action, payload, msg_id=mid, wait_online=False)
             except Offline:
-                continue  # resent unchanged once connected again
+                # resent unchanged once connected again; yield first, because the link can be
+                # gone before the station's `connected` flag says so and call() then fails at
+                # once: without this await the loop would spin and starve the event loop
+                await compat.sleep_ms(100)
+                continue
             except (CallError, compat.TimeoutError) as e:
                 attempts += 1
                 limit, interval = self._attempt_policy(action)

@@ -283,6 +283,8 @@ class Station:
 
     async def stop(self):
         self.running = False
+        self.connected = False
+        self._online_ev.clear()
         ws = self._ws
         if ws is not None:
             try:
