@@ -25,6 +25,9 @@ sysdeps:
 demo: setup
 	$(BIN)/python -m host.sim
 
+# The scenarios mostly wait on sockets and timers, so 4 workers fit 2 cores.
+PYTEST_ARGS ?= -n 4
+
 test: setup sysdeps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
