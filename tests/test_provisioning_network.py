@@ -8,6 +8,7 @@ import ssl
 import pytest
 
 from host.csms import CsmsThread
+from tests.pki import make_ca
 
 FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
         "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
@@ -16,21 +17,7 @@ FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
 
 # ------------------------------------------------------------------ helpers
 def _ca(name):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CSO")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=10))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert
+    return make_ca(name, organization="Test CSO", days=10)
 
 
 @pytest.fixture(scope="module")

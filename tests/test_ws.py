@@ -18,6 +18,7 @@ from websockets.http11 import Response
 from firmware import ws as wsmod
 from tests import ws_helpers
 from tests.harness import ROOT, micropython_exe
+from tests.pki import make_ca
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MP_BOOT = "import sys; sys.path.append('tests'); import ws_helpers; ws_helpers.main()"
@@ -487,23 +488,6 @@ def test_connection_refused_and_dns_failure(target):
 
 
 # ------------------------------------------------------------------ TLS (security profile 2)
-def _make_ca(name):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert
 
 
 @pytest.fixture(scope="module")
@@ -514,8 +498,8 @@ def pki(tmp_path_factory):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     d = tmp_path_factory.mktemp("pki")
-    ca_key, ca = _make_ca("Test CSMS Root")
-    _, other_ca = _make_ca("Some Other Root")
+    ca_key, ca = make_ca("Test CSMS Root")
+    _, other_ca = make_ca("Some Other Root")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder()
