@@ -1,55 +1,22 @@
 """Network connection profiles and security profile upgrade (B09, B10, A05) against test
 CSMSs over loopback (plain and TLS), station on CPython and under micropython."""
-import datetime
-import ipaddress
 import socket
 import ssl
 
 import pytest
 
 from host.csms import CsmsThread
-from tests.pki import make_ca
+from tests.pki import make_pki
 
 FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
         "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
         "--set", "OCPPCommCtrlr.RetryBackOffRepeatTimes=0"]
 
 
-# ------------------------------------------------------------------ helpers
-def _ca(name):
-    return make_ca(name, organization="Test CSO", days=10)
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """A CSMS root, a server certificate for 127.0.0.1 signed by it, and an unrelated root."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    d = tmp_path_factory.mktemp("csms-pki")
-    ca_key, ca = _ca("CSMS Root")
-    _, other = _ca("Unrelated Root")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1"),
-                                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CSO")]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    paths = {"ca": d / "ca.pem", "other_ca": d / "other.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
-    paths["ca"].write_bytes(ca.public_bytes(pem))
-    paths["other_ca"].write_bytes(other.public_bytes(pem))
-    paths["cert"].write_bytes(cert.public_bytes(pem))
-    paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    return {k: str(v) for k, v in paths.items()}
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _extra_csms(ssl_context=None):

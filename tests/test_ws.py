@@ -2,7 +2,6 @@
 the micropython executable. The client side of each scenario is tests/ws_helpers.py."""
 import asyncio
 import base64
-import datetime
 import hashlib
 import json
 import os
@@ -18,7 +17,7 @@ from websockets.http11 import Response
 from firmware import ws as wsmod
 from tests import ws_helpers
 from tests.harness import ROOT, micropython_exe
-from tests.pki import make_ca
+from tests.pki import make_pki
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MP_BOOT = "import sys; sys.path.append('tests'); import ws_helpers; ws_helpers.main()"
@@ -492,50 +491,7 @@ def test_connection_refused_and_dns_failure(target):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    import ipaddress
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca = make_ca("Test CSMS Root")
-    _, other_ca = make_ca("Some Other Root")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    wrong_name = (x509.CertificateBuilder()
-                  .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                                              "csms.example")]))
-                  .issuer_name(ca.subject).public_key(key.public_key())
-                  .serial_number(x509.random_serial_number())
-                  .not_valid_before(now - datetime.timedelta(days=1))
-                  .not_valid_after(now + datetime.timedelta(days=30))
-                  .add_extension(x509.SubjectAlternativeName([x509.DNSName("csms.example")]),
-                                 critical=False)
-                  .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    paths = {"ca": d / "ca.pem", "other_ca": d / "other_ca.pem", "cert": d / "server.pem",
-             "key": d / "server.key", "bundle": d / "bundle.pem",
-             "wrong_name": d / "wrong_name.pem"}
-    paths["ca"].write_bytes(ca.public_bytes(pem))
-    paths["other_ca"].write_bytes(other_ca.public_bytes(pem))
-    paths["bundle"].write_bytes(other_ca.public_bytes(pem) + ca.public_bytes(pem))
-    paths["cert"].write_bytes(cert.public_bytes(pem) + ca.public_bytes(pem))
-    paths["wrong_name"].write_bytes(wrong_name.public_bytes(pem))
-    paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    return {k: str(v) for k, v in paths.items()}
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _server_tls(pki, cert="cert"):
