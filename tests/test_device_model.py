@@ -1,7 +1,7 @@
 # Device model (B05, B06, B07 semantics, persistence) and the variables block (GetVariables,
 # SetVariables, GetBaseReport -> NotifyReport) with a fake station. Portable: runs under
 # pytest and under micropython (tests/fake_machine/mprun.py, driven from
-# test_dm_required_vars.py).
+# test_portable_micropython.py).
 import json
 import os
 

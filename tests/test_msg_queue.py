@@ -1,7 +1,7 @@
 # The persistent outbox (firmware/msg_queue.py) on its own: journal recovery after power cuts,
 # byte-exact offsets with non-ASCII payloads, compaction, full storage, in-order delivery with
 # identical resends. Portable: runs under pytest and under micropython (mprun, driven by
-# test_msg_queue_under_micropython below).
+# test_portable_micropython.py).
 import json
 import os
 
@@ -201,17 +201,3 @@ def test_sender_yields_when_the_link_is_gone_before_the_flag_says_so():
     assert q.idle()
     first, second = [i for i, x in enumerate(trace) if x == "call"][:2]
     assert "tick" in trace[first:second], trace[:20]
-
-
-def test_msg_queue_under_micropython():
-    import sys
-    if sys.implementation.name == "micropython":
-        return  # this is the driver, not a portable test
-    from tests.fake_machine.portable import run_micropython
-    rc, out = run_micropython(["test_msg_queue"])
-    if rc is None:
-        from tests.fake_machine.portable import skip
-        skip(out)
-    assert rc == 0 and "SUMMARY" in out, out[-3000:]
-    passed = int([ln for ln in out.splitlines() if ln.startswith("SUMMARY")][-1].split()[1])
-    assert passed >= 8, out[-3000:]

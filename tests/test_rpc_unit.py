@@ -1,7 +1,7 @@
 # firmware/rpc.py against a scripted in-memory WebSocket: handler failures become InternalError
 # and the dispatcher keeps serving; `after` work runs only once the CALLRESULT is out; a CALL
 # timing out leaves the link usable; replies to someone else's CALL are ignored. Portable:
-# pytest and micropython (driven by the last test).
+# pytest and micropython (driven by test_portable_micropython.py).
 import json
 
 from firmware import compat
@@ -118,17 +118,6 @@ def test_call_timeout_then_link_still_usable_and_stray_reply_ignored():
     assert result["timeout"]
     assert [3, "e", {"status": "Rejected"}] in ws.out
     assert result["reply"] == {"currentTime": "2026-01-01T00:00:01Z"}
-
-
-def test_rpc_unit_under_micropython():
-    import sys
-    if sys.implementation.name == "micropython":
-        return  # this is the driver, not a portable test
-    from tests.fake_machine.portable import run_micropython, skip
-    rc, out = run_micropython(["test_rpc_unit"])
-    if rc is None:
-        skip(out)
-    assert rc == 0 and "SUMMARY 6 0" in out, out[-3000:]
 
 
 def test_trace_never_logs_passwords():

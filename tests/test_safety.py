@@ -1,5 +1,5 @@
 # Safety scenarios on a simulated clock. Portable: runs under pytest and under micropython
-# (tests/fake_machine/mprun.py); the micropython run is driven from test_board_micropython.py.
+# (tests/fake_machine/mprun.py); the micropython run is driven from test_portable_micropython.py.
 from firmware import safety
 from firmware.hal import Evse
 
