@@ -62,8 +62,7 @@ class Console:
             "quit": self._quit,
         }
         # Other layers (simulator, board, charging) add their commands here.
-        for fn in station._listeners.get("console", ()):
-            fn(self)
+        station.emit("console", self)
 
     async def handle(self, line):
         words = line.split()

@@ -7,6 +7,7 @@ from firmware import compat
 LEVELS = ("debug", "info", "warn", "error")
 level = 1
 RING_SIZE = 40
+MAX_LINE = 300
 _ring = [None] * RING_SIZE
 _head = 0
 _count = 0
@@ -19,14 +20,17 @@ def _emit(lvl, tag, msg):
         return
     t = compat.iso8601()
     line = "%s %s [%s] %s" % (t[11:23], LEVELS[lvl][0].upper(), tag, msg)
-    _ring[_head] = line
-    _head = (_head + 1) % RING_SIZE
-    if _count < RING_SIZE:
-        _count += 1
     try:
         print(line, file=sys.stderr)
     except Exception:
         pass
+    if len(line) > MAX_LINE:
+        # the ring is kept in RAM for `log N`; a traced frame can be 20 KB
+        line = line[:MAX_LINE] + "... (%d chars)" % len(line)
+    _ring[_head] = line
+    _head = (_head + 1) % RING_SIZE
+    if _count < RING_SIZE:
+        _count += 1
     if sink is not None:
         sink(line)
 

@@ -76,7 +76,8 @@ class MessageQueue:
 
     # ---------------------------------------------------------------- journal
     def _append(self, data):
-        off = self.store.append_raw(JOURNAL, data, self._size)
+        off = self._size
+        self.store.append_raw(JOURNAL, data)
         self._size += len(data)
         return off
 

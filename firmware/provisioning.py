@@ -315,7 +315,6 @@ class Block:
                             st.dm.set(COMM, "HeartbeatInterval", interval)
                         st.store.remove("boot.json")
                         st.set_boot_status(status)
-                        st.emit("boot_accepted")
                         return
                     st.set_boot_status(status)
                     if interval > 0:
@@ -338,12 +337,15 @@ class Block:
         while True:
             interval = st.dm.get(COMM, "HeartbeatInterval") or 0
             self._hb_changed.clear()
+            if interval <= 0:
+                await self._hb_changed.wait()  # heartbeats off until the interval changes
+                continue
             try:
-                await compat.wait_for_ms(self._hb_changed.wait(), int(max(interval, 1) * 1000))
+                await compat.wait_for_ms(self._hb_changed.wait(), int(interval * 1000))
                 continue  # interval changed: restart the period
             except compat.TimeoutError:
                 pass
-            if interval <= 0 or not st.connected or st.boot_status != "Accepted":
+            if not st.connected or st.boot_status != "Accepted":
                 continue
             try:
                 await self.heartbeat()

@@ -77,7 +77,7 @@ class Block:
             return -1
 
     def _append(self, rec):
-        line = json.dumps(rec) + "\n"
+        line = (json.dumps(rec) + "\n").encode()
         store = self.st.store
         try:
             if self._size == 0 or self._size + len(line) > LOG_BYTES:
@@ -87,7 +87,7 @@ class Block:
                 store.remove(LOG_FILES[self._cur])
                 store.append(LOG_FILES[self._cur], ["#", self._gen])
                 self._size = store.size(LOG_FILES[self._cur])
-            store.append(LOG_FILES[self._cur], rec)
+            store.append_raw(LOG_FILES[self._cur], line)
         except OSError as e:
             log.exc("security", "security log write failed", e)
             return

@@ -64,17 +64,7 @@ class Station:
         self._listeners.setdefault(event, []).append(fn)
 
     def emit(self, event, *args):
-        for fn in self._listeners.get(event, ()):
-            try:
-                r = fn(*args)
-                if hasattr(r, "send"):
-                    self.spawn(r)
-            except Exception as e:
-                log.exc("station", "listener for %s failed" % event, e)
-
-    async def emit_wait(self, event, timeout_ms, *args):
-        """emit() and then wait, at most timeout_ms, until the coroutines the listeners
-        returned have finished (e.g. "reset": end transactions before the reboot)."""
+        """Call the listeners; coroutines they return are spawned and returned as tasks."""
         tasks = []
         for fn in self._listeners.get(event, ()):
             try:
@@ -83,6 +73,12 @@ class Station:
                     tasks.append(self.spawn(r))
             except Exception as e:
                 log.exc("station", "listener for %s failed" % event, e)
+        return tasks
+
+    async def emit_wait(self, event, timeout_ms, *args):
+        """emit() and then wait, at most timeout_ms, until the coroutines the listeners
+        returned have finished (e.g. "reset": end transactions before the reboot)."""
+        tasks = self.emit(event, *args)
         t0 = compat.ticks_ms()
         while tasks and compat.ticks_diff(compat.ticks_ms(), t0) < timeout_ms:
             tasks = [t for t in tasks if not t.done()]
@@ -138,9 +134,9 @@ class Station:
         if status == "Accepted":
             self._may_send = ()
             self._accepted_ev.set()
+            self.emit("boot_accepted")
         else:
             self._accepted_ev.clear()
-        self.emit("boot_status", status)
 
     def _gate(self, action):
         if self.boot_status == "Rejected":
@@ -216,7 +212,6 @@ class Station:
         while self.running:
             if attempt >= 0:
                 delay = self.backoff_ms(attempt)
-                self.emit("backoff", attempt, delay)
                 log.info("net", "reconnecting in %d ms (attempt %d)" % (delay, attempt + 1))
                 await compat.sleep_ms(delay)
             slot, profile = cands[idx]

@@ -58,20 +58,16 @@ class Store:
 
     # -------------------------------------------------------------- journals
     def append(self, name, record):
-        """Append one JSON record as a line and flush it to the medium; returns the record's
-        byte offset. Journals are binary: MicroPython's json.dumps writes raw UTF-8, so only
-        byte counts are valid offsets."""
-        return self.append_raw(name, (json.dumps(record) + "\n").encode())
+        """Append one JSON record as a line and flush it to the medium. Journals are binary:
+        MicroPython's json.dumps writes raw UTF-8, so only byte counts are valid offsets."""
+        self.append_raw(name, (json.dumps(record) + "\n").encode())
 
-    def append_raw(self, name, data, offset=None):
-        """Append bytes; `offset` is the caller's known journal size (saves a stat)."""
-        if offset is None:
-            offset = self.size(name)
+    def append_raw(self, name, data):
+        """Append bytes and flush them; the caller keeps the journal size if it needs offsets."""
         with open(self.path(name), "ab") as f:
             f.write(data)
             _sync(f)
         self.bytes_written += len(data)
-        return offset
 
     def lines(self, name):
         """Yield (byte offset, line bytes) for every line of a journal, one at a time (bounded
