@@ -335,9 +335,7 @@ def test_TC_C_41_40_CS_group_stop_decided_locally(csms, station):
 
 def test_TC_C_45_49_CS_master_pass(csms, station):
     st = started(csms, station())
-    r = st.cmd("get AuthCtrlr.MasterPassGroupId")
-    if not r["ok"]:
-        pytest.skip("AuthCtrlr.MasterPassGroupId is not in the device model yet")
+    assert st.cmd("get AuthCtrlr.MasterPassGroupId")["ok"]
     assert st.cmd("set AuthCtrlr.MasterPassGroupId POLICE")["ok"]
     csms.csms.responders["Authorize"] = statuses({
         "MP01": {"status": "Accepted", "groupIdToken": {"idToken": "POLICE", "type": "Central"}},

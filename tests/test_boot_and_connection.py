@@ -60,7 +60,6 @@ def test_TC_B_02_CS_cold_boot_pending(csms, station):
     assert boots[1][0] - boots[0][0] >= 0.9 and boots[2][0] - boots[1][0] >= 0.9
     # B02.FR.01: while Pending nothing but BootNotification is sent.
     first_other = next(i for i, c in enumerate(calls) if c[1] != "BootNotification")
-    assert all(c[1] == "BootNotification" for c in calls[:first_other])
     assert first_other == 3
 
 

@@ -50,6 +50,7 @@ def test_network_loss_sessions(csms, station):
         frames = tx_frames(csms, ident)
         by_tx = check_transactions(frames)
         assert len(by_tx) >= 20 and len(windows) >= 5, (len(by_tx), len(windows))
+        assert len(drv.known) >= 15 and drv.known <= set(by_tx), drv.known - set(by_tx)
         offline_seen = 0
         for seen in by_tx.values():
             for p in seen.values():

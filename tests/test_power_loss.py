@@ -73,6 +73,7 @@ class Driver:
         self.tokens = tokens
         self.state = {}
         self.started = 0
+        self.known = set()  # transaction ids the station itself reported while charging
         self.reset(n_evses)
 
     def reset(self, n_evses=2):
@@ -94,6 +95,9 @@ class Driver:
                 self.started += 1
                 rec[:] = ["charging", now + self.rng.uniform(0.8, 2.0)]
             elif phase == "charging":
+                tid = st.status()["evses"][i - 1]["transaction"]
+                if tid:
+                    self.known.add(tid)
                 if self.rng.random() < 0.5:
                     st.cmd("tap %s" % tok)
                     rec[:] = ["stopped", now + self.rng.uniform(0.1, 0.4)]
@@ -142,6 +146,9 @@ def test_power_loss_50_sessions_sigkill(csms, station, tmp_path):
     by_tx = check_transactions(tx_frames(csms, ident))
     assert kills >= 15, kills
     assert len(by_tx) >= 40, len(by_tx)
+    # none vanished: every transaction the station reported reached the CSMS (checked above
+    # for Started, Ended and every seqNo)
+    assert len(drv.known) >= 10 and drv.known <= set(by_tx), drv.known - set(by_tx)
     reasons = [max(s.items())[1]["transactionInfo"]["stoppedReason"] for s in by_tx.values()]
     assert "PowerLoss" in reasons, reasons
     # a transaction recovered at boot carries the last known register in its Ended event

@@ -178,7 +178,7 @@ def test_TC_A_19_CS_upgrade_security_profile(csms, tls_csms, station, pki):
     r = set_profile(tls_csms, cp, 1, profile(csms.csms.url(), sp=1))
     assert r["status"] == "Rejected"
     recs = st.cmd("seclog 50")["records"]
-    assert [r for r in recs if r[1] == "ReconfigurationOfSecurityParameters" and "2" in (r[2] or "")]
+    assert [r for r in recs if r[1] == "ReconfigurationOfSecurityParameters" and r[2] == "SecurityProfile raised to 2"]
 
 
 def test_TC_A_20_CS_upgrade_without_csms_root_certificate_rejected(csms, station):

@@ -52,7 +52,8 @@ def test_build_prints_size_table_and_writes_manifest(built):
 
 
 def test_built_mpy_files_load_under_micropython(built, tmp_path):
-    exe = shutil.which("micropython")
+    from tests.harness import micropython_exe
+    exe = micropython_exe()
     if exe is None:
         pytest.skip("micropython binary not installed")
     out, _, _ = built

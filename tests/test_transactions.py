@@ -18,7 +18,8 @@ def boot(csms, station, *sets, evses=1, url=None):
     for s in sets:
         args += ["--set", s]
     st = station(args=args, url=url)
-    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    # one StatusNotification per connector after boot (B01.FR.05), sent one after another
+    csms.wait_for(lambda: len(csms.csms.calls("StatusNotification", st.identity)) >= evses, 15, "boot")
     return st
 
 
@@ -183,7 +184,7 @@ def test_TC_E_28_to_34_CS_get_transaction_status(csms, station):
     assert r == {"messagesInQueue": False}  # E14.FR.06/.08
     st.cmd("plug 1")
     st.cmd("tap AABBCCDD")
-    tid = wait_event(csms, st, lambda e: True, "Started")["transactionInfo"]["transactionId"]
+    tid = wait_event(csms, st, lambda e: e["eventType"] == "Started", "Started")["transactionInfo"]["transactionId"]
     time.sleep(0.3)
     r = csms.call(cp, "GetTransactionStatus", {"transactionId": tid})
     assert r == {"messagesInQueue": False, "ongoingIndicator": True}  # E14.FR.02/.05

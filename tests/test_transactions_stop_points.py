@@ -119,7 +119,6 @@ def test_TC_E_22_CS_stop_EnergyTransfer_SuspendedEV(csms, station):
                                if x["triggerReason"] == "ChargingStateChanged"
                                and x["transactionInfo"].get("chargingState") != "Charging"], 8,
                       "event after the EV suspended")[0]
-    # either Ended in EVConnected, or Updated in SuspendedEV, both with StoppedByEV
     assert e["eventType"] == "Ended", e
     assert e["transactionInfo"]["chargingState"] == "EVConnected"
     assert e["transactionInfo"]["stoppedReason"] == "StoppedByEV"

@@ -33,9 +33,9 @@ def raises(exc, fn, *args, **kw):
 def run_micropython(modules, timeout=60):
     """Run portable test modules under `micropython`; return (returncode, output)."""
     import os
-    import shutil
     import subprocess
-    exe = shutil.which("micropython")
+    from tests.harness import micropython_exe
+    exe = micropython_exe()
     if exe is None:
         return None, "micropython binary not found"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
