@@ -51,13 +51,6 @@ def normalise(id_token):
     return {"idToken": s, "type": t}
 
 
-def token_from_uid(uid):
-    """IdTokenType for an RFID UID read by the reader: 4/7/10-byte ISO 14443 UIDs, 8-byte
-    ISO 15693 UIDs, byte 0 first (part 2 C 1.1 note)."""
-    return {"idToken": binascii.hexlify(bytes(uid)).decode().upper(),
-            "type": "ISO15693" if len(uid) == 8 else "ISO14443"}
-
-
 def token_key(id_token):
     text = "%s:%s" % (id_token.get("type") or "", (id_token.get("idToken") or "").upper())
     return binascii.hexlify(hashlib.sha256(text.encode()).digest()[:10]).decode()
@@ -98,7 +91,7 @@ class Block:
         return self._flag(LIST, "Enabled", True) and self._flag(LIST, "Available", True)
 
     def online(self):
-        return self.st.connected and self.st.boot_status == "Accepted"
+        return self.st.online()
 
     # ---------------------------------------------------------------- lookups
     def local_info(self, id_token):

@@ -158,7 +158,7 @@ class Block:
             self._out.put_nowait((evse.id, None, None))
 
     def _on_change(self, evse_id, status):
-        if self.st.connected and self.st.boot_status == "Accepted":
+        if self.st.online():
             self._out.put_nowait((evse_id, status, compat.iso8601()))
 
     async def _sender(self):

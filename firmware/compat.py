@@ -180,11 +180,6 @@ class Queue:
             await self._ev.wait()
         return self._items.pop(0)
 
-    def get_nowait(self):
-        return self._items.pop(0) if self._items else None
-
-    def qsize(self):
-        return len(self._items)
 
 
 def create_task(coro):

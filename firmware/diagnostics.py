@@ -94,7 +94,7 @@ class Block:
         st = self.st
         tries = 0
         while True:
-            if not self.pending or not st.connected or st.boot_status != "Accepted":
+            if not self.pending or not st.online():
                 self._wake.clear()
                 await self._wake.wait()
                 continue

@@ -29,7 +29,6 @@ class Evse:
         # already attached a Safety to each EVSE: reuse it, never a second one per relay.
         self.safety = getattr(hw, "safety", None) or Safety(hw)
         self.pilot = None
-        self.relay = False
         self.authorized = False   # set by the transactions block
         self.available = True     # set by the availability block (ChangeAvailability)
         self.reserved = False     # set by a reservation block
@@ -220,7 +219,6 @@ class Block:
                         self._lock(e)
                         self.st.emit("pilot", e.id, old, value)
                     elif kind == "relay":
-                        e.relay = value
                         log.info("evse", "EVSE %d relay %s" % (e.id, "closed" if value else "open"))
                         if not value:
                             self._lock(e)

@@ -61,9 +61,6 @@ class LocalList:
             log.warn("auth", "local list unreadable: %s" % (e,))
         return None
 
-    def contains(self, key):
-        return self.lookup(key) is not None
-
     # ---------------------------------------------------------------- index
     def _set(self, h, old, new):
         """Point the index of one key from offset `old` (None: new key) to `new` (None: removed)."""

@@ -31,7 +31,6 @@ class MessageQueue:
         self.path = self.store.path(JOURNAL)
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self.delivered = 0
         self.dropped = 0
         self._pending = []  # journal offsets of undelivered records, oldest first
         self._size = 0
@@ -194,7 +193,7 @@ class MessageQueue:
         st = self.st
         attempts = 0
         while True:
-            if not self._pending or not st.connected or st.boot_status != "Accepted":
+            if not self._pending or not st.online():
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -229,7 +228,6 @@ class MessageQueue:
             attempts = 0
             if self._pending and self._pending[0] == off:
                 self._retire(off)
-            self.delivered += 1
             for fn in self._listeners.get(action, ()):
                 try:
                     fn(payload, resp)

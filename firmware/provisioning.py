@@ -345,7 +345,7 @@ class Block:
                 continue  # interval changed: restart the period
             except compat.TimeoutError:
                 pass
-            if not st.connected or st.boot_status != "Accepted":
+            if not st.online():
                 continue
             try:
                 await self.heartbeat()

@@ -99,12 +99,7 @@ class Block:
     # ---------------------------------------------------------------- F03
     def request_stop(self, payload):
         tx = self.st.blocks.get("transactions")
-        tid = payload["transactionId"]
-        evse_id = None
-        for e in self.st.board.evses:
-            t = tx.active(e.id) if tx is not None else None
-            if t is not None and t["id"] == tid:
-                evse_id = e.id
+        evse_id = tx.find(payload["transactionId"])[0] if tx is not None else None
         if evse_id is None:
             return {"status": "Rejected"}  # F03.FR.08
 

@@ -51,7 +51,6 @@ class Rpc:
         self._reply_ev = compat.asyncio.Event()
         self._call_lock = compat.asyncio.Lock()
         self.sent = 0
-        self.received = 0
 
     def register(self, action, handler):
         self.handlers[action] = handler
@@ -117,7 +116,6 @@ class Rpc:
         try:
             while True:
                 msg = await ws.recv()
-                self.received += 1
                 await self.on_frame(msg)
         except Exception as e:
             return e
@@ -230,8 +228,13 @@ async def _guard(after, action):
         log.exc("ocpp", "follow-up of %s failed" % action, e)
 
 
-SECRET_VARIABLES = ("BasicAuthPassword",)
-SECRET_KEYS = ("basicAuthPassword",)
+SECRET_KEYS = ("basicAuthPassword",)  # SetNetworkProfile connectionData
+
+
+def _secret_variables():
+    # the device-model table flags secrets; read it only when a trace needs it
+    from firmware import dm_table as T
+    return [r[1] for r in T.ROWS if r[3] & T.SECRET]
 
 
 def redact(text):
@@ -244,25 +247,25 @@ def redact(text):
         frame = json.loads(text)
     except Exception:
         return "<frame withheld: %d bytes>" % len(text)
-    _mask(frame, 0)
+    _mask(frame, 0, _secret_variables())
     return json.dumps(frame)
 
 
-def _mask(node, depth):
+def _mask(node, depth, secrets):
     if depth > 12:
         return
     if isinstance(node, dict):
         var = node.get("variable")
-        if isinstance(var, dict) and var.get("name") in SECRET_VARIABLES and "attributeValue" in node:
+        if isinstance(var, dict) and var.get("name") in secrets and "attributeValue" in node:
             node["attributeValue"] = "***"
         for k in node:
             if k in SECRET_KEYS:
                 node[k] = "***"
             else:
-                _mask(node[k], depth + 1)
+                _mask(node[k], depth + 1, secrets)
     elif isinstance(node, list):
         for x in node:
-            _mask(x, depth + 1)
+            _mask(x, depth + 1, secrets)
 
 
 def _readable_id(msg):

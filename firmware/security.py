@@ -40,8 +40,6 @@ def password_reason(value):
 class Block:
     def __init__(self, station):
         self.st = station
-        self.logged = 0
-        self.queued = 0
         # Each journal starts with a ["#", generation] record; the newer one is written to.
         g0, g1 = self._generation(0), self._generation(1)
         self._cur = 1 if g1 > g0 else 0
@@ -64,7 +62,6 @@ class Block:
                 payload["techInfo"] = tech_info
             try:
                 self.st.queue.put("SecurityEventNotification", payload)
-                self.queued += 1
             except Exception as e:  # outbox full: the event stays in the log
                 log.exc("security", "cannot queue %s" % kind, e)
 
@@ -92,7 +89,6 @@ class Block:
             log.exc("security", "security log write failed", e)
             return
         self._size += len(line)
-        self.logged += 1
 
     def records(self, n=20):
         """The newest n log records, oldest first, as [timestamp, type, techInfo]."""

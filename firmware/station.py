@@ -296,6 +296,10 @@ class Station:
         log.info("station", "rebooting: %s" % reason)
         self.board.reboot()
 
+    def online(self):
+        """Connected and accepted by the CSMS: messages other than BootNotification may flow."""
+        return self.connected and self.boot_status == "Accepted"
+
     def idle(self):
         """True when no block has work that a Reset(OnIdle) must wait for (B12.FR.*): blocks
         with an `idle()` method (transactions, firmware update) vote; an idle block emits

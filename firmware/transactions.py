@@ -56,7 +56,6 @@ class Block:
         self._pending = {}    # evse id -> authorization waiting for a start point
         self._recovered = []  # transactions found open at start-up
         self._held = {}       # evse id -> token that releases a cable left locked (E09.FR.03)
-        self.events_sent = 0  # TransactionEvents queued since boot
         r = station.rpc
         r.register("GetTransactionStatus", self._on_get_status)
         station.queue.on_reply(TX, self._on_reply)
@@ -95,7 +94,7 @@ class Block:
         return mv.energy_wh(evse_id) if mv is not None else 0.0
 
     def online(self):
-        return self.st.connected and self.st.boot_status == "Accepted"
+        return self.st.online()
 
     def _permit(self, evse_id):
         tx = self.tx.get(evse_id)
@@ -209,7 +208,6 @@ class Block:
         # no await between put() and this save: see the header comment
         tx["seq"] += 1
         tx["wh"] = self._energy(evse_id)
-        self.events_sent += 1
         if event_type == "Ended":
             self.st.store.remove(_doc(evse_id))
         else:
@@ -330,7 +328,9 @@ class Block:
         if ev is None:
             return
         for i in list(self._held):
-            if _same(self._held[i], tok):
+            if not ev.get(i).held:
+                del self._held[i]  # the hold ended another way (a new session took the cable)
+            elif _same(self._held[i], tok):
                 del self._held[i]
                 return ev.release(i)
         busy = [i for i in ev.ids() if (i in self.tx and self.tx[i].get("auth")) or i in self._pending]

@@ -61,13 +61,9 @@ class Block:
         # A01: a new BasicAuthPassword is recorded without its value.
         if component != "SecurityCtrlr" or variable != "BasicAuthPassword":
             return
-        st = self.st
-        st.log("info", "SecurityCtrlr.BasicAuthPassword changed")
-        fn = getattr(st, "security_event", None)
+        fn = getattr(self.st, "security_event", None)  # logs it too
         if fn is not None:
-            r = fn("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
-            if hasattr(r, "send"):
-                st.spawn(r)
+            fn("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
 
     # ---------------------------------------------------------------- B07
     def get_base_report(self, payload):

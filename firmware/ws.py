@@ -304,7 +304,6 @@ class WebSocket:
         self._reader_task = None
         self._cancelled_by_abort = False
         self._pong_wait = False
-        self.last_pong_ms = None
         self.closed = False
         self.close_code = None
         self.close_reason = ""
@@ -408,7 +407,7 @@ class WebSocket:
             return
         try:
             if not self._close_sent:
-                await self._send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode()[:123])
+                await self._send_frame(OP_CLOSE, _close_payload(code, reason))
             if self._reader_task is not None:
                 await compat.wait_for_ms(self._close_ev.wait(), _CLOSE_WAIT_MS)
             else:
@@ -435,7 +434,7 @@ class WebSocket:
         if not self.closed:
             try:
                 if not self._close_sent:
-                    await self._send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode())
+                    await self._send_frame(OP_CLOSE, _close_payload(code, reason))
             except WsError:
                 pass
             self._finish(code, reason)
@@ -545,7 +544,6 @@ class WebSocket:
                 await self._send_frame(OP_PONG, payload)
         elif opcode == OP_PONG:
             self._pong_wait = False
-            self.last_pong_ms = compat.ticks_ms()
         else:
             code = 1005
             reason = ""
@@ -569,3 +567,9 @@ class WebSocket:
             self._finish(code, reason)
             self._drop()
             raise WsClosed(code, reason)
+
+
+def _close_payload(code, reason):
+    """Close frame body: status code and a reason cut to 123 bytes (control frames carry at
+    most 125, RFC 6455 5.5)."""
+    return struct.pack(">H", code) + reason.encode()[:123]

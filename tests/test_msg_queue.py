@@ -39,6 +39,9 @@ class FakeStation:
         self.replies = []
         self._on = {}
 
+    def online(self):
+        return self.connected and self.boot_status == "Accepted"
+
     def get(self, *a, **k):
         return {"MessageAttempts": 3, "MessageAttemptInterval": 0}.get(a[1])
 
