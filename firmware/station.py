@@ -190,16 +190,16 @@ class Station:
 
     def _connect_failed(self, e, reported):
         """Security events for a failed connection, once per failure streak (A00.FR.316)."""
-        text = "%s" % (e,)
-        if "HTTP 401" in text:
+        from firmware.ws import WsAuthError, WsCertError
+        if isinstance(e, WsAuthError):
             kind = "FailedToAuthenticateAtCsms"
-        elif "certificate verification failed" in text:
+        elif isinstance(e, WsCertError):
             kind = "InvalidCsmsCertificate"
         else:
             return
         if kind not in reported:
             reported.append(kind)
-            self.security_event(kind, "%s: %s" % (self.csms_url, text))
+            self.security_event(kind, "%s: %s" % (self.csms_url, e))
 
     async def _connection_loop(self):
         # B10.FR.04: the priority order is read once per boot, so a new

@@ -32,6 +32,14 @@ class WsHandshakeError(WsError):
     pass
 
 
+class WsAuthError(WsHandshakeError):
+    """The server refused our credentials (HTTP 401)."""
+
+
+class WsCertError(WsHandshakeError):
+    """The server's TLS certificate did not verify against the configured CA."""
+
+
 class WsClosed(WsError):
     def __init__(self, code, reason=""):
         super().__init__("connection closed: %d %s" % (code, reason))
@@ -157,7 +165,7 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
                 host, port, ssl=ctx, server_hostname=host)
     except Exception as e:
         if secure and compat.is_cert_error(e):
-            raise WsHandshakeError("TLS certificate verification failed: %s" % _exc_text(e))
+            raise WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
         raise WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
     compat.tcp_nodelay(writer)
     ok = False
@@ -170,7 +178,7 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
         raise
     except Exception as e:
         if secure and compat.is_cert_error(e):
-            raise WsHandshakeError("TLS certificate verification failed: %s" % _exc_text(e))
+            raise WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
         # MicroPython connects without blocking, so a refused connection surfaces here.
         raise WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
     finally:
@@ -228,7 +236,7 @@ async def _upgrade(reader, writer, host, port, secure, path, subprotocol,
 
     if status != 101:
         if status == 401:
-            raise WsHandshakeError("server refused the connection: HTTP 401 %s"
+            raise WsAuthError("server refused the connection: HTTP 401 %s"
                                    " (Basic auth credentials rejected)" % text)
         raise WsHandshakeError("server refused the WebSocket upgrade: HTTP %d %s" % (status, text))
     if headers.get("upgrade", "").lower() != "websocket" or \

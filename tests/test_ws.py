@@ -151,7 +151,7 @@ def test_basic_auth_rejected_401_is_clear_error(target):
             ev = await client(target, {"scenario": "connect", "url": ws_url(srv),
                                        "username": "CS01", "password": "wrong-password"})
         assert len(seen) == 1 and seen[0].startswith("Basic ")
-        assert ev[0]["error"] == "WsHandshakeError"
+        assert ev[0]["error"] == "WsAuthError"  # a WsHandshakeError the station can tell apart
         assert "401" in ev[0]["msg"] and "Basic auth" in ev[0]["msg"]
     asyncio.run(main())
 
@@ -524,7 +524,7 @@ def test_wss_verification_failure_is_handshake_error(target, pki, case):
             ev = await client(target, {
                 "scenario": "connect", "url": ws_url(srv, scheme="wss", host="localhost"),
                 "cafile": pki[cafile]})
-        assert ev[0]["error"] == "WsHandshakeError", ev
+        assert ev[0]["error"] == "WsCertError", ev  # a WsHandshakeError subclass
         assert ev[0]["msg"].startswith("TLS certificate verification failed"), ev
     asyncio.run(main())
 
