@@ -10,6 +10,8 @@ import json
 import os
 
 from firmware import log
+from firmware.compat import path_exists
+from firmware.storage import sync
 
 FILE = "authlist.jl"
 
@@ -74,7 +76,7 @@ class LocalList:
 
     def _load(self):
         tmp = self.path + ".tmp"
-        if not _exists(self.path) and _exists(tmp):
+        if not path_exists(self.path) and path_exists(tmp):
             os.rename(tmp, self.path)  # power cut between remove and rename in _replace
         try:
             f = open(self.path, "rb")
@@ -162,7 +164,7 @@ class LocalList:
         data = b"".join(chunks)
         with open(self.path, "ab") as f:
             f.write(data)
-            _sync(f)
+            sync(f)
         self.store.bytes_written += len(data)
         for key, old, new in moves:
             self._set(_h(key), old, new)
@@ -245,14 +247,9 @@ class _Writer:
         if exc_type is not None:
             self.f.close()
             return False
-        _sync(self.f)
+        sync(self.f)
         self.f.close()
-        tmp = self.ll.path + ".tmp"
-        try:
-            os.rename(tmp, self.ll.path)
-        except OSError:
-            os.remove(self.ll.path)  # littlefs/FAT may refuse to rename over a file
-            os.rename(tmp, self.ll.path)
+        self.ll.store.commit_tmp(FILE)
         self.ll._size = self.off
         self.ll.store.bytes_written += self.off
         return False
@@ -262,19 +259,3 @@ def _delta(old, new):
     if old is None:
         return 0 if new is None else 1
     return -1 if new is None else 0
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
-def _sync(f):
-    f.flush()
-    try:
-        os.fsync(f.fileno())
-    except (AttributeError, OSError):
-        pass

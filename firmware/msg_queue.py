@@ -15,6 +15,7 @@ import os
 
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
+from firmware.storage import sync
 
 JOURNAL = "queue.jnl"
 TX = "TransactionEvent"
@@ -145,21 +146,18 @@ class MessageQueue:
         tmp = self.path + ".tmp"
         new = []
         size = 0
-        with open(tmp, "wb") as out:
+        with open(self.path, "rb") as src, open(tmp, "wb") as out:
             for off in self._pending:
-                rec = self._read(off)
-                if rec is None:
+                src.seek(off)
+                line = src.readline()  # pending records are complete lines: copied as they are
+                if not line.endswith(b"\n"):
                     continue
-                line = (json.dumps(rec) + "\n").encode()
                 out.write(line)
                 new.append(size)
                 size += len(line)
+            sync(out)
         self.store.bytes_written += size
-        try:
-            os.rename(tmp, self.path)
-        except OSError:
-            os.remove(self.path)
-            os.rename(tmp, self.path)
+        self.store.commit_tmp(JOURNAL)
         self._pending = new
         self._size = size
 

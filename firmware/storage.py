@@ -37,14 +37,19 @@ class Store:
         data = json.dumps(obj)
         with open(tmp, "w") as f:
             f.write(data)
-            _sync(f)
+            sync(f)
+        self.commit_tmp(name)
+        self.bytes_written += len(data)
+
+    def commit_tmp(self, name):
+        """Atomically replace `name` by `name`.tmp, which the caller wrote and synced."""
+        p = self.path(name)
         try:
-            os.rename(tmp, p)
+            os.rename(p + ".tmp", p)
         except OSError:
             # littlefs/FAT may refuse to rename over an existing file
             os.remove(p)
-            os.rename(tmp, p)
-        self.bytes_written += len(data)
+            os.rename(p + ".tmp", p)
 
     def remove(self, name):
         for p in (self.path(name), self.path(name) + ".tmp"):
@@ -66,7 +71,7 @@ class Store:
         """Append bytes and flush them; the caller keeps the journal size if it needs offsets."""
         with open(self.path(name), "ab") as f:
             f.write(data)
-            _sync(f)
+            sync(f)
         self.bytes_written += len(data)
 
     def lines(self, name):
@@ -102,7 +107,8 @@ class Store:
             return 0
 
 
-def _sync(f):
+def sync(f):
+    """Flush a file to the medium before it is closed or renamed."""
     f.flush()
     try:
         os.fsync(f.fileno())
