@@ -115,15 +115,20 @@ def test_TC_B_53_every_required_variable_declared_with_spec_mutability_and_type(
 
 
 def test_declared_optional_variables_also_match_the_appendix(tmp_path):
+    rows = referenced()
+    if not rows:
+        pytest.skip("shared/ocpp/referenced_variables.tsv not available")
     dm = _model(tmp_path)
     wrong = []
-    for required, comp, var, vi, muts, dtype in referenced():
+    checked = 0
+    for required, comp, var, vi, muts, dtype in rows:
         r = _row(dm, comp, var, vi)
         if r is None or required:
             continue
+        checked += 1
         if T.MUTABILITY[r[3] & T.MUT_MASK] not in muts or r[4].lower() != dtype.lower():
             wrong.append((comp, var, T.MUTABILITY[r[3] & T.MUT_MASK], r[4], muts, dtype))
-    assert not wrong, wrong
+    assert checked > 10 and not wrong, (checked, wrong)
 
 
 def test_TC_B_53_full_inventory_reports_required_variables_schema_valid(tmp_path):
