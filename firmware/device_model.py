@@ -1,9 +1,9 @@
 # The OCPP 2.0.1 device model: component/variable lookup, typed values, SetVariables/
 # GetVariables semantics (B05, B06), base reports (B07) and persistence.
 #
-# Lean on MicroPython: definitions stay in dm_table.ROWS (one constant tuple per variable);
-# current values live in one dict keyed by a small int (row, EVSE, connector, attribute),
-# holding only values that differ from the row default. Persisted: one small JSON document
+# Lean on MicroPython: definitions stay in the dm_table text (a row is parsed when read and
+# addressed by its offset there); current values live in one dict keyed by a small int
+# (row, EVSE, connector, attribute), holding only values that differ from the row default. Persisted: one small JSON document
 # with the persistent values that differ from their defaults, saved atomically.
 from firmware import dm_table as T
 from firmware.compat import iso8601, parse_iso8601
@@ -30,14 +30,14 @@ def _attr_code(attr):
 
 
 def _key(idx, evse, conn, a):
-    # Small int on both targets (< 2**24): row < 1024, EVSE and connector ids < 64.
-    return a + 4 * (idx + 1024 * (evse + 64 * conn))
+    # Small int on both targets (< 2**28): row offset < 16384, EVSE and connector ids < 64.
+    return a + 4 * (idx + 16384 * (evse + 64 * conn))
 
 
 def _unkey(k):
     a = k & 3
     k >>= 2
-    return k & 1023, (k >> 10) & 63, k >> 16, a
+    return k & 16383, (k >> 14) & 63, k >> 20, a
 
 
 def text(value):
@@ -63,28 +63,15 @@ def _is_int_text(s):
 
 
 class DeviceModel:
-    def __init__(self, store, evses, rows=None):
+    def __init__(self, store, evses, table=T.TABLE):
         self.store = store
-        self.rows = rows if rows is not None else T.ROWS
+        self.rows = T.Rows(table)  # rows[offset] -> row tuple
         self.evse_ids = tuple(e.id for e in evses)
-        self._ix = {}       # component[#instance] -> {variable: row | {variable instance: row}}
         self._vals = {}     # _key(...) -> value that differs from the row default
         self._hi = {}       # _key(row, evse, conn, 0) -> per-instance maxLimit
         self._dyn = {}      # row -> fn(evse, connector) computing the Actual value
         self._checks = {}   # row -> fn(value) -> None or a reasonCode refusing the value
         self._listeners = []
-        for i, r in enumerate(self.rows):
-            vars_ = self._ix.get(r[0])
-            if vars_ is None:
-                vars_ = self._ix[r[0]] = {}
-            cur = vars_.get(r[1])
-            if r[2] is None and cur is None:
-                vars_[r[1]] = i
-            else:
-                if not isinstance(cur, dict):
-                    cur = {} if cur is None else {None: cur}
-                    vars_[r[1]] = cur
-                cur[r[2]] = i
         self._hardware(evses)
         if self._row("ClockCtrlr", None, "DateTime", None) >= 0:
             self.provide("ClockCtrlr", "DateTime", lambda e, c: iso8601())
@@ -92,15 +79,7 @@ class DeviceModel:
 
     # ---------------------------------------------------------------- lookup
     def _row(self, component, ci, variable, vi):
-        vars_ = self._ix.get(component if ci is None else component + "#" + ci)
-        if vars_ is None:
-            return UNKNOWN_COMPONENT
-        x = vars_.get(variable)
-        if x is None:
-            return UNKNOWN_VARIABLE
-        if isinstance(x, dict):
-            return x.get(vi, UNKNOWN_VARIABLE)
-        return x if vi is None else UNKNOWN_VARIABLE
+        return self.rows.find(component if ci is None else component + "#" + ci, variable, vi)
 
     def _instance_ok(self, flags, evse, conn):
         if flags & T.CONN:
@@ -135,7 +114,8 @@ class DeviceModel:
         vname = vname.lower()
         vi = vi.lower() if vi else None
         status = UNKNOWN_COMPONENT
-        for j, r in enumerate(self.rows):
+        for j in self.rows.offsets():
+            r = self.rows[j]
             if r[0].lower() != name:
                 continue
             if not self._instance_ok(r[3], evse, conn):
@@ -213,13 +193,9 @@ class DeviceModel:
 
     def redacted(self, component, variable):
         """True for secrets: console and logs never print them."""
-        vars_ = self._ix.get(component)
-        x = vars_.get(variable) if vars_ else None
-        if x is None:
-            return False
-        for i in (x.values() if isinstance(x, dict) else (x,)):
-            f = self.rows[i][3]
-            if f & T.SECRET or f & T.MUT_MASK == T.WO:
+        for r in self.rows:
+            if r[0] == component and r[1] == variable and (
+                    r[3] & T.SECRET or r[3] & T.MUT_MASK == T.WO):
                 return True
         return False
 
@@ -438,13 +414,12 @@ class DeviceModel:
 
     def _report(self, want):
         rows = self.rows
-        for i in range(len(rows)):
-            f = rows[i][3]
-            if not f & (T.EVSE | T.CONN) and self._wanted(rows[i], want):
+        for i in rows.offsets():
+            if not rows[i][3] & (T.EVSE | T.CONN) and self._wanted(rows[i], want):
                 yield self._report_data(i, 0, 0)
         for e in self.evse_ids:
             for scope, c in ((T.EVSE, 0), (T.CONN, 1)):
-                for i in range(len(rows)):
+                for i in rows.offsets():
                     if rows[i][3] & scope and self._wanted(rows[i], want):
                         yield self._report_data(i, e, c)
 
@@ -498,7 +473,7 @@ class DeviceModel:
         """Write the persistent values that differ from their defaults (one document)."""
         doc = {}
         for k, v in self._vals.items():
-            i = (k >> 2) & 1023
+            i = _unkey(k)[0]
             if self._persistent(self.rows[i][3]):
                 doc[self._pkey(k)] = v
         self.store.save(DOC, doc)

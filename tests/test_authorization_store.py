@@ -3,7 +3,6 @@ collisions (D01.FR.10), cache generations (C11), learn() from TransactionEvent r
 (C10.FR.05, C02.FR.03), Master Pass (C12.FR.09, C16) with the variable added to the table."""
 import random
 
-from firmware import dm_table as T
 from firmware import local_list as LL
 from firmware.auth_cache import AuthCache
 from firmware.authorization import Block, token_key
@@ -13,9 +12,9 @@ from firmware.storage import Store
 
 
 class FakeStation:
-    def __init__(self, tmp_path, rows=None):
+    def __init__(self, tmp_path):
         self.store = Store(str(tmp_path))
-        self.dm = DeviceModel(self.store, (), rows=rows)
+        self.dm = DeviceModel(self.store, ())
         self.rpc = type("R", (), {"register": lambda *a: None})()
         self.connected = False
         self.boot_status = None
@@ -96,8 +95,7 @@ def test_C10_FR_05_learn_from_transaction_event_response(tmp_path):
 
 
 def test_TC_C_14_45_49_master_pass_cannot_start_but_stops_any(tmp_path):
-    rows = T.ROWS + ((T.C_AUTH, "MasterPassGroupId", None, T.RW, T.STR, None, None, 36, None, ""),)
-    st = FakeStation(tmp_path, rows=rows)
+    st = FakeStation(tmp_path)
     b = Block(st)
     st.dm.set("AuthCtrlr", "MasterPassGroupId", "Police")
     mp = {"status": "Accepted", "groupIdToken": {"idToken": "POLICE", "type": "Central"}}

@@ -48,10 +48,10 @@ def _cleanup(d):
         pass
 
 
-def _model(d=None, evses=None, rows=None):
+def _model(d=None, evses=None, table=T.TABLE):
     d = d or _dir()
     evs = evses if evses is not None else [Ev(1), Ev(2, amps=16, phases=1, ctype="sType2")]
-    return DeviceModel(CountingStore(d), evs, rows), d
+    return DeviceModel(CountingStore(d), evs, table), d
 
 
 def _gv(comp, var, attr=None, ci=None, vi=None, evse=None, conn=None):
@@ -240,6 +240,19 @@ def test_B06_FR_07_15_TC_B_33_unknown_variable_or_missing_instance():
     _cleanup(d)
 
 
+def test_B06_names_with_table_separators_match_nothing():
+    # The table is text with "|" between fields: a name carrying one must not reach a row.
+    dm, d = _model()
+    for item, status in ((_gv(COMM, "HeartbeatInterval||w", vi="i"), "UnknownVariable"),
+                         (_gv(COMM, "HeartbeatInterval|", vi="|w"), "UnknownVariable"),
+                         (_gv(COMM + "|HeartbeatInterval", ""), "UnknownComponent"),
+                         (_gv(COMM, "HeartbeatInterval\nOCPPCommCtrlr"), "UnknownVariable")):
+        r = dm.csms_get(item)
+        assert r["attributeStatus"] == status, item
+        assert "attributeValue" not in r
+    _cleanup(d)
+
+
 def test_B06_FR_14_instances_and_case_insensitive_names():
     dm, d = _model()
     r = dm.csms_get(_gv("devicedatactrlr", "itemsPERmessage", vi="getvariables"))
@@ -373,17 +386,15 @@ def test_B05_extra_check_hook_can_refuse_a_value():
 
 
 def test_B05_reboot_required_and_target_attribute():
-    rows = (("FanCtrlr", "Speed", None, T.RW | T.T_TARGET | T.T_MINSET | T.T_MAXSET, T.INT,
-             "rpm", 0, 5000, None, 1000),
-            ("FanCtrlr", "Mode", None, T.RW | T.REBOOT, T.OPT, None, None, None, "A,B", "A"))
-    dm, d = _model(evses=[], rows=rows)
+    table = "FanCtrlr|Speed||wTLH|i|rpm|0|5000||1000\nFanCtrlr|Mode||wB|o||||A,B|A"
+    dm, d = _model(evses=[], table=table)
     res = dm.csms_set_many([_sv("FanCtrlr", "Speed", "3000", attr="Target"),
                             _sv("FanCtrlr", "Mode", "B")])
     assert [r["attributeStatus"] for r in res] == ["Accepted", "RebootRequired"]
     assert dm.get("FanCtrlr", "Speed", attr="Target") == 3000
     assert dm.get("FanCtrlr", "Speed") == 1000
     assert dm.csms_get(_gv("FanCtrlr", "Speed", attr="MinSet"))["attributeValue"] == ""  # B06.FR.13
-    dm2, _ = _model(d, evses=[], rows=rows)
+    dm2, _ = _model(d, evses=[], table=table)
     assert dm2.get("FanCtrlr", "Speed", attr="Target") == 3000
     assert dm2.get("FanCtrlr", "Mode") == "B"
     rep = list(dm2.report("FullInventory"))
