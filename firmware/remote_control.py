@@ -5,9 +5,7 @@
 # stopping, the triggered message) runs afterwards through the handler's `after`. The
 # transactions block does the charging work: tx.remote_start / tx.stop / tx.trigger_event.
 #
-# TriggerMessage: other blocks add message types with
-# station.blocks["remote_control"].register(name, fn): fn(evse) -> (status, after or None),
-# where evse is the request's EVSEType dict or None.
+# The block is loaded on demand (see station.ON_DEMAND): it keeps no state between requests.
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
 from firmware.hal import NoLock
@@ -37,9 +35,6 @@ class Block:
         r.register("RequestStartTransaction", self.request_start)
         r.register("RequestStopTransaction", self.request_stop)
         r.register("UnlockConnector", self.unlock_connector)
-
-    def register(self, name, fn):
-        self.triggers[name] = fn
 
     def _hw(self, evse_id):
         for e in self.st.board.evses:

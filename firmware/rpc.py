@@ -208,6 +208,9 @@ class Rpc:
         try:
             await self._send([CALLRESULT, mid, result])
         except Offline:
+            drop = getattr(after, "drop", None)  # the follow-up will not run: let it clean up
+            if drop is not None:
+                drop()
             return
         if after is not None:
             compat.create_task(_guard(after, action))

@@ -46,7 +46,13 @@ class Block:
         self._gen = max(g0, g1, 0)
         self._size = station.store.size(LOG_FILES[self._cur])
         station.dm.check("SecurityCtrlr", "BasicAuthPassword", password_reason)
+        station.dm.on_change(self._on_var)
         station.on("console", self._console)
+
+    def _on_var(self, component, variable, value):
+        # A01: a new BasicAuthPassword is recorded without its value.
+        if component == "SecurityCtrlr" and variable == "BasicAuthPassword":
+            self.event("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
 
     # ---------------------------------------------------------------- events
     def event(self, kind, tech_info=None):

@@ -8,8 +8,16 @@ from firmware.device_model import DeviceModel
 from firmware.msg_queue import MessageQueue
 
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
-BLOCKS = ("security", "provisioning", "variables", "availability", "authorization",
-          "evse", "meter_values", "transactions", "remote_control", "diagnostics", "data_transfer")
+BLOCKS = ("security", "provisioning", "availability", "authorization",
+          "evse", "meter_values", "transactions", "diagnostics")
+# Blocks that only answer CSMS requests: imported for a request and dropped (module and
+# instance) once no request of theirs is in progress, so their code takes heap only while
+# in use. Their Block registers handlers for exactly these actions and keeps no state
+# between requests; nothing else may hold on to them.
+ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
+             ("remote_control", ("RequestStartTransaction", "RequestStopTransaction",
+                                 "UnlockConnector", "TriggerMessage")),
+             ("data_transfer", ("DataTransfer",)))
 
 COMM = "OCPPCommCtrlr"
 CSMS_ROOT = "csms_root.pem"
@@ -24,7 +32,7 @@ DEFLATE = True
 
 class Station:
     def __init__(self, board, csms_url, identity, password=None, cafile=None, blocks=BLOCKS,
-                 overrides=None):
+                 overrides=None, on_demand=ON_DEMAND):
         self.board = board
         self.store = Store(board.data_dir)
         self.dm = DeviceModel(self.store, board.evses)
@@ -56,8 +64,32 @@ class Station:
         self.slot = None  # configuration slot of the current / last connection
         self.blocks = {}
         for name in blocks:
-            mod = __import__("firmware." + name, None, None, ("Block",))
-            self.blocks[name] = mod.Block(self)
+            self.blocks[name] = _load(name)(self)
+        self._demand = {}  # on-demand block name -> [requests in progress, {action: handler}]
+        for name, actions in on_demand:
+            for a in actions:
+                self.rpc.register(a, _OnDemand(self, name, actions, a).handle)
+
+    # ---------------------------------------------------------------- on-demand blocks
+    def _enter(self, name, actions):
+        d = self._demand.get(name)
+        if d is None:
+            keep = [self.rpc.handlers[a] for a in actions]
+            blk = _load(name)(self)
+            d = self._demand[name] = [0, dict((a, self.rpc.handlers[a]) for a in actions)]
+            for a, h in zip(actions, keep):  # requests keep coming through _OnDemand
+                self.rpc.register(a, h)
+            self.blocks[name] = blk
+        d[0] += 1
+        return d[1]
+
+    def _leave(self, name):
+        d = self._demand[name]
+        d[0] -= 1
+        if d[0] == 0:
+            del self._demand[name]
+            del self.blocks[name]
+            _unload(name)
 
     # ---------------------------------------------------------------- events
     def on(self, event, fn):
@@ -320,3 +352,66 @@ class Station:
             "last_error": self.last_error,
             "queue": self.queue.depth(),
         }
+
+
+def _load(name):
+    return __import__("firmware." + name, None, None, ("Block",)).Block
+
+
+def _unload(name):
+    import sys
+    sys.modules.pop("firmware." + name, None)
+    pkg = sys.modules.get("firmware")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)  # the package keeps an attribute per imported submodule
+
+
+class _OnDemand:
+    """The rpc handler of one action of an on-demand block: loads the block, runs its
+    handler and releases the block when the request, and its follow-up, are over."""
+
+    def __init__(self, station, name, actions, action):
+        self.st = station
+        self.name = name
+        self.actions = actions
+        self.action = action
+
+    async def handle(self, payload):
+        handlers = self.st._enter(self.name, self.actions)
+        release = True
+        try:
+            r = handlers[self.action](payload)
+            if hasattr(r, "send"):
+                r = await r
+            if isinstance(r, tuple):
+                f = _FollowUp(self.st, self.name, r[1])
+                release = False
+                return r[0], f
+            return r
+        finally:
+            if release:
+                self.st._leave(self.name)
+
+
+class _FollowUp:
+    """A handler's follow-up (`after`) that releases its on-demand block when it has run,
+    or when rpc drops it because the response could not be sent."""
+
+    def __init__(self, station, name, after):
+        self.st = station
+        self.name = name
+        self.after = after
+
+    def __call__(self):
+        return self._run()
+
+    async def _run(self):
+        try:
+            await self.after()
+        finally:
+            self.drop()
+
+    def drop(self):
+        if self.after is not None:
+            self.after = None
+            self.st._leave(self.name)

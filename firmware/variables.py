@@ -24,12 +24,10 @@ class Block:
     def __init__(self, station):
         self.st = station
         self.reporting = False
-        self.reports_sent = 0  # NotifyReport parts, for the bench and tests
         rpc = station.rpc
         rpc.register("GetVariables", self.get_variables)
         rpc.register("SetVariables", self.set_variables)
         rpc.register("GetBaseReport", self.get_base_report)
-        station.dm.on_change(self._on_var)
 
     def _limits(self, instance):
         dm = self.st.dm
@@ -56,14 +54,6 @@ class Block:
         items = payload.get("setVariableData") or []
         self._check_request("SetVariables", payload, items)
         return {"setVariableResult": self.st.dm.csms_set_many(items)}
-
-    def _on_var(self, component, variable, value):
-        # A01: a new BasicAuthPassword is recorded without its value.
-        if component != "SecurityCtrlr" or variable != "BasicAuthPassword":
-            return
-        fn = getattr(self.st, "security_event", None)  # logs it too
-        if fn is not None:
-            fn("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
 
     # ---------------------------------------------------------------- B07
     def get_base_report(self, payload):
@@ -115,7 +105,6 @@ class Block:
                 batch = None
                 await self.st.call("NotifyReport", payload)
                 payload = None
-                self.reports_sent += 1
                 seq += 1
                 if pending is None:
                     return

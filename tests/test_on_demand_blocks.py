@@ -1,0 +1,78 @@
+"""Blocks that only answer CSMS requests (station.ON_DEMAND) are imported for a request and
+dropped afterwards; a request in progress keeps its block, and its state, loaded."""
+from firmware.station import ON_DEMAND
+
+ON_DEMAND_MODULES = ["firmware." + name for name, _ in ON_DEMAND]
+
+
+def _loaded(st):
+    mods = st.cmd("modules")["modules"]
+    return [m for m in ON_DEMAND_MODULES if m in mods]
+
+
+def _booted(csms, station):
+    st = station()
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    return st
+
+
+def test_on_demand_blocks_are_not_loaded_until_asked_and_dropped_after(csms, station):
+    st = _booted(csms, station)
+    assert _loaded(st) == []
+    r = csms.call(st.identity, "GetVariables", {"getVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]})
+    assert r["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    r = csms.call(st.identity, "DataTransfer", {"vendorId": "com.example"})
+    assert r["status"] == "UnknownVendorId"
+    r = csms.call(st.identity, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: csms.csms.calls("Heartbeat", st.identity), 10, "triggered Heartbeat")
+    csms.wait_for(lambda: _loaded(st) == [], 10, "on-demand blocks dropped")
+    # and loaded again for the next request
+    r = csms.call(st.identity, "SetVariables", {"setVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"},
+         "attributeValue": "120"}]})
+    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    csms.wait_for(lambda: _loaded(st) == [], 10, "dropped again")
+
+
+def test_B07_FR_13_report_in_progress_keeps_its_block_and_rejects_a_second(csms, station):
+    st = station(args=("--set", "OCPPCommCtrlr.MessageTimeout[Default]=3"))
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    csms.csms.hold.add("NotifyReport")  # the first part stays unanswered: the report waits
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: csms.csms.calls("NotifyReport", st.identity), 10, "first part")
+    assert _loaded(st) == ["firmware.variables"]
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": 2, "reportBase": "FullInventory"})
+    assert r["status"] == "Rejected"
+    # the unanswered part times out (MessageTimeout 3 s): the report ends, the block goes
+    csms.wait_for(lambda: _loaded(st) == [], 15, "variables dropped after the report stopped")
+    csms.csms.hold.discard("NotifyReport")
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": 3, "reportBase": "FullInventory"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: [p for p in csms.csms.calls("NotifyReport", st.identity)
+                           if p["requestId"] == 3 and not p.get("tbc")], 30, "whole report 3")
+    csms.wait_for(lambda: _loaded(st) == [], 10, "variables dropped again")
+    assert 2 not in [p["requestId"] for p in csms.csms.calls("NotifyReport", st.identity)]
+
+
+def test_follow_up_dropped_when_the_response_cannot_be_sent_releases_the_block(tmp_path):
+    import asyncio
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+
+    class DeadLink:
+        async def send(self, text):
+            raise OSError("link gone")
+
+    async def run():
+        st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD1")
+        st.boot_status = "Accepted"
+        st.rpc.ws = DeadLink()
+        await st.rpc.on_frame('[2,"m1","TriggerMessage",{"requestedMessage":"Heartbeat"}]')
+        await asyncio.sleep(0.05)
+        return st
+
+    st = asyncio.run(run())
+    assert st._demand == {} and "remote_control" not in st.blocks
