@@ -6,7 +6,6 @@
 # of "type:TOKEN" (C10.FR.12), which is also a bounded-size key.
 import binascii
 import hashlib
-import json
 
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
@@ -235,7 +234,7 @@ class Block:
             raise CallError("OccurrenceConstraintViolation",
                             "at most %d entries per SendLocalList" % limit)
         limit = self.dm.get(LIST, "BytesPerMessage")
-        if limit and len(json.dumps(payload)) > limit:
+        if limit and self.st.rpc.frame_len > limit:
             raise CallError("FormatViolation", "SendLocalList larger than %d bytes" % limit)
         version = payload.get("versionNumber")
         full = payload.get("updateType") == "Full"

@@ -51,6 +51,10 @@ class Rpc:
         self._reply_ev = compat.asyncio.Event()
         self._call_lock = compat.asyncio.Lock()
         self.sent = 0
+        # Length of the frame being handled, for the BytesPerMessage limits: handlers compare
+        # it instead of serialising the request again (a multi-KB copy on a small heap).
+        # Characters, which equal bytes for ASCII and undercount other UTF-8.
+        self.frame_len = 0
 
     def register(self, action, handler):
         self.handlers[action] = handler
@@ -131,6 +135,7 @@ class Rpc:
         if not isinstance(text, str):
             await self._error("-1", "RpcFrameworkError", "binary frames are not used by OCPP-J")
             return
+        self.frame_len = len(text)
         try:
             msg = json.loads(text)
         except Exception:  # ValueError, RecursionError, MemoryError on hostile input

@@ -7,8 +7,6 @@ from firmware import compat
 from firmware.rpc import CallError
 
 DEV = "DeviceDataCtrlr"
-# Bytes of a CALL frame around the payload: [2,"<id>","<Action>", ... ].
-FRAME_OVERHEAD = 64
 # NotifyReport frame without reportData items (id, requestId, generatedAt, seqNo, tbc).
 REPORT_OVERHEAD = 200
 
@@ -34,25 +32,25 @@ class Block:
         return (dm.get(DEV, "ItemsPerMessage", vi=instance) or 0,
                 dm.get(DEV, "BytesPerMessage", vi=instance) or 0)
 
-    def _check_request(self, instance, payload, items):
+    def _check_request(self, instance, items):
         n, b = self._limits(instance)
         if n and len(items) > n:
             raise CallError("OccurrenceConstraintViolation",
                             "%d items, ItemsPerMessage %s is %d" % (len(items), instance, n))
-        if b and len(json.dumps(payload)) + FRAME_OVERHEAD > b:
+        if b and self.st.rpc.frame_len > b:
             raise CallError("FormatViolation", "request exceeds BytesPerMessage %s (%d)" % (instance, b))
 
     # ---------------------------------------------------------------- B06
     def get_variables(self, payload):
         items = payload.get("getVariableData") or []
-        self._check_request("GetVariables", payload, items)
+        self._check_request("GetVariables", items)
         dm = self.st.dm
         return {"getVariableResult": [dm.csms_get(it) for it in items]}
 
     # ---------------------------------------------------------------- B05
     def set_variables(self, payload):
         items = payload.get("setVariableData") or []
-        self._check_request("SetVariables", payload, items)
+        self._check_request("SetVariables", items)
         return {"setVariableResult": self.st.dm.csms_set_many(items)}
 
     # ---------------------------------------------------------------- B07

@@ -483,6 +483,7 @@ def test_password_never_appears_in_any_report():
 class FakeRpc:
     def __init__(self):
         self.handlers = {}
+        self.frame_len = 0
 
     def register(self, action, fn):
         self.handlers[action] = fn
@@ -553,8 +554,10 @@ def test_B06_FR_17_too_many_bytes_is_format_violation():
     st.dm.set("DeviceDataCtrlr", "BytesPerMessage", 300, vi="GetVariables")
     h = st.rpc.handlers["GetVariables"]
     long_items = [_gv(COMM, "HeartbeatInterval" + "x" * 30)] * 4
+    payload = {"getVariableData": long_items}
+    st.rpc.frame_len = len(json.dumps([2, "m1", "GetVariables", payload]))  # as rpc sets it
     try:
-        h({"getVariableData": long_items})
+        h(payload)
     except CallError as e:
         assert _code(e) == "FormatViolation"
     else:

@@ -76,3 +76,27 @@ def test_follow_up_dropped_when_the_response_cannot_be_sent_releases_the_block(t
 
     st = asyncio.run(run())
     assert st._demand == {} and "remote_control" not in st.blocks
+
+
+def test_B06_FR_17_D01_requests_over_BytesPerMessage_are_format_violations(csms, station):
+    """The limit applies to the received frame (BytesPerMessage 4096 B, 16 items)."""
+    from host.csms import CsmsCallError
+    st = _booted(csms, station)
+    long = "L" * 50
+    item = {"component": {"name": long, "instance": long, "evse": {"id": 1, "connectorId": 1}},
+            "variable": {"name": long, "instance": long}}
+    for action, payload in (
+            ("GetVariables", {"getVariableData": [item] * 16}),
+            ("SendLocalList", {"versionNumber": 5, "updateType": "Full", "localAuthorizationList": [
+                {"idToken": {"idToken": "T%02d" % i, "type": "ISO14443"},
+                 "idTokenInfo": {"status": "Accepted", "personalMessage": {
+                     "format": "UTF8", "content": "m" * 400}}} for i in range(16)]})):
+        try:
+            csms.call(st.identity, action, payload)
+        except CsmsCallError as e:
+            assert e.code == "FormatViolation", (action, e)
+        else:
+            raise AssertionError("%s over BytesPerMessage was accepted" % action)
+    # a request within the limit is answered
+    r = csms.call(st.identity, "GetVariables", {"getVariableData": [item] * 2})
+    assert r["getVariableResult"][0]["attributeStatus"] == "UnknownComponent"
