@@ -18,6 +18,9 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("remote_control", ("RequestStartTransaction", "RequestStopTransaction",
                                  "UnlockConnector", "TriggerMessage")),
              ("data_transfer", ("DataTransfer",)))
+# An on-demand block stays this long after its last request, so a burst of requests (a CSMS
+# reading variables one by one, DataTransfer traffic) imports it once, not per request.
+ON_DEMAND_LINGER_MS = 5000
 
 COMM = "OCPPCommCtrlr"
 CSMS_ROOT = "csms_root.pem"
@@ -66,6 +69,7 @@ class Station:
         for name in blocks:
             self.blocks[name] = _load(name)(self)
         self._demand = {}  # on-demand block name -> [requests in progress, {action: handler}]
+        self.linger_ms = ON_DEMAND_LINGER_MS
         for name, actions in on_demand:
             for a in actions:
                 self.rpc.register(a, _OnDemand(self, name, actions, a).handle)
@@ -87,9 +91,20 @@ class Station:
         d = self._demand[name]
         d[0] -= 1
         if d[0] == 0:
-            del self._demand[name]
-            del self.blocks[name]
-            _unload(name)
+            if self.linger_ms > 0:
+                self.spawn(self._drop_later(name, d))
+            else:
+                self._drop(name)
+
+    async def _drop_later(self, name, d):
+        await compat.sleep_ms(self.linger_ms)
+        if d[0] == 0 and self._demand.get(name) is d:
+            self._drop(name)
+
+    def _drop(self, name):
+        del self._demand[name]
+        del self.blocks[name]
+        _unload(name)
 
     # ---------------------------------------------------------------- events
     def on(self, event, fn):
