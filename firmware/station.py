@@ -68,7 +68,9 @@ class Station:
         self.blocks = {}
         for name in blocks:
             self.blocks[name] = _load(name)(self)
-        self._demand = {}  # on-demand block name -> [requests in progress, {action: handler}]
+        # on-demand block name -> [requests in progress, {action: handler}, last release (ms),
+        # drop timer running]
+        self._demand = {}
         self.linger_ms = ON_DEMAND_LINGER_MS
         for name, actions in on_demand:
             for a in actions:
@@ -80,7 +82,7 @@ class Station:
         if d is None:
             keep = [self.rpc.handlers[a] for a in actions]
             blk = _load(name)(self)
-            d = self._demand[name] = [0, dict((a, self.rpc.handlers[a]) for a in actions)]
+            d = self._demand[name] = [0, dict((a, self.rpc.handlers[a]) for a in actions), 0, False]
             for a, h in zip(actions, keep):  # requests keep coming through _OnDemand
                 self.rpc.register(a, h)
             self.blocks[name] = blk
@@ -91,15 +93,21 @@ class Station:
         d = self._demand[name]
         d[0] -= 1
         if d[0] == 0:
-            if self.linger_ms > 0:
-                self.spawn(self._drop_later(name, d))
-            else:
+            if self.linger_ms <= 0:
                 self._drop(name)
+                return
+            d[2] = compat.ticks_ms()
+            if not d[3]:  # one timer per loaded block, however many requests it serves
+                d[3] = True
+                self.spawn(self._drop_later(name, d))
 
     async def _drop_later(self, name, d):
-        await compat.sleep_ms(self.linger_ms)
-        if d[0] == 0 and self._demand.get(name) is d:
-            self._drop(name)
+        while self._demand.get(name) is d:
+            wait = self.linger_ms - compat.ticks_diff(compat.ticks_ms(), d[2])
+            if wait <= 0 and d[0] == 0:
+                self._drop(name)
+                return
+            await compat.sleep_ms(max(wait, 100))
 
     def _drop(self, name):
         del self._demand[name]

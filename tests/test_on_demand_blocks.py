@@ -103,3 +103,33 @@ def test_B06_FR_17_D01_requests_over_BytesPerMessage_are_format_violations(csms,
     # a request within the limit is answered
     r = csms.call(st.identity, "GetVariables", {"getVariableData": [item] * 2})
     assert r["getVariableResult"][0]["attributeStatus"] == "UnknownComponent"
+
+
+def test_a_burst_of_requests_keeps_one_drop_timer(tmp_path):
+    # one timer per loaded block: a timer per request held a sleeping task each (a 2 MB heap
+    # ran out after ~6,000 DataTransfer calls)
+    import asyncio
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+
+    class Link:
+        def __init__(self):
+            self.sent = []
+
+        async def send(self, text):
+            self.sent.append(text)
+
+    async def run():
+        st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD2")
+        st.boot_status = "Accepted"
+        st.rpc.ws = link = Link()
+        for i in range(200):
+            await st.rpc.on_frame('[2,"m%d","DataTransfer",{"vendorId":"x"}]' % i)
+        live = [t for t in st._tasks if not t.done()]
+        loaded = "data_transfer" in st.blocks
+        st.linger_ms = 50
+        await asyncio.sleep(0.3)
+        return len(link.sent), len(live), loaded, "data_transfer" in st.blocks
+
+    sent, live, loaded, still = asyncio.run(run())
+    assert sent == 200 and live == 1 and loaded and not still
