@@ -399,21 +399,31 @@ class _OnDemand:
         self.actions = actions
         self.action = action
 
-    async def handle(self, payload):
+    def handle(self, payload):
+        # synchronous unless the block's handler is: no coroutine per request
         handlers = self.st._enter(self.name, self.actions)
-        release = True
         try:
             r = handlers[self.action](payload)
-            if hasattr(r, "send"):
-                r = await r
-            if isinstance(r, tuple):
-                f = _FollowUp(self.st, self.name, r[1])
-                release = False
-                return r[0], f
-            return r
-        finally:
-            if release:
-                self.st._leave(self.name)
+        except BaseException:
+            self.st._leave(self.name)
+            raise
+        if hasattr(r, "send"):
+            return self._finish_async(r)
+        return self._finish(r)
+
+    async def _finish_async(self, coro):
+        try:
+            r = await coro
+        except BaseException:
+            self.st._leave(self.name)
+            raise
+        return self._finish(r)
+
+    def _finish(self, r):
+        if isinstance(r, tuple):
+            return r[0], _FollowUp(self.st, self.name, r[1])
+        self.st._leave(self.name)
+        return r
 
 
 class _FollowUp:
