@@ -43,7 +43,7 @@ IMAGE = len(img)
 import host.sim
 sys.exit(host.sim.main(sys.argv[2:]))
 """
-IMPORT_PROBE = """import sys, gc
+IMPORT_PROBE = """import sys, gc, micropython
 if len(sys.argv) > 1:
     import vfs
     f = open(sys.argv[1], "rb")
@@ -52,11 +52,14 @@ if len(sys.argv) > 1:
     vfs.mount(vfs.VfsRom(img), "/rom")
     sys.path[:] = ["/rom", ".frozen"]
 gc.collect()
+micropython.qstr_info()
 a0 = gc.mem_alloc()
 for m in MODULES:
     __import__(m)
 gc.collect()
-print(gc.mem_alloc() - a0)
+a1 = gc.mem_alloc()
+micropython.qstr_info()
+print(a1 - a0)
 """
 
 
@@ -99,8 +102,9 @@ def launcher(variant, dist, heapsize=None):
     return mp + [os.path.join(dist["dir"], "romrun.py"), dist["romfs"]], empty
 
 
-def import_heap(dist, modules, romfs=False):
-    """Live heap that importing `modules` costs under micropython (after gc.collect())."""
+def import_heap(dist, modules, romfs=False, qstr=False):
+    """Live heap that importing `modules` costs under micropython (after gc.collect()); with
+    qstr=True also the growth of the interned-string pool (which frozen code keeps in flash)."""
     from tests.harness import interpreter
     # the module list goes into the script: a long argv crashed the unix port (uncaught NLR)
     probe = os.path.join(dist["dir"], "import_probe.py")
@@ -112,7 +116,12 @@ def import_heap(dist, modules, romfs=False):
     p = subprocess.run(args, cwd=dist["dir"], capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         raise RuntimeError("import probe failed: %s" % p.stderr[-500:])
-    return int(p.stdout.split()[-1])
+    heap = int(p.stdout.split()[-1])
+    if not qstr:
+        return heap
+    pools = [int(ln.rsplit("n_total_bytes=", 1)[1]) for ln in p.stdout.splitlines()
+             if "n_total_bytes=" in ln]
+    return heap, pools[-1] - pools[0]
 
 
 # ---------------------------------------------------------------- scenario
@@ -549,7 +558,7 @@ def _main_bench(t, tmp, n, bisect):
     used_host = sum(size[m] for m in used if m.startswith("host"))
     fw_mods = [m for m in used if not m.startswith("host")]
     imp = import_heap(dist, used)
-    imp_rom = import_heap(dist, used, romfs=True) if dist["romfs"] else None
+    imp_rom, qpool = import_heap(dist, used, romfs=True, qstr=True) if dist["romfs"] else (None, None)
     img = os.path.getsize(dist["romfs"]) if dist["romfs"] else 0
     base = import_heap(dist, ["gc"])  # the probe's own cost
     mp_live = max(a for _, a in mpy["samples"])
@@ -570,6 +579,7 @@ def _main_bench(t, tmp, n, bisect):
         "%d B (%d modules) + %d B" % (used_fw, len(fw_mods), used_host))
     row("heap after import, .mpy (micropython 64-bit)", _kb(imp - base))
     row("heap after import, ROMFS (image excluded)", _kb(imp_rom - base) if imp_rom else "-")
+    row("  of which interned names (qstr pool; in flash when frozen)", _kb(qpool))
     row("live heap peak over the scenario, .mpy (phase samples)", _kb(mp_live))
     row("  the same, in-station sampler every 20 ms", _kb(mpyw.get("live_max")))
     row("micropython.mem_peak() (.mpy, 2 MB heap; unix: heap filled before a gc)",
