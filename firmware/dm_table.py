@@ -217,12 +217,12 @@ class Rows:
 
     def find(self, component, variable, instance):
         """Offset of a row, or -1 (no such component) / -2 (no such variable)."""
-        t = self.text
-        head = "\n" + component + "|"
-        key = head + variable + "|" + (instance or "") + "|"
+        # one string per lookup: dm.get() runs this on every read of a setting
+        key = "\n%s|%s|%s|" % (component, variable, instance or "")
         if key.count("|") != 3 or key.count("\n") != 1:
             return -1  # a separator in a name would match across fields
+        t = self.text
         i = t.find(key)
         if i >= 0:
             return i + 1
-        return -2 if t.find(head) >= 0 else -1
+        return -2 if t.find(key[:len(component) + 2]) >= 0 else -1
