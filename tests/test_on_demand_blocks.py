@@ -35,6 +35,7 @@ def test_on_demand_blocks_are_not_loaded_until_asked_and_dropped_after(csms, sta
         {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"},
          "attributeValue": "120"}]})
     assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert "firmware.variables" in _loaded(st)
     csms.wait_for(lambda: _loaded(st) == [], 20, "dropped again")
 
 
@@ -65,19 +66,26 @@ def test_follow_up_dropped_when_the_response_cannot_be_sent_releases_the_block(t
     from host.sim_board import SimBoard
 
     class DeadLink:
+        def __init__(self, st):
+            self.st = st
+            self.tried = []  # (frame, on-demand blocks loaded while it was being sent)
+
         async def send(self, text):
+            self.tried.append((text, sorted(self.st._demand)))
             raise OSError("link gone")
 
     async def run():
         st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD1")
         st.linger_ms = 0
         st.boot_status = "Accepted"
-        st.rpc.ws = DeadLink()
+        st.rpc.ws = link = DeadLink(st)
         await st.rpc.on_frame('[2,"m1","TriggerMessage",{"requestedMessage":"Heartbeat"}]')
         await asyncio.sleep(0.05)
-        return st
+        return st, link
 
-    st = asyncio.run(run())
+    st, link = asyncio.run(run())
+    # the block answered (its follow-up holding it), then the send failed and released it
+    assert link.tried == [('[3, "m1", {"status": "Accepted"}]', ["remote_control"])]
     assert st._demand == {} and "remote_control" not in st.blocks
 
 
