@@ -46,9 +46,6 @@ class Block:
         dm.provide("EVSE", "AvailabilityState", self._state)
         dm.provide("Connector", "AvailabilityState", self._state)
 
-    def _ids(self):
-        return [e.id for e in self.st.board.evses]
-
     def connector_status(self, evse):
         ev = self.st.blocks.get("evse")
         return ev.connector_status(evse.id) if ev is not None else "Available"
@@ -68,12 +65,12 @@ class Block:
         reset waits: a new session may start on `evse_id`."""
         d = self.doc
         return d["cs"] and evse_id not in d["off"] and evse_id not in d["coff"] \
-            and not self.resetting and evse_id in self._ids()
+            and not self.resetting and evse_id in self.st.board.ids
 
     def change(self, p):
         op = p["operationalStatus"] == "Operative"
         d = {"cs": self.doc["cs"], "off": list(self.doc["off"]), "coff": list(self.doc["coff"])}
-        ids = self._ids()
+        ids = self.st.board.ids
         e = p.get("evse")
         if e and e.get("id"):  # evse.id 0 is the station itself
             i = e["id"]
@@ -122,13 +119,13 @@ class Block:
     def _on_reset_scheduled(self):
         # B12 3a: free EVSEs become Unavailable until the reset (not persisted)
         self.resetting = True
-        self._sync(self._ids())
+        self._sync(self.st.board.ids)
 
     # ---------------------------------------------------------------- G01 / B04
     def _on_start(self):
         ev = self.st.blocks.get("evse")
         if ev is not None:
-            for i in self._ids():  # persisted state, before the first StatusNotification
+            for i in self.st.board.ids:  # persisted state, before the first StatusNotification
                 ev.set_available(i, self.operative(i))
         self.st.spawn(self._sender())
 
@@ -165,10 +162,7 @@ class Block:
         """One at a time, in order of change; offline items are dropped (B04 resends)."""
         while True:
             evse_id, status, stamp = await self._out.get()
-            evse = None
-            for e in self.st.board.evses:
-                if e.id == evse_id:
-                    evse = e
+            evse = self.st.board.evse(evse_id)
             if evse is not None:
                 await self.send_status(evse, 1, status, stamp)
 

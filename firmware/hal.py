@@ -119,8 +119,16 @@ class Board:
 
     def __init__(self, evses, reader=None, data_dir="data"):
         self.evses = evses
+        self.ids = tuple(e.id for e in evses)
+        self._by_id = {}
+        for e in evses:
+            self._by_id[e.id] = e
         self.reader = reader or Reader()
         self.data_dir = data_dir
+
+    def evse(self, evse_id):
+        """The Evse with OCPP id `evse_id`, or None."""
+        return self._by_id.get(evse_id)
 
     async def poll(self):
         """Long-running driver task (ADC sampling, meter polling); default: nothing."""

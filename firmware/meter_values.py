@@ -49,15 +49,9 @@ class Block:
         station.on("tx_ended", self._on_tx_ended)
 
     # ---------------------------------------------------------------- readings
-    def _hw(self, evse_id):
-        for e in self.st.board.evses:
-            if e.id == evse_id:
-                return e
-        return None
-
     def energy_wh(self, evse_id):
         """Monotonic energy register of one EVSE in Wh."""
-        hw = self._hw(evse_id)
+        hw = self.st.board.evse(evse_id)
         last = self._last_wh.get(evse_id, 0.0)
         try:
             wh = float(hw.meter.energy_wh())
@@ -76,13 +70,13 @@ class Block:
 
     def power_w(self, evse_id):
         try:
-            return float(self._hw(evse_id).meter.power_w())
+            return float(self.st.board.evse(evse_id).meter.power_w())
         except Exception:
             return 0.0
 
     def sample(self, evse_id, measurands, context, timestamp=None):
         """One MeterValueType with the supported measurands among `measurands`, or None."""
-        hw = self._hw(evse_id)
+        hw = self.st.board.evse(evse_id)
         if hw is None:
             return None
         out = []

@@ -36,12 +36,6 @@ class Block:
         r.register("RequestStopTransaction", self.request_stop)
         r.register("UnlockConnector", self.unlock_connector)
 
-    def _hw(self, evse_id):
-        for e in self.st.board.evses:
-            if e.id == evse_id:
-                return e
-        return None
-
     # ---------------------------------------------------------------- F01/F02
     def _refuse(self, ev, tx, evse_id):
         """Why a remote start may not use this EVSE (F01.FR.21-24), or None."""
@@ -106,7 +100,7 @@ class Block:
     # ---------------------------------------------------------------- F05
     async def unlock_connector(self, payload):
         evse_id = payload["evseId"]
-        hw = self._hw(evse_id)
+        hw = self.st.board.evse(evse_id)
         if hw is None or payload["connectorId"] != 1:
             return {"status": "UnknownConnector"}  # F05.FR.03
         tx = self.st.blocks.get("transactions")
@@ -131,7 +125,7 @@ class Block:
         fn = self.triggers.get(name)
         if fn is None:
             return {"status": "NotImplemented"}
-        if evse is not None and evse.get("id") not in [e.id for e in self.st.board.evses]:
+        if evse is not None and evse.get("id") not in self.st.board.ids:
             return _rejected("UnknownEvse")
         res = fn(evse)
         if isinstance(res, dict):
@@ -191,7 +185,7 @@ class Block:
             conn = evse.get("connectorId")
             if conn is not None and conn != 1:
                 return _rejected("UnknownConnectorId")
-            evses = [e for e in evses if e.id == evse["id"]]
+            evses = [self.st.board.evse(evse["id"])]
 
         async def send_all():
             for e in evses:
@@ -204,7 +198,7 @@ class Block:
         return "Accepted", after
 
     def _ids(self, evse):
-        return [evse["id"]] if evse is not None else [e.id for e in self.st.board.evses]
+        return [evse["id"]] if evse is not None else self.st.board.ids
 
     def _meter_values(self, evse):
         mv = self.st.blocks.get("meter_values")

@@ -531,7 +531,7 @@ class Block:
 
     # ---------------------------------------------------------------- power-loss recovery
     def _recover(self):
-        ev_ids = [e.id for e in self.st.board.evses]
+        ev_ids = self.st.board.ids
         found = {}  # transactionId -> [highest seqNo queued, ended, evse id]
         for _, action, p in self.st.queue.pending():
             if action != TX:

@@ -103,10 +103,10 @@ def add_sim_commands(console, board):
             i = int(args[0])
         except ValueError:
             raise ConsoleError("usage: " + usage)
-        for e in board.evses:
-            if e.id == i:
-                return e
-        raise ConsoleError("no EVSE %s" % args[0])
+        e = board.evse(i)
+        if e is None:
+            raise ConsoleError("no EVSE %s" % args[0])
+        return e
 
     def plug(args):
         # the EV asks to charge (C); it shows B until the EVSE offers current
