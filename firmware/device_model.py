@@ -156,10 +156,7 @@ class DeviceModel:
         if i < 0 or a < 0:
             raise KeyError("%s.%s" % (component, variable))
         row = self.rows[i]
-        if isinstance(value, str) and row[4] != T.STR:
-            value = self._parse(row, value)
-        elif row[4] == T.DEC and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        value = self._coerce(row, value)
         if not self._store(i, evse or 0, connector or 0, a, value):
             return False
         if self._persistent(row[3]):
@@ -189,13 +186,12 @@ class DeviceModel:
         i = self._find(component, None, variable, vi, evse, connector)
         if i < 0:
             return None
-        return self._hi.get(_key(i, evse or 0, connector or 0, 0), self.rows[i][7])
+        return self._max(i, evse or 0, connector or 0)
 
     def redacted(self, component, variable):
         """True for secrets: console and logs never print them."""
         for r in self.rows:
-            if r[0] == component and r[1] == variable and (
-                    r[3] & T.SECRET or r[3] & T.MUT_MASK == T.WO):
+            if r[0] == component and r[1] == variable and T.is_secret(r[3]):
                 return True
         return False
 
@@ -207,6 +203,18 @@ class DeviceModel:
     @staticmethod
     def _persistent(flags):
         return flags & T.MUT_MASK != T.RO or flags & T.PERSIST
+
+    def _max(self, i, e, c):
+        """maxLimit of a row for one instance (EVSE Power is set from the hardware)."""
+        return self._hi.get(_key(i, e, c, 0), self.rows[i][7])
+
+    def _coerce(self, row, value):
+        """A value from text (parsed) or JSON (ints widened for decimals) in the row's type."""
+        if isinstance(value, str) and row[4] != T.STR:
+            return self._parse(row, value)
+        if row[4] == T.DEC and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
 
     def _store(self, i, e, c, a, value):
         k = _key(i, e, c, a)
@@ -291,7 +299,7 @@ class DeviceModel:
     def _in_range(self, i, e, c, v):
         row = self.rows[i]
         lo = row[6]
-        hi = self._hi.get(_key(i, e, c, 0), row[7])
+        hi = self._max(i, e, c)
         if row[4] in (T.INT, T.DEC):
             return (lo is None or v >= lo) and (hi is None or v <= hi)
         if isinstance(v, str):
@@ -299,70 +307,67 @@ class DeviceModel:
         return True
 
     # ---------------------------------------------------------------- B06 GetVariables
-    def csms_get(self, item):
-        """GetVariableResult for one GetVariableData (B06)."""
+    def _resolve(self, item):
+        """The result skeleton of a Get/SetVariableData item and its row: (res, i, e, c, a).
+        i < 0 when the item names no supported variable attribute; res then has its status."""
         comp = item.get("component") or {}
         var = item.get("variable") or {}
         attr = item.get("attributeType") or "Actual"
         res = {"attributeType": attr, "component": comp, "variable": var}
         i, e, c = self._find_csms(comp, var)
+        a = _attr_code(attr)
         if i == UNKNOWN_COMPONENT:
             res["attributeStatus"] = "UnknownComponent"
-            return res
-        if i == UNKNOWN_VARIABLE:
+        elif i == UNKNOWN_VARIABLE:
             res["attributeStatus"] = "UnknownVariable"
-            return res
-        flags = self.rows[i][3]
-        a = _attr_code(attr)
-        if a < 0 or not self._supports(flags, a):
+        elif a < 0 or not self._supports(self.rows[i][3], a):
             res["attributeStatus"] = "NotSupportedAttributeType"
+            i = -3
+        return res, i, e or 0, c or 0, a
+
+    def csms_get(self, item):
+        """GetVariableResult for one GetVariableData (B06)."""
+        res, i, e, c, a = self._resolve(item)
+        if i < 0:
             return res
-        if flags & T.SECRET or flags & T.MUT_MASK == T.WO:
+        if T.is_secret(self.rows[i][3]):
             res["attributeStatus"] = "Rejected"
             res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
             return res
         res["attributeStatus"] = "Accepted"
-        res["attributeValue"] = self._report_text(self._value(i, e or 0, c or 0, a))
+        res["attributeValue"] = self._report_text(self._value(i, e, c, a), self._value_size())
         return res
 
-    def _report_text(self, v):
+    def _value_size(self):
+        return self.get("DeviceDataCtrlr", "ReportingValueSize")
+
+    @staticmethod
+    def _report_text(v, limit):
         s = text(v)
-        limit = self.get("DeviceDataCtrlr", "ReportingValueSize") or 2500
-        return s if len(s) <= limit else s[:limit]
+        return s if limit is None or len(s) <= limit else s[:limit]  # None: no such limit
 
     # ---------------------------------------------------------------- B05 SetVariables
-    def csms_set_many(self, items):
+    def csms_set_many(self, items, installer=False):
         """SetVariableResult list for a SetVariablesRequest (B05). All accepted values are
-        saved in one write, then listeners run."""
+        saved in one write, then listeners run. installer=True (local configuration, not
+        the CSMS) may also set ReadOnly values; every other check still applies."""
         results = []
         changed = []
         dirty = False
-        max_len = self.get("DeviceDataCtrlr", "ConfigurationValueSize") or 1000
+        max_len = self.get("DeviceDataCtrlr", "ConfigurationValueSize")
         for item in items:
-            comp = item.get("component") or {}
-            var = item.get("variable") or {}
-            attr = item.get("attributeType") or "Actual"
-            res = {"attributeType": attr, "component": comp, "variable": var}
+            res, i, e, c, a = self._resolve(item)
             results.append(res)
-            i, e, c = self._find_csms(comp, var)
-            if i == UNKNOWN_COMPONENT:
-                res["attributeStatus"] = "UnknownComponent"
-                continue
-            if i == UNKNOWN_VARIABLE:
-                res["attributeStatus"] = "UnknownVariable"
+            if i < 0:
                 continue
             row = self.rows[i]
-            a = _attr_code(attr)
-            if a < 0 or not self._supports(row[3], a):
-                res["attributeStatus"] = "NotSupportedAttributeType"
-                continue
             reason = None
             raw = item.get("attributeValue")
-            if row[3] & T.MUT_MASK == T.RO:
+            if row[3] & T.MUT_MASK == T.RO and not installer:
                 reason = "ReadOnly"
             elif not isinstance(raw, str):
                 reason = "InvalidValue"
-            elif len(raw) > max_len:
+            elif max_len is not None and len(raw) > max_len:
                 reason = "TooLargeElement"
             else:
                 try:
@@ -370,7 +375,7 @@ class DeviceModel:
                 except ValueError:
                     reason = "InvalidValue"
                 else:
-                    if not self._in_range(i, e or 0, c or 0, value):
+                    if not self._in_range(i, e, c, value):
                         reason = "ValueOutOfRange"
                     else:
                         chk = self._checks.get(i)
@@ -380,7 +385,7 @@ class DeviceModel:
                 res["attributeStatus"] = "Rejected"
                 res["attributeStatusInfo"] = {"reasonCode": reason}
                 continue
-            if self._store(i, e or 0, c or 0, a, value):
+            if self._store(i, e, c, a, value):
                 changed.append((row, value))
                 dirty = dirty or self._persistent(row[3])
             res["attributeStatus"] = "RebootRequired" if row[3] & T.REBOOT else "Accepted"
@@ -414,16 +419,23 @@ class DeviceModel:
 
     def _report(self, want):
         rows = self.rows
+        limit = self._value_size()
+        scoped = []  # (offset, flags) of the wanted per-EVSE and per-connector rows
         for i in rows.offsets():
-            if not rows[i][3] & (T.EVSE | T.CONN) and self._wanted(rows[i], want):
-                yield self._report_data(i, 0, 0)
+            r = rows[i]
+            if not self._wanted(r, want):
+                continue
+            if r[3] & (T.EVSE | T.CONN):
+                scoped.append((i, r[3]))
+            else:
+                yield self._report_data(i, 0, 0, limit)
         for e in self.evse_ids:
             for scope, c in ((T.EVSE, 0), (T.CONN, 1)):
-                for i in rows.offsets():
-                    if rows[i][3] & scope and self._wanted(rows[i], want):
-                        yield self._report_data(i, e, c)
+                for i, f in scoped:
+                    if f & scope:
+                        yield self._report_data(i, e, c, limit)
 
-    def _report_data(self, i, e, c):
+    def _report_data(self, i, e, c, limit):
         r = self.rows[i]
         f = r[3]
         name = r[0].split("#", 1)
@@ -436,7 +448,7 @@ class DeviceModel:
         if r[2] is not None:
             var["instance"] = r[2]
         mut = T.MUTABILITY[f & T.MUT_MASK]
-        secret = f & T.SECRET or f & T.MUT_MASK == T.WO
+        secret = T.is_secret(f)
         attrs = []
         for a in range(4):
             if not self._supports(f, a):
@@ -444,14 +456,14 @@ class DeviceModel:
             va = {"type": T.ATTRS[a], "mutability": mut,
                   "persistent": bool(self._persistent(f)), "constant": bool(f & T.CONST)}
             if not secret:
-                va["value"] = self._report_text(self._value(i, e, c, a))
+                va["value"] = self._report_text(self._value(i, e, c, a), limit)
             attrs.append(va)
         ch = {"dataType": r[4], "supportsMonitoring": False}
         if r[5] is not None:
             ch["unit"] = r[5]
         if r[6] is not None and r[4] in (T.INT, T.DEC):
             ch["minLimit"] = r[6]
-        hi = self._hi.get(_key(i, e, c, 0), r[7])
+        hi = self._max(i, e, c)
         if hi is not None:
             ch["maxLimit"] = hi
         if r[8] is not None:
@@ -503,12 +515,8 @@ class DeviceModel:
                 continue
             if i < 0 or a < 0 or not self._persistent(self.rows[i][3]):
                 continue  # a variable this firmware no longer has
-            row = self.rows[i]
             try:
-                if isinstance(v, str) and row[4] != T.STR:
-                    v = self._parse(row, v)
-                elif row[4] == T.DEC and isinstance(v, int) and not isinstance(v, bool):
-                    v = float(v)
+                v = self._coerce(self.rows[i], v)
             except ValueError:
                 continue
             self._store(i, e, c, a, v)

@@ -85,11 +85,11 @@ OCPPCommCtrlr|WebSocketPingInterval||w|i|s|0|3600||30
 DeviceDataCtrlr|BytesPerMessage|GetReport|rC|i|B||||4096
 DeviceDataCtrlr|BytesPerMessage|GetVariables|rC|i|B||||4096
 DeviceDataCtrlr|BytesPerMessage|SetVariables|rC|i|B||||4096
-DeviceDataCtrlr|ConfigurationValueSize||rC|i|||||1000
+DeviceDataCtrlr|ConfigurationValueSize||rC|i||1|1000||1000
 DeviceDataCtrlr|ItemsPerMessage|GetReport|rC|i|||||16
 DeviceDataCtrlr|ItemsPerMessage|GetVariables|rC|i|||||16
 DeviceDataCtrlr|ItemsPerMessage|SetVariables|rC|i|||||16
-DeviceDataCtrlr|ReportingValueSize||rC|i|||||2500
+DeviceDataCtrlr|ReportingValueSize||rC|i||1|2500||2500
 ClockCtrlr|DateTime||rD|t|||||
 ClockCtrlr|TimeAdjustmentReportingThreshold||w|i|s|0|86400||60
 ClockCtrlr|TimeSource||w|q||||Heartbeat,RealTimeClock|Heartbeat
@@ -154,6 +154,11 @@ Connector|SupplyPhases||rCN|i||0|3||3
 
 # SummaryInventory (B07.FR.09): availability of the station, each EVSE and each connector.
 SUMMARY = ("AvailabilityState",)
+
+
+def is_secret(flags):
+    """Secret or write-only: the value is never printed, reported or returned."""
+    return flags & SECRET or flags & MUT_MASK == WO
 
 
 def _num(s):

@@ -242,7 +242,7 @@ SECRET_KEYS = ("basicAuthPassword",)  # SetNetworkProfile connectionData
 def _secret_variables():
     # the device-model table flags secrets; read it only when a trace needs it
     from firmware import dm_table as T
-    return [r[1] for r in T.Rows() if r[3] & T.SECRET]
+    return [r[1] for r in T.Rows() if T.is_secret(r[3])]
 
 
 def redact(text):
