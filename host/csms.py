@@ -374,14 +374,7 @@ class CsmsThread:
 
     def wait_for(self, predicate, timeout=15, what="condition"):
         """Poll `predicate()` (evaluated in the test thread) until truthy; return its value."""
-        deadline = time.time() + timeout
-        while True:
-            v = predicate()
-            if v:
-                return v
-            if time.time() > deadline:
-                raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-            time.sleep(0.02)
+        return wait_until(predicate, timeout, what)
 
     def stop(self):
         try:
@@ -412,3 +405,16 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def wait_until(predicate, timeout=15, what="condition"):
+    """Poll `predicate()` every 20 ms until truthy and return its value; AssertionError after
+    `timeout` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.02)

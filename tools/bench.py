@@ -39,7 +39,6 @@ img = f.read()
 f.close()
 vfs.mount(vfs.VfsRom(img), "/rom")
 sys.path[:] = ["/rom"] + [p for p in sys.path if p not in ("", ".")]
-IMAGE = len(img)
 import host.sim
 sys.exit(host.sim.main(sys.argv[2:]))
 """
@@ -68,20 +67,10 @@ def make_dist(out):
     """firmware/ board/ host/ as .mpy (tools build settings) plus a ROMFS image of them.
     Returns {"dir", "rows" [(module, src, mpy)], "romfs" path or None}."""
     from tools import build
-    quiet = lambda *a: None  # noqa: E731
-    rows, _ = build.compile_all(out, ROOT, quiet)
-    hrows, _ = build.compile_all(out, ROOT, quiet, packages=("host",))
-    img = None
-    exe = shutil.which("mpremote")
-    if exe:
-        stage = os.path.join(out, ".stage")
-        for pkg in ("firmware", "board", "host"):
-            shutil.copytree(os.path.join(out, pkg), os.path.join(stage, pkg))
-        img = os.path.join(out, "romfs.img")
-        p = subprocess.run([exe, "romfs", "--no-mpy", "-o", img, "build", stage],
-                           capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            img = None
+    rows, _ = build.compile_all(out, ROOT, lambda *a: None)
+    hrows, _ = build.compile_all(out, ROOT, lambda *a: None, packages=("host",))
+    img = build.build_romfs(out, lambda s: print(s, file=sys.stderr),
+                            packages=build.PACKAGES + ("host",))
     with open(os.path.join(out, "romrun.py"), "w") as f:
         f.write(ROMRUN)
     return {"dir": out, "rows": rows + hrows, "romfs": img}
@@ -104,7 +93,8 @@ def launcher(variant, dist, heapsize=None):
 
 def import_heap(dist, modules, romfs=False, qstr=False):
     """Live heap that importing `modules` costs under micropython (after gc.collect()); with
-    qstr=True also the growth of the interned-string pool (which frozen code keeps in flash)."""
+    qstr=True also the growth of the interned-name pool tables (which frozen code keeps in
+    flash)."""
     from tests.harness import interpreter
     # the module list goes into the script: a long argv crashed the unix port (uncaught NLR)
     probe = os.path.join(dist["dir"], "import_probe.py")
@@ -119,8 +109,13 @@ def import_heap(dist, modules, romfs=False, qstr=False):
     heap = int(p.stdout.split()[-1])
     if not qstr:
         return heap
-    pools = [int(ln.rsplit("n_total_bytes=", 1)[1]) for ln in p.stdout.splitlines()
-             if "n_total_bytes=" in ln]
+    # qstr_info's n_total_bytes includes the names' text, which stays in the ROMFS image;
+    # the heap part is the pool tables (total minus text)
+    pools = []
+    for ln in p.stdout.splitlines():
+        if "n_total_bytes=" in ln:
+            f = dict(kv.split("=") for kv in ln.split(":", 1)[1].replace(",", " ").split())
+            pools.append(int(f["n_total_bytes"]) - int(f["n_str_data_bytes"]))
     return heap, pools[-1] - pools[0]
 
 
@@ -140,14 +135,11 @@ def tx_events(csms, cp, after=0):
 
 
 def _wait(pred, timeout, what):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise Failed("timed out waiting for " + what)
-        time.sleep(0.02)
+    from host.csms import wait_until
+    try:
+        return wait_until(pred, timeout, what)
+    except AssertionError as e:
+        raise Failed(str(e))
 
 
 def _ok(r):
@@ -188,8 +180,10 @@ def session(t, st, charge_s=2.2, offline=None):
 
 
 def _accepted(st, timeout=60):
-    _wait(lambda: _status(st)["boot"] == "Accepted" and _status(st)["connected"], timeout,
-          "boot Accepted")
+    def ok():
+        s = _status(st)
+        return s["boot"] == "Accepted" and s["connected"]
+    _wait(ok, timeout, "boot Accepted")
 
 
 def write_backlog(data_dir, n=BACKLOG):
@@ -232,7 +226,7 @@ def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
             stall()  # the forced collection below is the bench's, not the station's
             m = _ok(st.cmd("mem gc", 20))
             res["samples"].append((phase, m["alloc"]))
-            res["mem"] = m
+            res["mem_peak"] = max(res.get("mem_peak", 0), m["peak"])  # both processes
             _ok(st.cmd("stall reset"))
 
     def stall():
@@ -557,8 +551,14 @@ def _main_bench(t, tmp, n, bisect):
     used_fw = sum(size[m] for m in used if m.startswith("firmware"))
     used_host = sum(size[m] for m in used if m.startswith("host"))
     fw_mods = [m for m in used if not m.startswith("host")]
-    imp = import_heap(dist, used)
-    imp_rom, qpool = import_heap(dist, used, romfs=True, qstr=True) if dist["romfs"] else (None, None)
+    # firmware modules alone (what a board keeps imported), and with the simulator's modules
+    # (what the measured process holds, so the runtime figures subtract this one)
+    imp = import_heap(dist, fw_mods)
+    imp_sim = import_heap(dist, used)
+    imp_rom = imp_rom_sim = qpool = None
+    if dist["romfs"]:
+        imp_rom, qpool = import_heap(dist, fw_mods, romfs=True, qstr=True)
+        imp_rom_sim = import_heap(dist, used, romfs=True)
     img = os.path.getsize(dist["romfs"]) if dist["romfs"] else 0
     base = import_heap(dist, ["gc"])  # the probe's own cost
     mp_live = max(a for _, a in mpy["samples"])
@@ -577,19 +577,21 @@ def _main_bench(t, tmp, n, bisect):
         "%d B (%d modules)" % (total, len([m for m in size if m.split(".")[0] in ("firmware", "board")])))
     row(".mpy the station imports (firmware; + host sim board)",
         "%d B (%d modules) + %d B" % (used_fw, len(fw_mods), used_host))
-    row("heap after import, .mpy (micropython 64-bit)", _kb(imp - base))
-    row("heap after import, ROMFS (image excluded)", _kb(imp_rom - base) if imp_rom else "-")
-    row("  of which interned names (qstr pool; in flash when frozen)", _kb(qpool))
+    row("heap after import, .mpy (micropython 64-bit; + simulator)",
+        "%s (%s)" % (_kb(imp - base), _kb(imp_sim - base)))
+    row("heap after import, ROMFS (image excluded; + simulator)",
+        "%s (%s)" % (_kb(imp_rom - base), _kb(imp_rom_sim - base)) if imp_rom else "-")
+    row("  of which qstr pool tables (in flash when frozen)", _kb(qpool))
     row("live heap peak over the scenario, .mpy (phase samples)", _kb(mp_live))
     row("  the same, in-station sampler every 20 ms", _kb(mpyw.get("live_max")))
     row("micropython.mem_peak() (.mpy, 2 MB heap; unix: heap filled before a gc)",
-        _kb(mpy["mem"]["peak"]))
-    row("runtime heap peak, code excluded (ROMFS, phase samples)", _kb(rom_live))
+        _kb(mpy["mem_peak"]))
+    row("runtime heap peak, bytecode excluded (ROMFS, phase samples)", _kb(rom_live))
     row("  the same, in-station sampler every 20 ms", _kb(rom_watch))
     if imp_rom:
         row("  of which above heap after import (phase / sampler)",
-            "%s / %s" % (_kb(rom_live - (imp_rom - base)),
-                         _kb(rom_watch - (imp_rom - base)) if rom_watch else "-"))
+            "%s / %s" % (_kb(rom_live - (imp_rom_sim - base)),
+                         _kb(rom_watch - (imp_rom_sim - base)) if rom_watch else "-"))
     row("smallest passing -X heapsize, code as .mpy",
         ("%d KB" % (hs // 1024)) if hs else ("not searched" if not bisect else "> 384 KB"))
     row("worst 10 ms loop lateness, micropython / CPython",

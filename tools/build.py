@@ -104,8 +104,8 @@ def write_manifest(out_dir, root=ROOT):
     return path
 
 
-def build_romfs(out_dir, log=print):
-    """ROMFS image of the compiled tree; None (with a reason logged) when unsupported."""
+def build_romfs(out_dir, log=print, packages=PACKAGES):
+    """ROMFS image of the compiled packages; None (with a reason logged) when unsupported."""
     exe = shutil.which("mpremote")
     if exe is None:
         log("romfs: mpremote not installed, skipped")
@@ -113,7 +113,7 @@ def build_romfs(out_dir, log=print):
     img = os.path.join(out_dir, "romfs.img")
     stage = os.path.join(out_dir, ".romfs")
     shutil.rmtree(stage, ignore_errors=True)
-    for pkg in PACKAGES:
+    for pkg in packages:
         shutil.copytree(os.path.join(out_dir, pkg), os.path.join(stage, pkg))
     p = subprocess.run([exe, "romfs", "--no-mpy", "-o", img, "build", stage],
                        capture_output=True, text=True, timeout=120)
