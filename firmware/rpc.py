@@ -50,7 +50,6 @@ class Rpc:
         self._reply = None
         self._reply_ev = compat.asyncio.Event()
         self._call_lock = compat.asyncio.Lock()
-        self.sent = 0
         # Length of the frame being handled, for the BytesPerMessage limits: handlers compare
         # it instead of serialising the request again (a multi-KB copy on a small heap).
         # Characters, which equal bytes for ASCII and undercount other UTF-8.
@@ -81,7 +80,6 @@ class Rpc:
             await ws.send(text)
         except Exception as e:  # transport gone: the connection loop reconnects
             raise Offline("send failed: %s" % (e,))
-        self.sent += 1
 
     async def call(self, action, payload, timeout_ms=30000, msg_id=None):
         """Send a CALL and return the CALLRESULT payload (`payload` may be a list of JSON
