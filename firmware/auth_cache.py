@@ -8,11 +8,41 @@
 # "write snapshot" and "remove journal" is ignored instead of resurrecting cleared entries.
 # Last-use times alone are only kept in RAM until the next snapshot (flush()); losing them to a
 # power cut merely makes entries expire or be evicted a little earlier.
+#
+# The idToken helpers live here too: the authorization block (which owns the cache) and the
+# transactions block both compare tokens, and this module is loaded with the former anyway.
+import binascii
+import hashlib
+
 from firmware import compat, log
 
 SNAP = "authcache.json"
 JOURNAL = "authcache.jl"
 MAX = 32  # about 100 B each on flash; AuthCacheCtrlr.Storage allows 4 KB
+
+HEX_TYPES = ("ISO14443", "ISO15693")
+
+
+def normalise(id_token):
+    """A clean IdTokenType dict; RFID UIDs as upper-case hex."""
+    t = id_token.get("type") or "ISO14443"
+    s = id_token.get("idToken") or ""
+    if t in HEX_TYPES:
+        s = s.strip().upper()
+    return {"idToken": s, "type": t}
+
+
+def token_key(id_token):
+    """Bounded cache/list key: truncated SHA-256 of "type:TOKEN" (C10.FR.12)."""
+    text = "%s:%s" % (id_token.get("type") or "", (id_token.get("idToken") or "").upper())
+    return binascii.hexlify(hashlib.sha256(text.encode()).digest()[:10]).decode()
+
+
+def same_token(a, b):
+    """Tokens compare case-insensitively (part 2 C 1.1)."""
+    return bool(a and b) and a.get("type") == b.get("type") and \
+        (a.get("idToken") or "").upper() == (b.get("idToken") or "").upper()
+
 
 # Entry: [status, groupIdToken or None, evseId list or None, expiry unix s or 0, last used unix s]
 ST, GRP, EVSE, EXP, USED = 0, 1, 2, 3, 4

@@ -4,19 +4,15 @@
 #
 # Tokens are compared case-insensitively (part 2 C 1.1) and stored only as a truncated SHA-256
 # of "type:TOKEN" (C10.FR.12), which is also a bounded-size key.
-import binascii
-import hashlib
-
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
-from firmware.auth_cache import AuthCache, expand
+from firmware.auth_cache import AuthCache, expand, normalise, same_token, token_key
 
 AUTH = "AuthCtrlr"
 CACHE = "AuthCacheCtrlr"
 LIST = "LocalAuthListCtrlr"
 
 NO_AUTH = "NoAuthorization"
-HEX_TYPES = ("ISO14443", "ISO15693")
 CACHE_FLUSH_MS = 300000  # last-use times reach flash at most this late (see auth_cache)
 LIST_FILE = "authlist.jl"  # firmware.local_list.FILE, named here to keep that module unloaded
 
@@ -39,25 +35,6 @@ def _local_list(store, create):
         from firmware.local_list import LocalList
         return LocalList(store)
     return _NoList()
-
-
-def normalise(id_token):
-    """A clean IdTokenType dict; RFID UIDs as upper-case hex."""
-    t = id_token.get("type") or "ISO14443"
-    s = id_token.get("idToken") or ""
-    if t in HEX_TYPES:
-        s = s.strip().upper()
-    return {"idToken": s, "type": t}
-
-
-def token_key(id_token):
-    text = "%s:%s" % (id_token.get("type") or "", (id_token.get("idToken") or "").upper())
-    return binascii.hexlify(hashlib.sha256(text.encode()).digest()[:10]).decode()
-
-
-def _same_token(a, b):
-    return bool(a and b) and a.get("type") == b.get("type") and \
-        (a.get("idToken") or "").upper() == (b.get("idToken") or "").upper()
 
 
 class Block:
@@ -188,7 +165,7 @@ class Block:
         """Whether `stop_token` may end the authorization given by `start_token`: the same
         token always (C01.FR.03a); otherwise an Accepted token of the same group (C09.FR.03,
         C09.FR.11) or of the Master Pass group (C16)."""
-        if _same_token(normalise(start_token), normalise(stop_token)):
+        if same_token(normalise(start_token), normalise(stop_token)):
             return True
         if not stop_info or stop_info.get("status") != "Accepted":
             return False
@@ -196,12 +173,12 @@ class Block:
             return True
         g1 = start_info.get("groupIdToken") if start_info else None
         g2 = stop_info.get("groupIdToken")
-        return bool(g1 and g2 and g1.get("idToken") and _same_token(g1, g2))
+        return bool(g1 and g2 and g1.get("idToken") and same_token(g1, g2))
 
     async def authorize_stop(self, start_token, start_info, stop_token):
         """(allowed, stop idTokenInfo) for a token presented during a transaction: decided
         locally when possible (C01.FR.03, C09.FR.07), else by authorize() (C09.FR.05)."""
-        if _same_token(normalise(start_token), normalise(stop_token)):
+        if same_token(normalise(start_token), normalise(stop_token)):
             self.last_source = "same"
             return True, start_info
         tok = normalise(stop_token)

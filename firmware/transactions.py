@@ -20,6 +20,7 @@
 #   tx.idle()
 # Station events: "tx_started" (evse_id, tx), "tx_ended" (evse_id, tx), "idle".
 from firmware import compat, log
+from firmware.auth_cache import normalise, same_token
 from firmware.msg_queue import QueueFull
 from firmware.safety import POLICY
 
@@ -37,11 +38,6 @@ def _points(value):
     if isinstance(value, str):
         return [p.strip() for p in value.split(",")]
     return list(value)
-
-
-def _same(a, b):
-    return bool(a and b) and a.get("type") == b.get("type") and \
-        (a.get("idToken") or "").upper() == (b.get("idToken") or "").upper()
 
 
 def _doc(evse_id):
@@ -321,8 +317,7 @@ class Block:
         return self._token(id_token)
 
     async def _token(self, tok):
-        if tok.get("type") in ("ISO14443", "ISO15693"):
-            tok = {"idToken": tok["idToken"].strip().upper(), "type": tok["type"]}
+        tok = normalise(tok)
         auth = self.st.blocks.get("authorization")
         ev = self._evse()
         if ev is None:
@@ -330,13 +325,13 @@ class Block:
         for i in list(self._held):
             if not ev.get(i).held:
                 del self._held[i]  # the hold ended another way (a new session took the cable)
-            elif _same(self._held[i], tok):
+            elif same_token(self._held[i], tok):
                 del self._held[i]
                 return ev.release(i)
         busy = [i for i in ev.ids() if (i in self.tx and self.tx[i].get("auth")) or i in self._pending]
         for i in busy:  # the token that started it may always stop it (C01.FR.03a)
             start_tok = self.tx[i]["token"] if i in self.tx else self._pending[i]["token"]
-            if _same(start_tok, tok):
+            if same_token(start_tok, tok):
                 ev.release(i)
                 return self._local_stop(i, tok)
         free = [i for i in ev.ids() if i not in busy and ev.get(i).available
@@ -389,7 +384,7 @@ class Block:
         if info.get("status") == "Accepted":
             return
         evse_id, tx = self.find(payload["transactionInfo"]["transactionId"])
-        if tx is None or not tx.get("auth") or not _same(tx.get("token"), tok):
+        if tx is None or not tx.get("auth") or not same_token(tx.get("token"), tok):
             return
         self._invalid(evse_id, tx)
 
