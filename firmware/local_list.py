@@ -162,10 +162,7 @@ class LocalList:
         commit = (json.dumps({"v": version}) + "\n").encode()
         chunks.append(commit)
         data = b"".join(chunks)
-        with open(self.path, "ab") as f:
-            f.write(data)
-            sync(f)
-        self.store.bytes_written += len(data)
+        self.store.append_raw(FILE, data)
         for key, old, new in moves:
             self._set(_h(key), old, new)
             self.count += _delta(old, new)
