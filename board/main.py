@@ -19,29 +19,15 @@ def on_safety_event(s, events):
     """Safety events become station events: station.on("safety", fn(evse_id, events))."""
     station = ctx.get("station")
     if station is not None:
-        station.emit("safety", s.hw.id, events)
+        try:
+            station.emit("safety", s.hw.id, events)
+        except Exception as e:
+            log.exc("main", "safety event listener", e)
 
 
 async def watchdog_task(board, period_ms=1000):
     while True:
         board.feed_watchdog()
-        await compat.sleep_ms(period_ms)
-
-
-async def heartbeat_task(board, safeties, period_ms=10):
-    """The safety loop itself, plus a heartbeat the watchdog checks."""
-    beat = getattr(board, "beat", None)
-    while True:
-        now = compat.ticks_ms()
-        for s in safeties:
-            evs = s.step(now)
-            if evs:
-                try:
-                    on_safety_event(s, evs)
-                except Exception as e:
-                    log.exc("main", "safety event listener", e)
-        if beat is not None:
-            beat()
         await compat.sleep_ms(period_ms)
 
 
@@ -131,7 +117,8 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
     board.safeties = safeties
     ctx.update(board=board, safeties=safeties, cfg=cfg)
     compat.create_task(board.poll())
-    compat.create_task(heartbeat_task(board, safeties))
+    # the safety loop beats once per period: the watchdog task checks that beat
+    compat.create_task(safety_mod.run(safeties, 10, on_safety_event, tick=board.beat))
     compat.create_task(watchdog_task(board))
     await start_network(cfg)
     station = None

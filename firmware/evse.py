@@ -2,8 +2,8 @@
 # the card reader polled, and the connector status (Available / Occupied / Reserved /
 # Unavailable / Faulted) derived from pilot, faults and availability.
 #
-# The safety task only appends to a list; a second task turns those events into station
-# events, so nothing the OCPP side does (file writes, awaits) can delay the relay logic.
+# The safety task only queues its events; a second task turns them into station events,
+# so nothing the OCPP side does (file writes, awaits) can delay the relay logic.
 #
 # Station events emitted:
 #   "pilot" (evse_id, old, new)      debounced pilot state changed
@@ -48,8 +48,7 @@ class Block:
         for e in self.evses:
             self._by_id[e.id] = e
             e.status = self.connector_status(e.id)
-        self._events = []
-        self._wake = compat.asyncio.Event()
+        self._events = compat.Queue()   # (evse_id, events) from the safety loop
         station.on("start", self._on_start)
 
     # ---------------------------------------------------------------- API
@@ -185,24 +184,15 @@ class Block:
         self.st.spawn(self._reader_loop())
 
     def _on_board_safety(self, evse_id, events):
-        e = self._by_id.get(evse_id)
-        if e is not None:
-            self._on_safety(e.safety, events)
+        self._events.put_nowait((evse_id, events))
 
     def _on_safety(self, safety, events):
-        self._events.append((safety, events))
-        self._wake.set()
+        self._events.put_nowait((safety.hw.id, events))
 
     async def _dispatch(self):
         while True:
-            while not self._events:
-                self._wake.clear()
-                await self._wake.wait()
-            safety, events = self._events.pop(0)
-            e = None
-            for x in self.evses:
-                if x.safety is safety:
-                    e = x
+            evse_id, events = await self._events.get()
+            e = self._by_id.get(evse_id)
             if e is None:
                 continue
             for ev in events:

@@ -8,7 +8,7 @@ API
     s = Safety(evse_hw, allow_ventilation=False)   # opens the relay at once
     s.permit(authorized, available, amps)          # from the charging logic, any time
     events = s.step(now_ms)                        # every <= 20 ms from the safety task
-    await run([s1, s2], period_ms=10, on_events=fn)  # fn(safety, events)
+    await run([s1, s2], period_ms=10, on_events=fn, tick=None)  # fn(safety, events)
     s.state(), s.relay_closed(), s.faults(), s.offered(), s.status()
 
 `step()` returns a shared empty tuple when nothing changed, else a list of events:
@@ -238,9 +238,10 @@ class Safety:
 stall = [0, 0]
 
 
-async def run(safeties, period_ms=10, on_events=None):
+async def run(safeties, period_ms=10, on_events=None, tick=None):
     """Step every Safety forever; hand non-empty event lists to on_events(safety, events).
-    A failing callback is reported on stderr and never stops the loop."""
+    A failing callback is reported on stderr and never stops the loop. tick(), if given,
+    is called once per period after the steps (the board's watchdog heartbeat)."""
     due = None
     while True:
         now = ticks_ms()
@@ -257,5 +258,7 @@ async def run(safeties, period_ms=10, on_events=None):
                 except Exception as e:  # the relay logic must outlive a buggy listener
                     import sys
                     print("safety listener:", repr(e), file=sys.stderr)
+        if tick is not None:
+            tick()
         due = ticks_add(ticks_ms(), period_ms)
         await sleep_ms(period_ms)

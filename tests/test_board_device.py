@@ -116,12 +116,14 @@ def test_watchdog_fed_only_while_healthy():
 
 def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     from board import main
+    from firmware import safety
     b = make(rcd=None, temperature=None)
     adc = machine.created[("adc", 36)]
     relay = machine.created[("pin", 26)]
     wave = PilotWave(9.0, -12.0, 100.0, noise_v=0.3)
     adc.source = wave
     result = {}
+    wakeups = safety.stall[1]
 
     async def scenario():
         t = asyncio.create_task(main.run(b, b.cfg, station_factory=lambda bd, c: None))
@@ -151,6 +153,7 @@ def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     assert result["closed"] == 1 and result["close_ms"] <= 3000, (result, b.safeties[0].status())
     assert result["open_ms"] <= 100, result
     assert result["wdt"] >= 1, "watchdog fed while healthy"
+    assert safety.stall[1] > wakeups, "the board's safety loop feeds the stall monitor"
 
 
 def test_console_task_answers_one_json_line_per_command():

@@ -291,18 +291,23 @@ def test_run_steps_all_and_reports_events():
     r1.s.permit(True, True, 16)
     r1.pilot.st = "C"
     seen = []
+    ticks = []
+    wakeups = safety.stall[1]
 
     def on_events(s, evs):
         seen.append((s, list(evs)))
         raise ValueError("a buggy listener must not stop the loop")
 
     async def main():
-        t = asyncio.create_task(safety.run([r1.s, r2.s], 5, on_events))
+        t = asyncio.create_task(safety.run([r1.s, r2.s], 5, on_events,
+                                           tick=lambda: ticks.append(len(seen))))
         await asyncio.sleep(0.1)
         t.cancel()
 
     asyncio.run(main())
     assert r1.relay._closed is True and r2.relay._closed is False
+    assert len(ticks) >= 5 and ticks[0] >= 1, "tick once per period, after the steps"
+    assert safety.stall[1] > wakeups, "the stall monitor counts the loop's wake-ups"
     assert any(s is r1.s and ("relay", True) in evs for s, evs in seen)
     assert any(s is r2.s and ("pilot", "A") in evs for s, evs in seen)
 
