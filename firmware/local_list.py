@@ -7,10 +7,8 @@
 # the last commit are dropped at start-up. RAM holds only an index from a 28-bit hash of the
 # key to the byte offset of the key's latest record; a lookup is one seek + readline.
 import json
-import os
 
 from firmware import log
-from firmware.compat import path_exists
 from firmware.storage import sync
 
 FILE = "authlist.jl"
@@ -75,9 +73,7 @@ class LocalList:
             self._index[h] = offs[0] if len(offs) == 1 else offs
 
     def _load(self):
-        tmp = self.path + ".tmp"
-        if not path_exists(self.path) and path_exists(tmp):
-            os.rename(tmp, self.path)  # power cut between remove and rename in _replace
+        self.store.recover_tmp(FILE)  # an interrupted replace() or compact()
         try:
             f = open(self.path, "rb")
         except OSError:

@@ -93,12 +93,7 @@ class MessageQueue:
         return None
 
     def _recover(self):
-        tmp = self.path + ".tmp"
-        if compat.path_exists(tmp):
-            if compat.path_exists(self.path):
-                os.remove(tmp)  # compaction was interrupted: the old journal is intact
-            else:
-                os.rename(tmp, self.path)  # interrupted between remove and rename
+        self.store.recover_tmp(JOURNAL)  # an interrupted _compact
         pending = []
         done = set()
         size = 0

@@ -51,6 +51,18 @@ class Store:
             os.remove(p)
             os.rename(p + ".tmp", p)
 
+    def recover_tmp(self, name):
+        """Settle a commit_tmp cut by a power loss, before reading `name`: a `name`.tmp
+        next to `name` is an unfinished rewrite (the old file is intact), so it is removed;
+        a lone one was cut between remove and rename, so it becomes `name`."""
+        p = self.path(name)
+        tmp = p + ".tmp"
+        if path_exists(tmp):
+            if path_exists(p):
+                os.remove(tmp)
+            else:
+                os.rename(tmp, p)
+
     def remove(self, name):
         for p in (self.path(name), self.path(name) + ".tmp"):
             try:
