@@ -142,18 +142,6 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
         await compat.sleep_ms(60000)
 
 
-def forget(name):
-    """Unload a module used once at start-up (the config validator) to return its RAM."""
-    sys.modules.pop(name, None)
-    pkg, _, attr = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None:
-        try:
-            delattr(parent, attr)
-        except (AttributeError, TypeError):
-            pass
-
-
 def main(config_path=None):
     from board import config
     try:
@@ -162,7 +150,7 @@ def main(config_path=None):
         print("CONFIG ERROR:", e)
         return
     del config
-    forget("board.config")
+    compat.unload("board.config")   # the validator is used once: return its RAM
     import gc
     gc.collect()
     from board.device import EspBoard

@@ -206,6 +206,19 @@ def collect():
     gc.collect()
 
 
+# ---------------------------------------------------------------- modules
+def unload(name):
+    """Forget an imported module (e.g. "board.config") so its RAM can be collected:
+    drop it from sys.modules and from its parent package, which keeps an attribute per
+    imported submodule."""
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    # checked first: MicroPython raises KeyError for a missing module attribute
+    if parent is not None and attr in parent.__dict__:
+        delattr(parent, attr)
+
+
 # ---------------------------------------------------------------- files
 def path_exists(path):
     try:

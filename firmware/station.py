@@ -382,11 +382,7 @@ def _load(name):
 
 
 def _unload(name):
-    import sys
-    sys.modules.pop("firmware." + name, None)
-    pkg = sys.modules.get("firmware")
-    if pkg is not None and name in pkg.__dict__:
-        delattr(pkg, name)  # the package keeps an attribute per imported submodule
+    compat.unload("firmware." + name)
 
 
 class _OnDemand:
