@@ -25,6 +25,18 @@ class QueueFull(Exception):
     pass
 
 
+def _record(f, off):
+    """The "a" record that starts at `off` in the open journal `f`, or None."""
+    try:
+        f.seek(off)
+        rec = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    if isinstance(rec, list) and len(rec) == 4 and rec[0] == "a":
+        return rec
+    return None
+
+
 class MessageQueue:
     def __init__(self, station, max_items=500, max_bytes=262144):
         self.st = station
@@ -65,11 +77,20 @@ class MessageQueue:
         return len(self._pending)
 
     def pending(self):
-        """Yield (messageId, action, payload) of undelivered messages, oldest first."""
-        for off in list(self._pending):
-            rec = self._read(off)
-            if rec is not None:
-                yield rec[1], rec[2], rec[3]
+        """Yield (messageId, action, payload) of undelivered messages, oldest first. The scan
+        reads through one open journal handle: consume it without awaiting, and close() the
+        generator when leaving the loop early (MicroPython does not close it on release)."""
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        try:
+            for off in list(self._pending):
+                rec = _record(f, off)
+                if rec is not None:
+                    yield rec[1], rec[2], rec[3]
+        finally:
+            f.close()
 
     def idle(self):
         return not self._pending
@@ -84,13 +105,9 @@ class MessageQueue:
     def _read(self, off):
         try:
             with open(self.path, "rb") as f:
-                f.seek(off)
-                rec = json.loads(f.readline())
-        except (OSError, ValueError):
+                return _record(f, off)
+        except OSError:
             return None
-        if isinstance(rec, list) and len(rec) == 4 and rec[0] == "a":
-            return rec
-        return None
 
     def _recover(self):
         self.store.recover_tmp(JOURNAL)  # an interrupted _compact
@@ -159,15 +176,21 @@ class MessageQueue:
     def _make_room(self):
         # E04/E12 storage full: sacrifice intermediate Updated events, never Started/Ended
         # or security events.
-        for off in self._pending:
-            rec = self._read(off)
-            if rec is not None and rec[2] == TX and rec[3].get("eventType") == "Updated":
-                log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s"
-                         % rec[3].get("seqNo"))
-                self.dropped += 1
-                self._retire(off)
-                return
-        raise QueueFull("outbox full of messages that must not be dropped")
+        victim = None
+        try:
+            with open(self.path, "rb") as f:  # one handle for the scan, closed before _retire
+                for off in self._pending:
+                    rec = _record(f, off)
+                    if rec is not None and rec[2] == TX and rec[3].get("eventType") == "Updated":
+                        victim = off, rec[3].get("seqNo")
+                        break
+        except OSError:
+            pass
+        if victim is None:
+            raise QueueFull("outbox full of messages that must not be dropped")
+        log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s" % victim[1])
+        self.dropped += 1
+        self._retire(victim[0])
 
     # ---------------------------------------------------------------- delivery
     def _start(self):

@@ -515,10 +515,12 @@ class Block:
     def _on_get_status(self, payload):
         tid = payload.get("transactionId")
         in_queue = False
-        for _, action, p in self.st.queue.pending():
+        scan = self.st.queue.pending()
+        for _, action, p in scan:
             if action == TX and (tid is None or p["transactionInfo"]["transactionId"] == tid):
                 in_queue = True
                 break
+        scan.close()  # releases the journal handle at once
         resp = {"messagesInQueue": in_queue}
         if tid is not None:
             resp["ongoingIndicator"] = self.find(tid)[1] is not None
