@@ -202,7 +202,7 @@ class EspBoard(hal.Board):
     async def _reader_loop(self):
         while True:
             try:
-                self.reader.scan()
+                await self.reader.scan()
             except Exception as ex:
                 self.errors += 1
                 log.exc("board", "reader", ex)

@@ -2,9 +2,14 @@
 # anticollision loop over up to three cascade levels (4-, 7- and 10-byte UIDs).
 # Written from the MFRC522 datasheet (registers, SPI address byte) and ISO/IEC 14443-3
 # (REQA/WUPA, SEL/NVB, cascade tag 0x88, BCC, SAK bit 0x04, CRC_A).
+#
+# The chip exchanges take up to 25 ms (its receive timer: WUPA with no card, HLTA whose
+# silence is the success case). The exchange logic is written once as generators that
+# yield while the chip is busy: run_async() sleeps between polls so the 10 ms safety loop
+# keeps running during a scan, run_sync() spins (construction, tests, the REPL).
 import machine
 
-from firmware.compat import ticks_ms, ticks_diff
+from firmware.compat import sleep_ms, ticks_ms, ticks_diff
 
 # registers
 _COMMAND = 0x01
@@ -38,6 +43,25 @@ OK = 0
 TIMEOUT = 1
 COLLISION = 2
 ERROR = 3
+
+
+def run_sync(steps):
+    """Run a driver generator to its end, spinning while it waits; returns its value."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as e:
+        return e.value
+
+
+async def run_async(steps, ms=1):
+    """Run a driver generator, sleeping `ms` each time it waits; returns its value."""
+    try:
+        while True:
+            next(steps)
+            await sleep_ms(ms)
+    except StopIteration as e:
+        return e.value
 
 
 def crc_a(buf, n):
@@ -102,7 +126,7 @@ class MFRC522:
     # ---------------------------------------------------------------- transceive
     def _transceive(self, n, tx_bits=0, rx_align=0):
         """Send self._tx[:n] (last byte tx_bits wide, 0 = 8); reply lands in self._rx.
-        Returns (status, nbytes, last_bits)."""
+        Generator: yields while the chip works, returns (status, nbytes, last_bits)."""
         self._wr(_COMMAND, _IDLE)
         self._wr(_COMIRQ, 0x7F)
         self._wr(_FIFOLEVEL, 0x80)
@@ -120,6 +144,7 @@ class MFRC522:
                 break
             if irq & 0x01 or ticks_diff(ticks_ms(), t0) > self.timeout_ms:
                 return TIMEOUT, 0, 0
+            yield
         err = self._rd(_ERROR)
         if err & 0x13:           # BufferOvfl | ParityErr | ProtocolErr
             return ERROR, 0, 0
@@ -132,17 +157,17 @@ class MFRC522:
         return (COLLISION if err & 0x08 else OK), cnt, last
 
     # ---------------------------------------------------------------- ISO 14443-3
-    def request(self, cmd=WUPA):
-        """REQA/WUPA short frame; returns ATQA (int) or None."""
+    def _request(self, cmd):
+        """REQA/WUPA short frame; returns ATQA (int) or None (generator)."""
         self._tx[0] = cmd
-        st, n, last = self._transceive(1, tx_bits=7)
+        st, n, last = yield from self._transceive(1, tx_bits=7)
         if st != OK or n != 2:
             return None
         return self._rx[0] | (self._rx[1] << 8)
 
     def _cascade(self, level, out):
         """Anticollision + select for one cascade level. Writes the 4 UID CLn bytes into
-        `out`, returns SAK or None."""
+        `out`, returns SAK or None (generator)."""
         sel = SEL[level]
         uid = self._uid5
         for i in range(5):
@@ -158,7 +183,7 @@ class MFRC522:
             nb = full + (1 if extra else 0)
             for i in range(nb):
                 tx[2 + i] = uid[i]
-            st, n, _last = self._transceive(2 + nb, tx_bits=extra, rx_align=extra)
+            st, n, _last = yield from self._transceive(2 + nb, tx_bits=extra, rx_align=extra)
             if st != OK and st != COLLISION:
                 return None
             for i in range(n):
@@ -193,7 +218,7 @@ class MFRC522:
         c = crc_a(tx, 7)
         tx[7] = c & 0xFF
         tx[8] = c >> 8
-        st, n, _last = self._transceive(9)
+        st, n, _last = yield from self._transceive(9)
         if st != OK or n != 3:
             return None
         c = crc_a(rx, 1)
@@ -203,7 +228,7 @@ class MFRC522:
             out[i] = uid[i]
         return rx[0]
 
-    def halt(self):
+    def _halt(self):
         tx = self._tx
         tx[0] = HLTA
         tx[1] = 0
@@ -211,18 +236,25 @@ class MFRC522:
         tx[2] = c & 0xFF
         tx[3] = c >> 8
         # a halted card stays silent: the timeout is the success case
-        st, _n, _last = self._transceive(4)
+        st, _n, _last = yield from self._transceive(4)
         return st == TIMEOUT
 
     def read_uid(self, cmd=WUPA):
         """WUPA (or REQA: skips halted cards), anticollision over the cascade levels, HLTA.
-        Returns the UID bytes or None."""
-        if self.request(cmd) is None:
+        Returns the UID bytes or None. Spins while the chip works (25 ms per silent
+        exchange): the scan loop uses read_uid_async."""
+        return run_sync(self._read_uid(cmd))
+
+    async def read_uid_async(self, cmd=WUPA):
+        return await run_async(self._read_uid(cmd))
+
+    def _read_uid(self, cmd):
+        if (yield from self._request(cmd)) is None:
             return None
         part = bytearray(4)
         uid = bytearray()
         for level in range(3):
-            sak = self._cascade(level, part)
+            sak = yield from self._cascade(level, part)
             if sak is None:
                 return None
             if sak & 0x04:       # UID not complete: this level carried CT + 3 bytes
@@ -231,14 +263,15 @@ class MFRC522:
                 uid.extend(part[1:4])
             else:
                 uid.extend(part)
-                self.halt()
+                yield from self._halt()
                 return bytes(uid)
         return None
 
 
 class CardReader:
-    """hal.Reader over a driver with read_uid(): reports each presented card once, as the
-    upper-case hex UID with token type ISO14443, until it has been away for `gone` scans."""
+    """hal.Reader over a driver with read_uid_async(): reports each presented card once, as
+    the upper-case hex UID with token type ISO14443, until it has been away for `gone`
+    scans."""
 
     def __init__(self, driver, gone=2):
         self.driver = driver
@@ -248,9 +281,9 @@ class CardReader:
         self._pending = None
         self.errors = 0
 
-    def scan(self):
+    async def scan(self):
         try:
-            uid = self.driver.read_uid()
+            uid = await self.driver.read_uid_async()
         except OSError:
             self.errors += 1
             uid = None

@@ -1,9 +1,12 @@
 # NXP PN532 as an ISO 14443A reader over HSU (UART) or I2C, written from the PN532 user
 # manual: normal information frames (00 00 FF LEN LCS D4 ... DCS 00), ACK frame,
 # SAMConfiguration, RFConfiguration (retry count) and InListPassiveTarget.
+# As in board.mfrc522, the exchanges are generators that yield while the chip is busy (up
+# to 100 ms per frame): the scan loop runs them with run_async, so it never holds the loop.
 import machine
 
 from firmware.compat import ticks_ms, ticks_diff
+from board.mfrc522 import run_sync, run_async
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 I2C_ADDR = 0x24
@@ -106,6 +109,7 @@ class PN532:
         self.command(b"\x32\x05\xff\x01\x00")    # one passive activation try per scan
 
     def _wait(self, want_ack):
+        """Generator: yields until a frame arrives; returns True (ACK) or the payload."""
         t0 = ticks_ms()
         while True:
             buf = self.link.poll()
@@ -121,19 +125,30 @@ class PN532:
                         return got
             if ticks_diff(ticks_ms(), t0) > self.timeout_ms:
                 raise OSError(110)  # ETIMEDOUT
+            yield
 
     def command(self, data):
         """Send a command, check the ACK and return the response payload (after D5)."""
+        return run_sync(self._command(data))
+
+    def _command(self, data):
         self.link.send(frame(data))
-        self._wait(True)
-        resp = self._wait(False)
+        yield from self._wait(True)
+        resp = yield from self._wait(False)
         if not resp or resp[0] != data[0] + 1:
             raise ValueError("PN532 unexpected response")
         return resp[1:]
 
     def read_uid(self):
-        """InListPassiveTarget for one 106 kbps type A target; UID bytes or None."""
-        r = self.command(b"\x4a\x01\x00")
+        """InListPassiveTarget for one 106 kbps type A target; UID bytes or None. Spins
+        while the chip works: the scan loop uses read_uid_async."""
+        return run_sync(self._read_uid())
+
+    async def read_uid_async(self):
+        return await run_async(self._read_uid())
+
+    def _read_uid(self):
+        r = yield from self._command(b"\x4a\x01\x00")
         if not r or r[0] == 0:
             return None
         # Tg, SENS_RES (2), SEL_RES, NFCIDLength, NFCID1...

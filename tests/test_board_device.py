@@ -60,7 +60,7 @@ def test_reader_and_modbus_meter_are_wired_from_config():
     finally:
         machine.SPI.__init__ = orig
     assert b.evses[0].meter.model == "SDM120" and b.evses[0].meter.addr == 5
-    b.reader.scan()
+    asyncio.run(b.reader.scan())
     assert b.reader.poll() == ("01020304", "ISO14443")
 
 

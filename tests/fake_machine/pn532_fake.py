@@ -1,4 +1,10 @@
-"""A PN532 answering over the fake UART (HSU) or I2C: ACK, then a response frame."""
+"""A PN532 answering over the fake UART (HSU) or I2C: ACK, then a response frame.
+`delay_ms` holds each answer back that long, as the chip's RF timeout does."""
+import time
+
+
+def _ticks():
+    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
 
 
 def resp_frame(payload):
@@ -12,7 +18,12 @@ class FakePN532:
         self.uid = uid
         self.commands = []
         self.corrupt = False
+        self.delay_ms = 0
+        self._due = 0
         self._out = b""
+
+    def _ready(self):
+        return self._out and _ticks() - self._due >= 0
 
     def _handle(self, data):
         i = data.find(b"\x00\x00\xff")
@@ -35,12 +46,15 @@ class FakePN532:
         if self.corrupt:
             out[-2] ^= 0xFF
         self._out += b"\x00\x00\xff\x00\xff\x00" + bytes(out)
+        self._due = _ticks() + self.delay_ms
 
     # UART side
     def uart_write(self, data):
         self._handle(data)
 
     def uart_pending(self):
+        if not self._ready():
+            return b""
         out, self._out = self._out, b""
         return out
 
@@ -49,7 +63,7 @@ class FakePN532:
         self._handle(data)
 
     def i2c_read(self, n):
-        if not self._out:
+        if not self._ready():
             return bytes(n)
         if n == 1:
             return b"\x01"

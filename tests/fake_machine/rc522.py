@@ -4,7 +4,14 @@ Attach as `spi.device`. It decodes SPI address bytes, keeps a register file and 
 and on Transceive+StartSend answers REQA/WUPA, SEL anticollision frames (bit-oriented,
 reporting collisions through ErrorReg.CollErr and CollReg as 1-based positions within
 the cascade level's UID field), SELECT (checking CRC_A), and HLTA.
+With `realtime = True` the completion interrupts take real time as on the chip: an answer
+1 ms, silence the full receive timer (TMode/TPrescaler/TReload, 25 ms as the driver sets it).
 """
+import time
+
+
+def _ticks():
+    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
 
 
 def crc_a(data):
@@ -46,6 +53,8 @@ class FakeMFRC522:
         self.regs = bytearray(64)
         self.fifo = []
         self.frames = []      # every frame the driver transmitted: (bytes, tx_bits)
+        self.realtime = False
+        self._irq = None      # (bits, due ms) of a completion still in flight
         self.reset()
 
     def reset(self):
@@ -70,6 +79,11 @@ class FakeMFRC522:
         return bytes(out)
 
     def _read(self, reg):
+        if reg == 0x04 and self._irq is not None:
+            bits, due = self._irq
+            if _ticks() - due >= 0:
+                self._irq = None
+                self.regs[0x04] |= bits
         if reg == 0x09:
             return self.fifo.pop(0) if self.fifo else 0
         if reg == 0x0A:
@@ -113,10 +127,22 @@ class FakeMFRC522:
         r[0x0C] = 0
         reply = self._picc(frame, tx_bits)
         if reply is None:
-            r[0x04] |= 0x01          # TimerIRq: nobody answered
+            self._complete(0x01, self._timer_ms())   # TimerIRq: nobody answered
             return
         self.fifo = list(reply)
-        r[0x04] |= 0x30
+        self._complete(0x30, 1)                      # RxIRq | IdleIRq
+
+    def _complete(self, bits, ms):
+        if self.realtime:
+            self._irq = (bits, _ticks() + ms)
+        else:
+            self.regs[0x04] |= bits
+
+    def _timer_ms(self):
+        r = self.regs
+        prescaler = ((r[0x2A] & 0x0F) << 8) | r[0x2B]
+        reload = (r[0x2C] << 8) | r[0x2D]
+        return (2 * prescaler + 1) * (reload + 1) * 1000 // 13560000
 
     def _picc(self, frame, tx_bits):
         if tx_bits == 7 and len(frame) == 1 and frame[0] in (0x26, 0x52):
