@@ -12,7 +12,7 @@
 # overflows) and leave after the reconnect; a batch the CSMS refuses or does not answer
 # ATTEMPTS times is dropped.
 from firmware import compat, log
-from firmware.rpc import CallError, Offline
+from firmware.msg_queue import send_loop
 
 # fault name -> (component, variable, on the connector rather than the EVSE)
 FAULTS = {
@@ -88,32 +88,23 @@ class Block:
         self._wake.set()
 
     def _on_start(self):
-        self.st.spawn(self._sender())
+        self.st.spawn(send_loop(self.st, self._wake, self._head, self._done, _policy, "diag"))
 
-    async def _sender(self):
-        st = self.st
-        tries = 0
-        while True:
-            if not self.pending or not st.online():
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = self.pending[:BATCH]
-            try:
-                await st.call("NotifyEvent", {"generatedAt": compat.iso8601(), "seqNo": 0,
-                                              "tbc": False, "eventData": batch},
-                              wait_online=False)
-            except Offline:
-                await compat.sleep_ms(100)
-                continue  # kept; "connected" wakes us again
-            except (CallError, compat.TimeoutError) as e:
-                tries += 1
-                log.warn("diag", "NotifyEvent failed (%d/%d): %r" % (tries, ATTEMPTS, e))
-                if tries < ATTEMPTS:
-                    await compat.sleep_ms(RETRY_MS)
-                    continue
-                self.dropped += len(batch)
-            else:
-                self.sent += len(batch)
-            tries = 0
-            self.pending = [x for x in self.pending if not [d for d in batch if d is x]]
+    def _head(self):
+        # a fresh batch and generatedAt for every attempt; kept while offline
+        if not self.pending:
+            return None
+        return "NotifyEvent", {"generatedAt": compat.iso8601(), "seqNo": 0, "tbc": False,
+                               "eventData": self.pending[:BATCH]}, None, None
+
+    def _done(self, item, resp, err):
+        batch = item[1]["eventData"]
+        if err is not None:
+            self.dropped += len(batch)
+        else:
+            self.sent += len(batch)
+        self.pending = [x for x in self.pending if not [d for d in batch if d is x]]
+
+
+def _policy(action, attempts):
+    return ATTEMPTS, RETRY_MS

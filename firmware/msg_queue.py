@@ -196,56 +196,81 @@ class MessageQueue:
     def _start(self):
         self.st.spawn(self._sender())
 
-    def _attempt_policy(self, action):
+    def _sender(self):
+        return send_loop(self.st, self._wake, self._head, self._done, self._attempt_policy,
+                         "queue")
+
+    def _head(self):
+        while self._pending:
+            off = self._pending[0]
+            rec = self._read(off)
+            if rec is not None:
+                return rec[2], rec[3], rec[1], off
+            log.error("queue", "unreadable record at %d dropped" % off)
+            self._retire(off)
+        return None
+
+    def _done(self, item, resp, err):
+        action, payload, _, off = item
+        if err is not None:
+            self.dropped += 1
+        if self._pending and self._pending[0] == off:
+            self._retire(off)
+        if err is not None:
+            return
+        for fn in self._listeners.get(action, ()):
+            try:
+                fn(payload, resp)
+            except Exception as e:
+                log.exc("queue", "reply listener for %s failed" % action, e)
+
+    def _attempt_policy(self, action, attempts):
         dm = self.st.dm
         if action == TX:
             n = dm.get("OCPPCommCtrlr", "MessageAttempts", vi=TX)
             interval = dm.get("OCPPCommCtrlr", "MessageAttemptInterval", vi=TX)
         else:
             n, interval = None, None
-        return (n if n else 3), (interval if interval is not None else 10)
+        if interval is None:
+            interval = 10
+        # E13.FR.02: wait interval x attempt number before the next try
+        return (n if n else 3), int(interval * attempts * 1000)
 
-    async def _sender(self):
-        st = self.st
-        attempts = 0
-        while True:
-            if not self._pending or not st.online():
-                self._wake.clear()
-                await self._wake.wait()
+
+async def send_loop(st, wake, head, done, policy, tag):
+    """Deliver messages one at a time while online (the outbox above; diagnostics too).
+    head() -> (action, payload, messageId or None, ref) or None when there is nothing to send;
+    it is asked again before every attempt. Offline: wait for `wake` (set on connect) and send
+    again. CallError / TimeoutError: policy(action, attempts) -> (limit, delay_ms): retry
+    after delay_ms, give up at the limit. done(item, response, error) follows the answer
+    (error None) or the give-up."""
+    attempts = 0
+    while True:
+        item = head() if st.online() else None
+        if item is None:
+            wake.clear()
+            await wake.wait()
+            continue
+        action, payload, mid = item[0], item[1], item[2]
+        try:
+            resp = await st.call(action, payload, msg_id=mid, wait_online=False)
+        except Offline:
+            # resent once connected again; yield first, because the link can be gone before
+            # the station's `connected` flag says so and call() then fails at once: without
+            # this await the loop would spin and starve the event loop
+            await compat.sleep_ms(100)
+            continue
+        except (CallError, compat.TimeoutError) as e:
+            attempts += 1
+            limit, delay_ms = policy(action, attempts)
+            if attempts < limit:
+                log.warn(tag, "%s failed (%d/%d): %r" % (action, attempts, limit, e))
+                await compat.sleep_ms(delay_ms)
                 continue
-            off = self._pending[0]
-            rec = self._read(off)
-            if rec is None:
-                log.error("queue", "unreadable record at %d dropped" % off)
-                self._retire(off)
-                continue
-            _, mid, action, payload = rec
-            try:
-                resp = await st.call(action, payload, msg_id=mid, wait_online=False)
-            except Offline:
-                # resent unchanged once connected again; yield first, because the link can be
-                # gone before the station's `connected` flag says so and call() then fails at
-                # once: without this await the loop would spin and starve the event loop
-                await compat.sleep_ms(100)
-                continue
-            except (CallError, compat.TimeoutError) as e:
-                attempts += 1
-                limit, interval = self._attempt_policy(action)
-                if attempts >= limit:
-                    log.error("queue", "%s %s given up after %d attempts: %r"
-                              % (action, mid, attempts, e))
-                    attempts = 0
-                    self.dropped += 1
-                    self._retire(off)
-                else:
-                    # E13.FR.02: wait interval x attempt number before the next try
-                    await compat.sleep_ms(int(interval * attempts * 1000))
-                continue
+            log.error(tag, "%s %s given up after %d attempts: %r"
+                      % (action, mid or "", attempts, e))
             attempts = 0
-            if self._pending and self._pending[0] == off:
-                self._retire(off)
-            for fn in self._listeners.get(action, ()):
-                try:
-                    fn(payload, resp)
-                except Exception as e:
-                    log.exc("queue", "reply listener for %s failed" % action, e)
+            done(item, None, e)
+            continue
+        attempts = 0
+        done(item, resp, None)
