@@ -64,9 +64,19 @@ class ModbusRTU:
             self.de.value(1)
         u.write(self._frame(addr, reg, count))
         if self.de is not None:
-            flush = getattr(u, "flush", None)
-            if flush:
-                flush()
+            # Release the RS485 driver once the last bit is out. flush() would hold the
+            # event loop for the whole frame (8 ms at 9600 baud, 33 ms at 2400), so poll
+            # txdone() where the port has it. A late wake-up keeps DE on into the reply;
+            # that read then fails (timeout/crc) and the next poll asks again.
+            txdone = getattr(u, "txdone", None)
+            if txdone is not None:
+                t0 = ticks_ms()
+                while not txdone() and ticks_diff(ticks_ms(), t0) <= self.timeout_ms:
+                    await sleep_ms(1)
+            else:
+                flush = getattr(u, "flush", None)
+                if flush:
+                    flush()
             self.de.value(0)
         want = 5 + 2 * count
         got = 0

@@ -41,6 +41,29 @@ def test_request_frame_and_float_decoding():
     assert de.value() == 0 and de.writes >= 2, "RS485 driver enabled only to send"
 
 
+def test_rs485_driver_released_after_txdone_without_holding_the_loop():
+    s = Slave(7, {0: 1.5, 2: -2.25})
+    b, u = bus(s)
+    u.baudrate = 2400
+    u.realtime = True           # the 8-byte request takes 34 ms on the wire
+    de = machine.created[("pin", 4)]
+    seen = []
+    real = u.txdone
+
+    def txdone():
+        seen.append(de.value())
+        return real()
+    u.txdone = txdone
+    data, worst = portable.run_beside_ticker(b.read_input(7, 0, 4))
+    assert modbus.float_at(data, 0) == 1.5 and de.value() == 0
+    assert len(seen) > 1 and seen == [1] * len(seen), "DE held until the frame was out"
+    assert worst < 10, worst
+    assert u.flushes == 0
+    u.txdone = None             # a UART without txdone(): flush() as before
+    data = run(b.read_input(7, 0, 4))
+    assert modbus.float_at(data, 2) == -2.25 and u.flushes == 1 and de.value() == 0
+
+
 def test_sdm630_reads_all_figures():
     s = Slave(1, SDM630_VALUES)
     b, _ = bus(s)

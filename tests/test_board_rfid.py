@@ -5,7 +5,7 @@ import machine
 from fake_machine.rc522 import FakeMFRC522, Card
 
 from board import mfrc522 as M
-from firmware.compat import asyncio, sleep_ms, ticks_ms, ticks_diff
+from firmware.compat import asyncio, ticks_ms, ticks_diff
 
 
 def scan(reader):
@@ -154,29 +154,6 @@ def test_pn532_checksum_error_is_rejected():
     portable.raises(ValueError, dev.read_uid)
 
 
-def _run_next_to_ticker(coro):
-    """Await coro while a task asks for 1 ms sleeps; returns (result, the longest the
-    ticker waited in ms), i.e. how long the scan held the event loop at a stretch."""
-    worst = [0]
-
-    async def ticker():
-        last = ticks_ms()
-        while True:
-            await sleep_ms(1)
-            now = ticks_ms()
-            worst[0] = max(worst[0], ticks_diff(now, last))
-            last = now
-
-    async def main():
-        t = asyncio.create_task(ticker())
-        await sleep_ms(5)
-        r = await coro
-        await sleep_ms(5)
-        t.cancel()
-        return r
-    return asyncio.run(main()), worst[0]
-
-
 def test_scan_does_not_hold_the_event_loop_while_the_chip_works():
     # with the chip's real timing a scan waits out the 25 ms receive timer (WUPA without a
     # card, HLTA after a read); the 10 ms safety loop must keep running meanwhile
@@ -185,11 +162,11 @@ def test_scan_does_not_hold_the_event_loop_while_the_chip_works():
     fake.realtime = True
     reader = M.CardReader(drv)
     t0 = ticks_ms()
-    got, worst = _run_next_to_ticker(reader.scan())
+    got, worst = portable.run_beside_ticker(reader.scan())
     assert got == card.uid and ticks_diff(ticks_ms(), t0) >= 25, "HLTA timer waited out"
     assert worst < 10, worst
     fake.cards.remove(card)
-    got, worst = _run_next_to_ticker(reader.scan())
+    got, worst = portable.run_beside_ticker(reader.scan())
     assert got is None and worst < 10, worst
 
 
@@ -199,5 +176,5 @@ def test_pn532_scan_does_not_hold_the_event_loop():
         fake = FakePN532(b"\x01\x02\x03\x04")
         reader = M.CardReader(make(fake))
         fake.delay_ms = 30
-        got, worst = _run_next_to_ticker(reader.scan())
+        got, worst = portable.run_beside_ticker(reader.scan())
         assert got == fake.uid and worst < 10, (make, worst)

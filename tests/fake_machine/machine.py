@@ -202,7 +202,9 @@ class SoftI2C(I2C):
 
 class UART:
     """Bytes written go to device.uart_write(bytes); device.uart_pending() returns the
-    bytes the peer has sent back (consumed by read/readinto)."""
+    bytes the peer has sent back (consumed by read/readinto). With `realtime = True` the
+    bytes take their wire time (10 bits each at the baud rate): txdone() is False until
+    then, and flush() spins until then, as on the board."""
 
     def __init__(self, uid, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None,
                  timeout=0, **kw):
@@ -211,6 +213,9 @@ class UART:
         self.device = None
         self._rx = b""
         self.written = []
+        self.realtime = False
+        self._tx_end = 0
+        self.flushes = 0
         created[("uart", uid)] = self
 
     def init(self, *a, **kw):
@@ -225,6 +230,8 @@ class UART:
     def write(self, buf):
         b = bytes(buf)
         self.written.append(b)
+        if self.realtime:
+            self._tx_end = _ticks() + (len(b) * 10000 + self.baudrate - 1) // self.baudrate
         if self.device is not None:
             self.device.uart_write(b)
         return len(b)
@@ -249,8 +256,13 @@ class UART:
         buf[:len(r)] = r
         return len(r)
 
+    def txdone(self):
+        return not self.realtime or _ticks() - self._tx_end >= 0
+
     def flush(self):
-        pass
+        self.flushes += 1
+        while not UART.txdone(self):
+            pass
 
 
 class WDT:

@@ -43,3 +43,27 @@ def run_micropython(modules, timeout=60):
     p = subprocess.run([exe, runner, root] + list(modules), cwd=root, capture_output=True,
                        text=True, timeout=timeout)
     return p.returncode, p.stdout + p.stderr
+
+
+def run_beside_ticker(coro):
+    """Await coro while another task asks for 1 ms sleeps; returns (result, the longest the
+    ticker waited in ms), i.e. how long coro held the event loop at a stretch."""
+    from firmware.compat import asyncio, sleep_ms, ticks_ms, ticks_diff
+    worst = [0]
+
+    async def ticker():
+        last = ticks_ms()
+        while True:
+            await sleep_ms(1)
+            now = ticks_ms()
+            worst[0] = max(worst[0], ticks_diff(now, last))
+            last = now
+
+    async def main():
+        t = asyncio.create_task(ticker())
+        await sleep_ms(5)
+        r = await coro
+        await sleep_ms(5)   # the ticker must wake once more to see a hold at the end
+        t.cancel()
+        return r
+    return asyncio.run(main()), worst[0]
