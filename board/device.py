@@ -170,12 +170,15 @@ class EspBoard(hal.Board):
         machine.reset()
 
     async def rcd_self_test(self):
-        """Self-test every RCD with its relay open; a failure latches the rcd fault."""
+        """Self-test every RCD with its relay open; a failure latches the rcd fault. While
+        it runs RCD trips are hidden from the safety: main.py awaits it before the station
+        exists, so nothing can permit charging meanwhile."""
         for e in self.evses:
             if e.rcd is None or e.relay.closed():
                 continue
             ok = await e.rcd.self_test()
             if ok is False:
+                e._flag("rcd", True)   # now, not at the next fast(): the station comes next
                 log.error("board", "EVSE %d RCD self-test failed" % e.id)
 
     async def _fast_loop(self):
@@ -212,7 +215,6 @@ class EspBoard(hal.Board):
         tasks = [asyncio.create_task(self._fast_loop()), asyncio.create_task(self._slow_loop())]
         if hasattr(self.reader, "scan"):
             tasks.append(asyncio.create_task(self._reader_loop()))
-        await self.rcd_self_test()
         await asyncio.gather(*tasks)
 
     def status(self):

@@ -4,7 +4,9 @@
 #   2. board drivers (pilot sampling, fault inputs, meters, reader)
 #   3. one Safety per EVSE, stepped every 10 ms; its events go to the station
 #   4. watchdog task: feeds only while sampling and the safety loop are alive
-#   5. WiFi (reconnect forever), NTP, the OCPP station, the serial line console
+#   5. WiFi (reconnect forever), NTP
+#   6. RCD self-test, awaited: it hides RCD trips, so nothing may permit charging meanwhile
+#   7. the OCPP station, the serial line console
 # Ctrl-C ends the loop: relays open, the watchdog is kept quiet, `from board import diag`.
 import sys
 import json
@@ -121,6 +123,10 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
     compat.create_task(safety_mod.run(safeties, 10, on_safety_event, tick=board.beat))
     compat.create_task(watchdog_task(board))
     await start_network(cfg)
+    try:
+        await board.rcd_self_test()
+    except Exception as e:
+        log.exc("main", "RCD self-test", e)
     station = None
     try:
         station = station_factory(board, cfg)

@@ -95,8 +95,37 @@ def test_rcd_self_test():
     test_pin.irq(None)
     asyncio.run(b.rcd_self_test())    # a dead RCM never trips
     assert e.rcd.last_test is False
+    assert "rcd" in e.faults(), "flagged at once, before the next pilot burst"
     e.fast(ticks_ms())
     assert "rcd" in e.faults(), "a failed self-test blocks charging"
+
+
+def test_station_is_created_only_after_the_rcd_self_test():
+    # the self-test hides RCD trips: a station running meanwhile could permit charging
+    from board import main
+    b = make(temperature=None)
+    e = b.evses[0]
+    machine.created[("adc", 36)].source = PilotWave(12.0, -12.0, 100.0)
+    trip = machine.created[("pin", 35)]
+
+    def follow(p):
+        trip.value(0 if p.value() else 1)
+    machine.created[("pin", 27)].irq(follow, machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING)
+    seen = []
+
+    def factory(bd, c):
+        seen.append((e.rcd.testing, e.rcd.last_test))
+        return None
+
+    async def scenario():
+        t = asyncio.create_task(main.run(b, b.cfg, station_factory=factory))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if seen:
+                break
+        t.cancel()
+    asyncio.run(scenario())
+    assert seen == [(False, True)], seen
 
 
 def test_watchdog_fed_only_while_healthy():
