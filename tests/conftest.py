@@ -1,5 +1,6 @@
 import itertools
 import os
+import ssl
 import sys
 
 import pytest
@@ -8,6 +9,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.harness import TARGETS, StationProc, micropython_exe  # noqa: E402
 from host.csms import CsmsThread  # noqa: E402
+from tests.helpers import extra_csms, stop_extra_csms  # noqa: E402
+from tests.pki import make_pki  # noqa: E402
 
 _ids = itertools.count(1)
 
@@ -47,3 +50,19 @@ def station(target, csms, tmp_path):
     yield start
     for p in procs:
         p.kill()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Test certificates (tests/pki.py): a CSMS root, server certificates, other CAs."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_csms(pki):
+    """A further CSMS serving wss:// with the pki's server certificate (security profile 2)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    t = extra_csms(ctx)
+    yield t
+    stop_extra_csms(t)

@@ -6,12 +6,13 @@ import time
 import pytest
 
 from host.csms import CsmsCallError
+from tests.helpers import go_offline
 from tests.proxy import LinkProxy
 
 PRE = ["--set", "AuthCtrlr.LocalPreAuthorize=true"]
 
 
-def statuses(table, default="Unknown"):
+def authorize_replies(table, default="Unknown"):
     """Authorize responder: idToken -> status, or -> full idTokenInfo dict."""
     def responder(cp, payload):
         v = table.get(payload["idToken"]["idToken"], default)
@@ -65,15 +66,9 @@ def get_var(csms, st, comp, var):
     return r["attributeValue"]
 
 
-def go_offline(proxy, st):
-    proxy.refuse = True
-    proxy.cut()
-    st.wait_status(lambda s: not s["connected"], 10, "offline")
-
-
 # ---------------------------------------------------------------- C01, C02: Authorize
 def test_TC_C_02_06_07_56_CS_authorize_statuses_from_csms(csms, station):
-    csms.csms.responders["Authorize"] = statuses(
+    csms.csms.responders["Authorize"] = authorize_replies(
         {"04A1B2C3": "Accepted", "BAD1": "Invalid", "BLK1": "Blocked", "EXP1": "Expired"})
     st = started(csms, station())
     # C01.FR.02 + ISO14443 UIDs travel as upper-case hex whatever the reader gave.
@@ -90,7 +85,7 @@ def test_TC_C_02_06_07_56_CS_authorize_statuses_from_csms(csms, station):
     assert r["idTokenInfo"]["status"] == "Accepted"
     assert len(authorizes(csms, st)) == 5
     # C01.FR.21: a token limited to EVSE 2 may not start on EVSE 1.
-    csms.csms.responders["Authorize"] = statuses({"EV2ONLY": {"status": "Accepted", "evseId": [2]}})
+    csms.csms.responders["Authorize"] = authorize_replies({"EV2ONLY": {"status": "Accepted", "evseId": [2]}})
     assert st.cmd("auth EV2ONLY ISO14443 1")["mayStart"] is False
     assert st.cmd("auth EV2ONLY ISO14443 2")["mayStart"] is True
 
@@ -103,7 +98,7 @@ def test_C01_auth_disabled_accepts_everything(csms, station):
 
 # ---------------------------------------------------------------- C10, C12: cache
 def test_TC_C_08_33_CS_cache_hit_without_authorize_when_local_pre_authorize(csms, station):
-    csms.csms.responders["Authorize"] = statuses({"AA01": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"AA01": "Accepted"})
     st = started(csms, station(args=PRE))
     assert auth(st, "AA01")["source"] == "csms"      # C10.FR.04: response stored
     r = auth(st, "aa01")                                # case-insensitive match
@@ -112,7 +107,7 @@ def test_TC_C_08_33_CS_cache_hit_without_authorize_when_local_pre_authorize(csms
 
 
 def test_TC_C_36_CS_cache_ignored_without_local_pre_authorize(csms, station):
-    csms.csms.responders["Authorize"] = statuses({"AA01": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"AA01": "Accepted"})
     st = started(csms, station())
     for _ in range(3):
         assert status_of(st, "AA01") == "Accepted"
@@ -121,7 +116,7 @@ def test_TC_C_36_CS_cache_ignored_without_local_pre_authorize(csms, station):
 
 def test_TC_C_09_10_11_12_57_CS_cached_not_accepted_is_rechecked(csms, station):
     table = {"INV1": "Invalid", "BLK1": "Blocked", "EXP1": "Expired"}
-    csms.csms.responders["Authorize"] = statuses(table)
+    csms.csms.responders["Authorize"] = authorize_replies(table)
     st = started(csms, station(args=PRE))
     for t in table:
         auth(st, t)
@@ -144,7 +139,7 @@ def test_TC_C_09_10_11_12_57_CS_cached_not_accepted_is_rechecked(csms, station):
 
 
 def test_TC_C_46_CS_cache_lifetime(csms, station):
-    csms.csms.responders["Authorize"] = statuses({"LT01": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"LT01": "Accepted"})
     st = started(csms, station(args=PRE + ["--set", "AuthCacheCtrlr.LifeTime=4"]))
     auth(st, "LT01")                                    # (last-use times have 1 s resolution)
     time.sleep(2.1)
@@ -157,7 +152,7 @@ def test_TC_C_46_CS_cache_lifetime(csms, station):
 
 
 def test_C10_FR_13_cache_expiry_date_time(csms, station):
-    csms.csms.responders["Authorize"] = statuses({
+    csms.csms.responders["Authorize"] = authorize_replies({
         "OLD1": {"status": "Accepted", "cacheExpiryDateTime": "2020-01-01T00:00:00Z"},
         "NEW1": {"status": "Accepted", "cacheExpiryDateTime": "2099-01-01T00:00:00Z"}})
     st = started(csms, station(args=PRE + ["--set", "AuthCacheCtrlr.LifeTime=1"]))
@@ -172,7 +167,7 @@ def test_C10_FR_07_cache_full_evicts_invalid_then_least_recently_used(csms, stat
     table = dict(("T%02d" % i, "Accepted") for i in range(31))
     table["BAD"] = "Invalid"
     table["NEW1"] = table["NEW2"] = "Accepted"
-    csms.csms.responders["Authorize"] = statuses(table)
+    csms.csms.responders["Authorize"] = authorize_replies(table)
     st = started(csms, station(args=PRE))
     for t in ["T%02d" % i for i in range(31)] + ["BAD"]:
         auth(st, t)
@@ -190,7 +185,7 @@ def test_C10_FR_07_cache_full_evicts_invalid_then_least_recently_used(csms, stat
 
 
 def test_TC_C_32_CS_cache_persistent_over_reboot(csms, station, tmp_path):
-    csms.csms.responders["Authorize"] = statuses({"PR01": "Accepted", "PR02": "Blocked"})
+    csms.csms.responders["Authorize"] = authorize_replies({"PR01": "Accepted", "PR02": "Blocked"})
     d = str(tmp_path / "cs-persist")
     st = started(csms, station(args=PRE, data_dir=d, identity="CSAUTHP"))
     auth(st, "PR01")
@@ -206,7 +201,7 @@ def test_TC_C_32_CS_cache_persistent_over_reboot(csms, station, tmp_path):
 
 # ---------------------------------------------------------------- C11: ClearCache
 def test_TC_C_37_CS_clear_cache_accepted(csms, station, tmp_path):
-    csms.csms.responders["Authorize"] = statuses({"CC01": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"CC01": "Accepted"})
     d = str(tmp_path / "cs-clear")
     st = started(csms, station(args=PRE, data_dir=d, identity="CSAUTHC"))
     auth(st, "CC01")
@@ -230,7 +225,7 @@ def test_TC_C_38_CS_clear_cache_rejected_when_disabled(csms, station):
 
 # ---------------------------------------------------------------- C13, C15: offline
 def test_TC_C_21_22_23_24_25_CS_offline_local_list_has_priority(csms, station):
-    csms.csms.responders["Authorize"] = statuses({"LL02": "Accepted", "CA01": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"LL02": "Accepted", "CA01": "Accepted"})
     proxy = LinkProxy(csms.csms.port)
     try:
         st = started(csms, station(url=proxy.url()))
@@ -255,7 +250,7 @@ def test_TC_C_21_22_23_24_25_CS_offline_local_list_has_priority(csms, station):
 
 
 def test_TC_C_26_CS_offline_unknown_id(csms, station):
-    csms.csms.responders["Authorize"] = statuses({})
+    csms.csms.responders["Authorize"] = authorize_replies({})
     proxy = LinkProxy(csms.csms.port)
     try:
         st = started(csms, station(url=proxy.url(), args=[
@@ -276,7 +271,7 @@ def test_TC_C_26_CS_offline_unknown_id(csms, station):
 
 # ---------------------------------------------------------------- C14: online local list
 def test_TC_C_27_28_31_58_CS_online_local_list(csms, station):
-    csms.csms.responders["Authorize"] = statuses({"LL02": "Accepted"})
+    csms.csms.responders["Authorize"] = authorize_replies({"LL02": "Accepted"})
     st = started(csms, station(args=PRE))
     assert send_list(csms, st, 3, "Full", [entry("LL01", "Accepted"), entry("LL02", "Invalid"),
                                            entry("LL03", "Blocked")]) == "Accepted"
@@ -298,7 +293,7 @@ def test_TC_C_27_28_31_58_CS_online_local_list(csms, station):
 # ---------------------------------------------------------------- C09, C16: stop rules
 def test_TC_C_39_04_42_CS_group_id_stop_rules(csms, station):
     g = {"idToken": "FAMILY", "type": "Central"}
-    csms.csms.responders["Authorize"] = statuses({
+    csms.csms.responders["Authorize"] = authorize_replies({
         "GA01": {"status": "Accepted", "groupIdToken": g},
         "GB01": {"status": "Accepted", "groupIdToken": g},
         "GC01": {"status": "Blocked", "groupIdToken": g},
@@ -314,7 +309,7 @@ def test_TC_C_39_04_42_CS_group_id_stop_rules(csms, station):
 
 def test_TC_C_41_40_CS_group_stop_decided_locally(csms, station):
     g = {"idToken": "FAMILY", "type": "Central"}
-    csms.csms.responders["Authorize"] = statuses({
+    csms.csms.responders["Authorize"] = authorize_replies({
         "GA01": {"status": "Accepted", "groupIdToken": g},
         "GB01": {"status": "Accepted", "groupIdToken": g}})
     st = started(csms, station(args=PRE))
@@ -337,7 +332,7 @@ def test_TC_C_45_49_CS_master_pass(csms, station):
     st = started(csms, station())
     assert st.cmd("get AuthCtrlr.MasterPassGroupId")["ok"]
     assert st.cmd("set AuthCtrlr.MasterPassGroupId POLICE")["ok"]
-    csms.csms.responders["Authorize"] = statuses({
+    csms.csms.responders["Authorize"] = authorize_replies({
         "MP01": {"status": "Accepted", "groupIdToken": {"idToken": "POLICE", "type": "Central"}},
         "US01": {"status": "Accepted"}})
     r = auth(st, "MP01")
@@ -347,7 +342,7 @@ def test_TC_C_45_49_CS_master_pass(csms, station):
 
 # ---------------------------------------------------------------- D01, D02
 def test_TC_D_01_02_03_04_05_08_CS_send_local_list(csms, station):
-    csms.csms.responders["Authorize"] = statuses({})
+    csms.csms.responders["Authorize"] = authorize_replies({})
     st = started(csms, station(args=PRE))
     assert list_version(csms, st) == 0                  # D02.FR.02: nothing sent yet
     assert send_list(csms, st, 5, "Full", [entry("D1", "Accepted"), entry("D2", "Accepted"),
@@ -376,7 +371,7 @@ def test_TC_D_01_02_03_04_05_08_CS_send_local_list(csms, station):
 
 
 def test_TC_D_06_CS_version_mismatch_and_bad_content(csms, station):
-    csms.csms.responders["Authorize"] = statuses({})
+    csms.csms.responders["Authorize"] = authorize_replies({})
     st = started(csms, station(args=PRE))
     assert send_list(csms, st, 4, "Full", [entry("V1", "Accepted")]) == "Accepted"
     assert send_list(csms, st, 4, "Differential", [entry("V2", "Accepted")]) == "VersionMismatch"
@@ -406,7 +401,7 @@ def test_TC_D_06_CS_version_mismatch_and_bad_content(csms, station):
 
 
 def test_TC_D_07_CS_local_list_persistent_over_reboot(csms, station, tmp_path):
-    csms.csms.responders["Authorize"] = statuses({})
+    csms.csms.responders["Authorize"] = authorize_replies({})
     d = str(tmp_path / "cs-list")
     st = started(csms, station(data_dir=d, identity="CSAUTHL"))
     send_list(csms, st, 1, "Full", [entry("P1", "Accepted"), entry("P2", "Blocked")])

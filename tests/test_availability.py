@@ -2,37 +2,15 @@
 under micropython; every frame is schema-validated by the csms fixture."""
 import time
 
-from tests.test_transactions import boot, tx_events, wait_event, ended
-from tests.test_remote_control import energy_transfer
-
-FAST = ("OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0")
-
-
-def statuses(csms, cp):
-    return [(s["evseId"], s["connectorId"], s["connectorStatus"])
-            for s in csms.csms.calls("StatusNotification", cp)]
-
-
-def wait_status(csms, cp, evse_id, status, after=0, timeout=8):
-    csms.wait_for(lambda: (evse_id, 1, status) in statuses(csms, cp)[after:], timeout,
-                  "EVSE %d %s" % (evse_id, status))
-
-
-def change(csms, st, op, evse_id=None, connector_id=None):
-    p = {"operationalStatus": op}
-    if evse_id is not None:
-        p["evse"] = {"id": evse_id}
-        if connector_id is not None:
-            p["evse"]["connectorId"] = connector_id
-    return csms.call(st.identity, "ChangeAvailability", p)
+from tests.helpers import (FAST_RECONNECT, boot, change, ended, energy_transfer, evse_ref, set_args,
+                           statuses, tx_events, wait_event, wait_status)
 
 
 def dm_state(csms, st, component, evse_id=None, connector_id=None):
     comp = {"name": component}
-    if evse_id is not None:
-        comp["evse"] = {"id": evse_id}
-        if connector_id is not None:
-            comp["evse"]["connectorId"] = connector_id
+    evse = evse_ref(evse_id, connector_id)
+    if evse is not None:
+        comp["evse"] = evse
     r = csms.call(st.identity, "GetVariables", {"getVariableData": [
         {"component": comp, "variable": {"name": "AvailabilityState"}}]})
     res = r["getVariableResult"][0]
@@ -40,7 +18,9 @@ def dm_state(csms, st, component, evse_id=None, connector_id=None):
     return res["attributeValue"]
 
 
-def booted(csms, cp, n):
+def booted_all_connectors(csms, cp, n):
+    """Wait until a 2-EVSE station has booted n times and sent at least 2n StatusNotifications
+    in all (one per connector per boot)."""
     csms.wait_for(lambda: len(csms.csms.calls("BootNotification", cp)) >= n
                   and len(csms.csms.calls("StatusNotification", cp)) >= 2 * n, 20, "boot %d" % n)
 
@@ -207,12 +187,12 @@ def test_G03_unavailable_evse_starts_no_transaction_at_EVConnected(csms, station
 
 # ------------------------------------------------------------------ persistence
 def test_TC_G_18_CS_evse_unavailable_persists_across_reboot(csms, station):
-    st = boot(csms, station, *FAST, evses=2)
+    st = boot(csms, station, *FAST_RECONNECT, evses=2)
     cp = st.identity
     assert change(csms, st, "Inoperative", 1) == {"status": "Accepted"}
     wait_status(csms, cp, 1, "Unavailable")
     assert csms.call(cp, "Reset", {"type": "Immediate"})["status"] == "Accepted"
-    booted(csms, cp, 2)
+    booted_all_connectors(csms, cp, 2)
     n = len(csms.csms.calls("StatusNotification", cp)) - 2
     csms.wait_for(lambda: sorted(statuses(csms, cp)[n:]) == [(1, 1, "Unavailable"), (2, 1, "Available")],
                   5, "statuses after the reboot")
@@ -223,19 +203,17 @@ def test_TC_G_19_21_CS_unavailable_persists_power_loss(csms, station, tmp_path):
     """Connector (TC_G_19) and station (TC_G_21) levels survive SIGKILL; a change answered
     Scheduled survives it too and applies once the recovered transaction is ended."""
     data = str(tmp_path / "cs-g19")
-    args = ["--evses", "2"]
-    for s in FAST:
-        args += ["--set", s]
+    args = ["--evses", "2"] + set_args(*FAST_RECONNECT)
     st = station(args=args, data_dir=data)
     cp = st.identity
-    booted(csms, cp, 1)
+    booted_all_connectors(csms, cp, 1)
     assert change(csms, st, "Inoperative", 2, 1) == {"status": "Accepted"}
     wait_status(csms, cp, 2, "Unavailable")
     energy_transfer(csms, st, 1)
     assert change(csms, st, "Inoperative", 1) == {"status": "Scheduled"}
     st.kill()  # power cut right after the response
     st = station(args=args, data_dir=data, identity=cp)
-    booted(csms, cp, 2)
+    booted_all_connectors(csms, cp, 2)
     e = wait_event(csms, st, ended, "recovered transaction ended")
     assert e["transactionInfo"]["stoppedReason"] == "PowerLoss"
     csms.wait_for(lambda: [x for x in statuses(csms, cp)[3:] if x == (1, 1, "Unavailable")]
@@ -250,7 +228,7 @@ def test_TC_G_19_21_CS_unavailable_persists_power_loss(csms, station, tmp_path):
     st.kill()
     n = len(statuses(csms, cp))
     st = station(args=args, data_dir=data, identity=cp)
-    booted(csms, cp, 3)
+    booted_all_connectors(csms, cp, 3)
     csms.wait_for(lambda: sorted(statuses(csms, cp)[n:]) == [(1, 1, "Unavailable"), (2, 1, "Unavailable")],
                   8, "station Unavailable after the power cut")
     assert dm_state(csms, st, "ChargingStation") == "Unavailable"

@@ -4,15 +4,9 @@ CSMS). Station on CPython and under micropython; every frame is schema-validated
 import json
 import time
 
-from tests.test_remote_control import energy_transfer
-from tests.test_transactions import boot, ended, tx_events, wait_event
+from tests.helpers import boot, ended, energy_transfer, statuses, tx_events, wait_event
 
 CUSTOM = {"vendorId": "com.example.csms", "tariff": {"code": "T1"}, "note": "ignore me"}
-
-
-def statuses(csms, cp):
-    return [(s["evseId"], s["connectorId"], s["connectorStatus"])
-            for s in csms.csms.calls("StatusNotification", cp)]
 
 
 def test_TC_G_01_CS_connector_status_available_to_occupied(csms, station):

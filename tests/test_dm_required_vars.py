@@ -13,19 +13,11 @@ import pytest
 from firmware import dm_table as T
 from firmware.device_model import DeviceModel
 from firmware.storage import Store
+from tests.harness import ROOT
+from tests.helpers import referenced, required_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Part 2 "Referenced Components and Variables", vendored (origin: tests/data/README.md) so the
-# TC_B_53 tests run on a clean clone instead of skipping without ../shared.
-TSV = os.path.join(ROOT, "tests", "data", "referenced_variables.tsv")
 SCHEMAS = os.path.join(ROOT, ".venv", "lib", "python%d.%d" % sys.version_info[:2], "site-packages",
                        "ocpp", "v201", "schemas")
-
-# Blocks A and B, plus the controllers declared now for C (authorization), E (transactions)
-# and J (meter values), and the charging-infrastructure components.
-IMPLEMENTED = ("OCPPCommCtrlr", "DeviceDataCtrlr", "ClockCtrlr", "SecurityCtrlr", "AuthCtrlr",
-               "AuthCacheCtrlr", "LocalAuthListCtrlr", "TxCtrlr", "SampledDataCtrlr",
-               "AlignedDataCtrlr", "ChargingStation", "EVSE", "Connector")
 
 
 class Ev:
@@ -46,40 +38,6 @@ def _schema(name):
         return json.load(f)
 
 
-def _component_names(cell):
-    # "ChargingStation/EVSE (+Connector per errata)" -> the three; "ClockCtrl" -> "ClockCtrlr"
-    cell = cell.replace("(+", "/").replace(" per errata)", "")
-    out = []
-    for part in cell.split("/"):
-        part = part.strip()
-        if part.endswith("Ctrl"):
-            part += "r"
-        out.append(part)
-    return out
-
-
-def _mutabilities(cell):
-    return {m for m in ("ReadOnly", "ReadWrite", "WriteOnly") if m in cell.replace(" ", "")}
-
-
-def referenced():
-    """(required, component, variable, instance, allowed mutabilities, dataType) rows."""
-    assert os.path.exists(TSV), "%s missing (see tests/data/README.md)" % TSV
-    rows = []
-    with open(TSV) as f:
-        next(f)
-        for line in f:
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) < 8:
-                continue
-            req = cols[2].strip().lower()
-            required = req.startswith("yes") or req.startswith("when localauthlistavailable")
-            for comp in _component_names(cols[3]):
-                rows.append((required, comp, cols[4].strip(), cols[5].strip() or None,
-                             _mutabilities(cols[6]), cols[7].strip()))
-    return rows
-
-
 def _model(tmp_path, evses=2):
     return DeviceModel(Store(str(tmp_path / "dm")), [Ev(i + 1) for i in range(evses)])
 
@@ -91,16 +49,10 @@ def _row(dm, comp, var, vi):
     return None
 
 
-def _required_rows():
-    rows = [r for r in referenced() if r[0] and r[1] in IMPLEMENTED]
-    assert rows, "no required rows for %s in %s" % (IMPLEMENTED, TSV)
-    return rows
-
-
 def test_TC_B_53_every_required_variable_declared_with_spec_mutability_and_type(tmp_path):
     dm = _model(tmp_path)
     missing, wrong = [], []
-    for _, comp, var, vi, muts, dtype in _required_rows():
+    for _, comp, var, vi, muts, dtype in required_rows():
         r = _row(dm, comp, var, vi)
         if r is None:
             missing.append((comp, var, vi))
@@ -115,7 +67,6 @@ def test_TC_B_53_every_required_variable_declared_with_spec_mutability_and_type(
 
 def test_declared_optional_variables_also_match_the_appendix(tmp_path):
     rows = referenced()
-    assert rows, "%s has no rows" % TSV
     dm = _model(tmp_path)
     wrong = []
     checked = 0
@@ -142,7 +93,7 @@ def test_TC_B_53_full_inventory_reports_required_variables_schema_valid(tmp_path
     for rd in items:
         key = (rd["component"]["name"], rd["variable"]["name"], rd["variable"].get("instance"))
         seen.setdefault(key, []).append(rd)
-    for _, comp, var, vi, muts, dtype in _required_rows():
+    for _, comp, var, vi, muts, dtype in required_rows():
         got = seen.get((comp, var, vi))
         assert got, "FullInventory lacks %s.%s[%s]" % (comp, var, vi)
         for rd in got:

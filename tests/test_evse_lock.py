@@ -3,8 +3,7 @@ flows, held while the relay is closed, released once the session has ended and t
 open, so a driver can always take the cable after an ended session but never under load."""
 import time
 
-from tests.test_remote_control import energy_transfer
-from tests.test_transactions import boot
+from tests.helpers import boot, energy_transfer
 
 
 def evse1(st):

@@ -4,7 +4,7 @@ preceding transmission, and then given up so the queue moves on. Station on CPyt
 under micropython; every frame is schema-validated by the fixture."""
 import time
 
-from tests.test_transactions import boot
+from tests.helpers import boot
 
 ATTEMPTS = 3
 INTERVAL = 1  # s
@@ -16,7 +16,7 @@ SETTINGS = ("OCPPCommCtrlr.MessageAttempts[TransactionEvent]=%d" % ATTEMPTS,
             "OCPPCommCtrlr.MessageTimeout[Default]=%d" % TIMEOUT)
 
 
-def tx_frames(csms, cp):
+def tx_transmissions(csms, cp):
     """(time, messageId, payload) of every TransactionEvent CALL received, retries included."""
     return [(m["t"], m["frame"][1], m["frame"][3]) for m in csms.csms.messages
             if m["cp"] == cp and m["dir"] == "in" and isinstance(m["frame"], list)
@@ -24,7 +24,7 @@ def tx_frames(csms, cp):
 
 
 def sends_of_first(csms, cp):
-    frames = tx_frames(csms, cp)
+    frames = tx_transmissions(csms, cp)
     if not frames:
         return []
     return [f for f in frames if f[1] == frames[0][1]]
@@ -53,9 +53,10 @@ def check_given_up(csms, st, first_id):
     the dropped one is never seen again, even one more (longer) retry interval later."""
     cp = st.identity
     st.cmd("unplug 1")  # queues the Ended event behind the failing one
-    csms.wait_for(lambda: [f for f in tx_frames(csms, cp) if f[1] != first_id], 15, "next message")
+    csms.wait_for(lambda: [f for f in tx_transmissions(csms, cp) if f[1] != first_id], 15,
+                  "next message")
     time.sleep(INTERVAL * (ATTEMPTS + 1) + TIMEOUT + 0.5)
-    assert len([f for f in tx_frames(csms, cp) if f[1] == first_id]) == ATTEMPTS
+    assert len([f for f in tx_transmissions(csms, cp) if f[1] == first_id]) == ATTEMPTS
 
 
 def test_TC_E_41_CS_retry_max_count_reached_no_response(csms, station):
@@ -82,7 +83,8 @@ def test_TC_E_42_CS_retry_success_before_max_count_no_response(csms, station):
     check_gaps(sends, TIMEOUT)
     # answered: the queue moves on and the Started event is never sent a third time
     st.cmd("unplug 1")
-    csms.wait_for(lambda: [f for f in tx_frames(csms, cp) if f[1] != sends[0][1]], 10, "next message")
+    csms.wait_for(lambda: [f for f in tx_transmissions(csms, cp) if f[1] != sends[0][1]], 10,
+                  "next message")
     time.sleep(INTERVAL * 2 + TIMEOUT + 0.5)
     assert len(sends_of_first(csms, cp)) == 2
     st.wait_status(lambda s: s["queue"] == 0, 10, "queue drained")
@@ -114,6 +116,7 @@ def test_TC_E_51_CS_retry_success_before_max_count_callerror(csms, station):
     assert sends[1][2] == sends[0][2] and sends[0][2]["eventType"] == "Started"
     check_gaps(sends, 0)
     st.cmd("unplug 1")
-    csms.wait_for(lambda: [f for f in tx_frames(csms, cp) if f[1] != sends[0][1]], 10, "next message")
+    csms.wait_for(lambda: [f for f in tx_transmissions(csms, cp) if f[1] != sends[0][1]], 10,
+                  "next message")
     time.sleep(INTERVAL * 2 + 0.5)
     assert len(sends_of_first(csms, cp)) == 2

@@ -5,8 +5,8 @@ events generated while offline carry offline=true, events generated online do no
 import random
 import time
 
+from tests.helpers import SESSION_ARGS, Driver, check_transactions, tx_event_frames, wait_drained
 from tests.proxy import LinkProxy
-from tests.test_power_loss import SESSION_ARGS, Driver, check_transactions, tx_frames, wait_drained
 from firmware.compat import parse_iso8601
 
 SLACK = 0.3  # s: the station notices a cut / a reconnect within this
@@ -47,7 +47,7 @@ def test_network_loss_sessions(csms, station):
             time.sleep(0.03)
         drv.finish(st)
         wait_drained(csms, st)
-        frames = tx_frames(csms, ident)
+        frames = tx_event_frames(csms, ident)
         by_tx = check_transactions(frames)
         assert len(by_tx) >= 20 and len(windows) >= 5, (len(by_tx), len(windows))
         assert len(drv.known) >= 15 and drv.known <= set(by_tx), drv.known - set(by_tx)

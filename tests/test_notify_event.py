@@ -4,9 +4,8 @@ schema-validated by the csms fixture."""
 import time
 
 from firmware.compat import parse_iso8601
+from tests.helpers import boot, energy_transfer
 from tests.proxy import LinkProxy
-from tests.test_transactions import boot
-from tests.test_remote_control import energy_transfer
 
 # fault -> (component, variable, on the connector); clear: seconds the safety holds it after
 # the condition went away (None: too long for a test, only the raise is checked)

@@ -7,6 +7,7 @@ import pytest
 
 from host.csms import CsmsThread
 from tests.harness import TARGETS, StationProc, micropython_exe
+from tests.helpers import required_rows
 
 COMM = "OCPPCommCtrlr"
 
@@ -191,7 +192,6 @@ def test_TC_B_13_CS_get_base_report_full_inventory(dm):
 
 
 def test_TC_B_53_CS_mandatory_variables_in_full_inventory(dm):
-    from tests.test_dm_required_vars import _required_rows
     t, cp = dm
     data = _report(t, cp, "FullInventory", 53)
     have = {}
@@ -199,7 +199,7 @@ def test_TC_B_53_CS_mandatory_variables_in_full_inventory(dm):
         key = (d["component"]["name"], d["variable"]["name"], d["variable"].get("instance"))
         have[key] = d
     missing = []
-    for _, comp, var, vi, muts, dtype in _required_rows():
+    for _, comp, var, vi, muts, dtype in required_rows():
         d = have.get((comp, var, vi or None))
         if d is None:
             missing.append((comp, var, vi))

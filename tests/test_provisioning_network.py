@@ -1,55 +1,19 @@
 """Network connection profiles and security profile upgrade (B09, B10, A05) against test
 CSMSs over loopback (plain and TLS), station on CPython and under micropython."""
 import socket
-import ssl
 
 import pytest
 
-from host.csms import CsmsThread
-from tests.pki import make_pki
-
-FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
-        "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
-        "--set", "OCPPCommCtrlr.RetryBackOffRepeatTimes=0"]
-
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def _extra_csms(ssl_context=None):
-    t = CsmsThread(quiet=True)
-    t.start(ssl_context=ssl_context)
-    return t
-
-
-def _finish(t):
-    violations = list(t.csms.schema_violations)
-    t.stop()
-    assert not violations, "station sent schema-invalid messages: %s" % violations
+from tests.helpers import (RECONNECT_EVERY_1S_ARGS, booted, extra_csms, get_var,
+                           set_var, stop_extra_csms, wss_url)
 
 
 @pytest.fixture
 def csms2():
     """A second (plain) CSMS to migrate to."""
-    t = _extra_csms()
+    t = extra_csms()
     yield t
-    _finish(t)
-
-
-@pytest.fixture
-def tls_csms(pki):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["cert"], pki["key"])
-    t = _extra_csms(ctx)
-    yield t
-    _finish(t)
-
-
-def wss_url(t):
-    return "wss://127.0.0.1:%d" % t.csms.port
+    stop_extra_csms(t)
 
 
 def dead_url():
@@ -58,13 +22,6 @@ def dead_url():
     port = s.getsockname()[1]
     s.close()
     return "ws://127.0.0.1:%d" % port
-
-
-def booted(csms, cp, n=1, timeout=20):
-    def ok():
-        boots = csms.csms.calls("BootNotification", cp)
-        return len(boots) >= n and csms.csms.calls("StatusNotification", cp)
-    csms.wait_for(ok, timeout, "boot %d of %s" % (n, cp))
 
 
 def profile(url, sp=1, **kw):
@@ -76,18 +33,6 @@ def profile(url, sp=1, **kw):
 
 def set_profile(csms, cp, slot, data):
     return csms.call(cp, "SetNetworkProfile", {"configurationSlot": slot, "connectionData": data})
-
-
-def set_var(csms, cp, comp, var, value):
-    r = csms.call(cp, "SetVariables", {"setVariableData": [
-        {"component": {"name": comp}, "variable": {"name": var}, "attributeValue": value}]})
-    return r["setVariableResult"][0]
-
-
-def get_var(csms, cp, comp, var):
-    r = csms.call(cp, "GetVariables", {"getVariableData": [
-        {"component": {"name": comp}, "variable": {"name": var}}]})
-    return r["getVariableResult"][0].get("attributeValue")
 
 
 # ------------------------------------------------------------------ B09
@@ -123,7 +68,7 @@ def test_TC_B_43_CS_set_network_profile_rejected(csms, station):
 
 # ------------------------------------------------------------------ B10
 def test_TC_B_45_CS_migrate_to_new_connection_profile(csms, csms2, station):
-    st = station(args=FAST)
+    st = station(args=RECONNECT_EVERY_1S_ARGS)
     cp = st.identity
     booted(csms, cp)
     assert set_profile(csms, cp, 2, profile(csms2.csms.url()))["status"] == "Accepted"
@@ -141,7 +86,7 @@ def test_TC_B_45_CS_migrate_to_new_connection_profile(csms, csms2, station):
 
 
 def test_TC_B_46_CS_fallback_after_connection_attempts(csms, station):
-    st = station(args=FAST + ["--set", "OCPPCommCtrlr.NetworkProfileConnectionAttempts=2"])
+    st = station(args=RECONNECT_EVERY_1S_ARGS + ["--set", "OCPPCommCtrlr.NetworkProfileConnectionAttempts=2"])
     cp = st.identity
     booted(csms, cp)
     assert set_profile(csms, cp, 2, profile(dead_url()))["status"] == "Accepted"
@@ -161,7 +106,7 @@ def test_TC_B_46_CS_fallback_after_connection_attempts(csms, station):
 
 # ------------------------------------------------------------------ A05
 def test_TC_A_19_CS_upgrade_security_profile(csms, tls_csms, station, pki):
-    st = station(args=FAST + ["--cafile", pki["ca"]])
+    st = station(args=RECONNECT_EVERY_1S_ARGS + ["--cafile", pki["ca"]])
     cp = st.identity
     booted(csms, cp)
     assert get_var(csms, cp, "SecurityCtrlr", "SecurityProfile") == "1"

@@ -5,25 +5,11 @@ import os
 import tempfile
 import time
 
-FAST = ["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
-        "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=0"]
-
-
-def booted(csms, cp, n=1):
-    """Wait until the station has been Accepted n times (StatusNotifications follow each boot)."""
-    def ok():
-        boots = [m for m in csms.csms.messages if m["cp"] == cp and m["dir"] == "in"
-                 and m["frame"][0] == 2 and m["frame"][2] == "BootNotification"]
-        return len(boots) >= n and csms.csms.calls("StatusNotification", cp)
-    csms.wait_for(ok, 20, "boot %d of %s" % (n, cp))
-
-
-def sec_events(csms, cp):
-    return [p["type"] for p in csms.csms.calls("SecurityEventNotification", cp)]
+from tests.helpers import FAST_RECONNECT_ARGS, booted, sent_security_events
 
 
 def test_TC_B_20_CS_reset_without_transaction_on_idle(csms, station):
-    st = station(args=FAST)
+    st = station(args=FAST_RECONNECT_ARGS)
     booted(csms, st.identity)
     r = csms.call(st.identity, "Reset", {"type": "OnIdle"})
     assert r["status"] == "Accepted"  # B11.FR.01: idle, so no Scheduled
@@ -33,9 +19,9 @@ def test_TC_B_20_CS_reset_without_transaction_on_idle(csms, station):
     assert boots[0]["reason"] == "PowerUp" and boots[1]["reason"] == "RemoteReset"
     # A04: ResetOrReboot is critical, queued before the reboot, delivered after it together
     # with the StartupOfTheDevice of the new boot.
-    csms.wait_for(lambda: sec_events(csms, st.identity).count("StartupOfTheDevice") >= 2
-                  and "ResetOrReboot" in sec_events(csms, st.identity), 15, "security events")
-    ev = sec_events(csms, st.identity)
+    csms.wait_for(lambda: sent_security_events(csms, st.identity).count("StartupOfTheDevice") >= 2
+                  and "ResetOrReboot" in sent_security_events(csms, st.identity), 15, "security events")
+    ev = sent_security_events(csms, st.identity)
     assert ev.index("ResetOrReboot") < len(ev) - 1
     infos = [p.get("techInfo", "") for p in csms.csms.calls("SecurityEventNotification", st.identity)]
     assert any("RemoteReset" in i for i in infos)
@@ -45,7 +31,7 @@ def test_TC_B_20_CS_reset_without_transaction_on_idle(csms, station):
 def test_TC_B_22_CS_reset_immediate(csms, station):
     """Immediate reset: Accepted, then reboot. Transactions are ended by the charging work
     through the station's "reset" event (tested in-process below)."""
-    st = station(args=FAST)
+    st = station(args=FAST_RECONNECT_ARGS)
     booted(csms, st.identity)
     r = csms.call(st.identity, "Reset", {"type": "Immediate"})
     assert r["status"] == "Accepted"
@@ -69,7 +55,7 @@ def test_TC_B_28_CS_reset_evse_not_supported(csms, station):
 def test_TC_B_23_CS_reset_keeps_persisted_state(csms, station):
     """B11.FR.02: Unavailable set by the CSMS persists across the reset. Reset itself must not
     clear persisted state: a ReadWrite value set before the reset is still there after it."""
-    st = station(args=FAST)
+    st = station(args=FAST_RECONNECT_ARGS)
     booted(csms, st.identity)
     r = csms.call(st.identity, "SetVariables", {"setVariableData": [
         {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "OfflineThreshold"},

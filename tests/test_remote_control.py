@@ -2,10 +2,8 @@
 station on CPython and under micropython; every frame is schema-validated by the fixture."""
 import time
 
-import pytest
-
-from tests.test_transactions import TOKEN, boot, ended, tx_events, wait_event
-from tests.test_trigger_message import after_reply, trigger
+from tests.helpers import (TOKEN, after_reply, boot, charging, ended, energy_transfer, started,
+                           trigger, tx_events, wait_event)
 
 
 def remote_start(csms, st, evse_id=1, token=TOKEN, rsid=42):
@@ -13,30 +11,6 @@ def remote_start(csms, st, evse_id=1, token=TOKEN, rsid=42):
     if evse_id is not None:
         p["evseId"] = evse_id
     return csms.call(st.identity, "RequestStartTransaction", p)
-
-
-def started(e):
-    return e["eventType"] == "Started"
-
-
-def charging(e):
-    return e["transactionInfo"].get("chargingState") == "Charging"
-
-
-def energy_transfer(csms, st, evse_id=1, token="AABBCCDD"):
-    """Reusable state EnergyTransferStarted: plug in, tap a card, wait for Charging."""
-    n = len(tx_events(csms, st.identity))
-    st.cmd("plug %d" % evse_id)
-    st.cmd("tap %s" % token)
-    # the transaction's first event names its EVSE; later ones only carry the transactionId
-    first = csms.wait_for(lambda: [x for x in tx_events(csms, st.identity)[n:]
-                                   if x.get("evse", {}).get("id") == evse_id],
-                          10, "transaction on EVSE %d" % evse_id)[0]
-    tid = first["transactionInfo"]["transactionId"]
-    csms.wait_for(lambda: [x for x in tx_events(csms, st.identity)[n:]
-                           if charging(x) and x["transactionInfo"]["transactionId"] == tid],
-                  10, "charging on EVSE %d" % evse_id)
-    return tid
 
 
 # ---------------------------------------------------------------- F01 / F02

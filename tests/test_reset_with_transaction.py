@@ -2,9 +2,8 @@
 under micropython; every frame is schema-validated by the csms fixture."""
 import time
 
-from tests.test_transactions import boot, tx_events, wait_event, ended
-from tests.test_remote_control import energy_transfer
-from tests.test_availability import FAST, statuses, wait_status, change
+from tests.helpers import (FAST_RECONNECT, boot, change, ended, energy_transfer, statuses, tx_events,
+                           wait_event, wait_status)
 
 
 def boots(csms, cp):
@@ -12,7 +11,7 @@ def boots(csms, cp):
 
 
 def test_TC_B_21_CS_reset_on_idle_with_ongoing_transaction(csms, station):
-    st = boot(csms, station, *FAST, evses=2)
+    st = boot(csms, station, *FAST_RECONNECT, evses=2)
     cp = st.identity
     tid = energy_transfer(csms, st, 1)
     n = len(statuses(csms, cp))
@@ -41,7 +40,7 @@ def test_TC_B_21_CS_reset_on_idle_with_ongoing_transaction(csms, station):
 
 
 def test_TC_B_22_CS_reset_immediate_with_ongoing_transaction(csms, station):
-    st = boot(csms, station, *FAST)
+    st = boot(csms, station, *FAST_RECONNECT)
     cp = st.identity
     tid = energy_transfer(csms, st, 1)
     csms.csms.hold.add("TransactionEvent")  # the Ended is sent but not answered before the reboot
@@ -76,7 +75,7 @@ def test_TC_B_22_CS_reset_immediate_with_ongoing_transaction(csms, station):
 
 
 def test_B12_FR_06_scheduled_inoperative_applies_after_immediate_reset(csms, station):
-    st = boot(csms, station, *FAST)
+    st = boot(csms, station, *FAST_RECONNECT)
     cp = st.identity
     energy_transfer(csms, st, 1)
     assert change(csms, st, "Inoperative", 1) == {"status": "Scheduled"}

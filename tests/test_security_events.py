@@ -3,11 +3,9 @@
 in-process."""
 import asyncio
 import os
-import ssl
 import tempfile
 
-from tests.test_provisioning_network import (FAST, booted, get_var, set_var, pki, tls_csms,  # noqa: F401
-                                             wss_url)
+from tests.helpers import RECONNECT_EVERY_1S_ARGS, booted, sent_security_events, set_var, wss_url
 
 OLD_PW = "Old-Password_0123456789"
 NEW_PW = "New+Password:0123456789"
@@ -15,10 +13,6 @@ NEW_PW = "New+Password:0123456789"
 
 def seclog(st, n=100):
     return st.cmd("seclog %d" % n)["records"]
-
-
-def sent_events(csms, cp):
-    return [p["type"] for p in csms.csms.calls("SecurityEventNotification", cp)]
 
 
 def files_contain(root, text):
@@ -49,7 +43,7 @@ def test_TC_A_01_CS_basic_authentication_valid(csms, station):
 def test_TC_A_09_CS_update_basic_auth_password_accepted(csms, station):
     cp = "CSA09"
     csms.csms.passwords[cp] = OLD_PW
-    st = station(identity=cp, args=FAST + ["--password", OLD_PW])
+    st = station(identity=cp, args=RECONNECT_EVERY_1S_ARGS + ["--password", OLD_PW])
     booted(csms, cp)
     n = csms.csms.connections
     r = set_var(csms, cp, "SecurityCtrlr", "BasicAuthPassword", NEW_PW)
@@ -76,7 +70,7 @@ def test_TC_A_09_CS_update_basic_auth_password_accepted(csms, station):
 def test_TC_A_10_CS_update_basic_auth_password_rejected(csms, station):
     cp = "CSA10"
     csms.csms.passwords[cp] = OLD_PW
-    st = station(identity=cp, args=FAST + ["--password", OLD_PW])
+    st = station(identity=cp, args=RECONNECT_EVERY_1S_ARGS + ["--password", OLD_PW])
     booted(csms, cp)
     n = csms.csms.connections
     for bad in ("Short-pw-12ch", "has spaces in it 0123456789", "x" * 41):
@@ -93,20 +87,21 @@ def test_A04_failed_authentication_logged_not_sent(csms, station):
     """FailedToAuthenticateAtCsms (HTTP 401) is not critical: security log only, once per streak."""
     cp = "CSA04"
     csms.csms.passwords[cp] = OLD_PW
-    st = station(identity=cp, args=FAST + ["--password", "Wrong-Password-0123456789"])
+    st = station(identity=cp, args=RECONNECT_EVERY_1S_ARGS + ["--password", "Wrong-Password-0123456789"])
     csms.wait_for(lambda: csms.csms.auth_failures >= 2, 15, "two refused attempts")
     assert len([x for x in seclog(st) if x[1] == "FailedToAuthenticateAtCsms"]) == 1
     csms.csms.passwords[cp] = "Wrong-Password-0123456789"
     booted(csms, cp)
-    csms.wait_for(lambda: "StartupOfTheDevice" in sent_events(csms, cp), 10, "startup event")
-    assert "FailedToAuthenticateAtCsms" not in sent_events(csms, cp)
+    csms.wait_for(lambda: "StartupOfTheDevice" in sent_security_events(csms, cp), 10, "startup event")
+    assert "FailedToAuthenticateAtCsms" not in sent_security_events(csms, cp)
 
 
-def test_TC_A_05_CS_invalid_csms_certificate_event_queued_and_delivered(tls_csms, station, pki):  # noqa: F811
+def test_TC_A_05_CS_invalid_csms_certificate_event_queued_and_delivered(tls_csms, station, pki):
     """A00.FR.310/311: an unverifiable CSMS certificate ends the connection attempt and raises
     the critical InvalidCsmsCertificate event, which reaches the CSMS once a connection works."""
     cp = "CSA05"
-    st = station(identity=cp, url=wss_url(tls_csms), args=FAST + ["--cafile", pki["other_ca"]])
+    st = station(identity=cp, url=wss_url(tls_csms),
+                 args=RECONNECT_EVERY_1S_ARGS + ["--cafile", pki["other_ca"]])
     data = st.data_dir
     tls_csms.wait_for(lambda: [x for x in seclog(st) if x[1] == "InvalidCsmsCertificate"], 15,
                       "InvalidCsmsCertificate")
@@ -114,8 +109,8 @@ def test_TC_A_05_CS_invalid_csms_certificate_event_queued_and_delivered(tls_csms
     st.kill()
     st2 = station(identity=cp, data_dir=data, url=wss_url(tls_csms), args=["--cafile", pki["ca"]])
     booted(tls_csms, cp)
-    tls_csms.wait_for(lambda: len(sent_events(tls_csms, cp)) >= 3, 10, "delivery")
-    ev = sent_events(tls_csms, cp)
+    tls_csms.wait_for(lambda: len(sent_security_events(tls_csms, cp)) >= 3, 10, "delivery")
+    ev = sent_security_events(tls_csms, cp)
     # Queued in order: the failed boot's startup, the certificate event, then this boot's startup.
     assert ev == ["StartupOfTheDevice", "InvalidCsmsCertificate", "StartupOfTheDevice"], ev
     assert st2.status()["connected"]
@@ -128,7 +123,7 @@ def test_A04_startup_and_setting_system_time_are_sent(csms, station):
     st = station()
     cp = st.identity
     booted(csms, cp)
-    csms.wait_for(lambda: {"StartupOfTheDevice", "SettingSystemTime"} <= set(sent_events(csms, cp)),
+    csms.wait_for(lambda: {"StartupOfTheDevice", "SettingSystemTime"} <= set(sent_security_events(csms, cp)),
                   10, "security events")
     sent = csms.csms.calls("SecurityEventNotification", cp)
     start = [p for p in sent if p["type"] == "StartupOfTheDevice"][0]
@@ -171,5 +166,3 @@ def test_passwordString_characters():
     for bad in ("with space 012345", "umlaut-ä-0123456789", "quote'0123456789", "comma,0123456789"):
         assert password_reason(bad) == "InvalidValue"
 
-
-_ = ssl  # TLS contexts come from the imported fixtures

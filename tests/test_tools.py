@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
+from tests.harness import ROOT
 from tools import __main__ as cli
 from tools import build, deploy, diag, flash
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -2,39 +2,8 @@
 station on CPython and under micropython; every frame is schema-validated by the fixture."""
 import time
 
+from tests.helpers import TOKEN, boot, ended, energies, tx_events, wait_event
 from tests.proxy import LinkProxy
-
-TOKEN = {"idToken": "AABBCCDD", "type": "ISO14443"}
-
-
-def tx_events(csms, cp):
-    return [m["frame"][3] for m in csms.csms.messages
-            if m["cp"] == cp and m["dir"] == "in" and isinstance(m["frame"], list)
-            and m["frame"][0] == 2 and m["frame"][2] == "TransactionEvent"]
-
-
-def boot(csms, station, *sets, evses=1, url=None):
-    args = ["--evses", str(evses)]
-    for s in sets:
-        args += ["--set", s]
-    st = station(args=args, url=url)
-    # one StatusNotification per connector after boot (B01.FR.05), sent one after another
-    csms.wait_for(lambda: len(csms.csms.calls("StatusNotification", st.identity)) >= evses, 15, "boot")
-    return st
-
-
-def wait_event(csms, st, pred, what, timeout=10):
-    return csms.wait_for(lambda: [e for e in tx_events(csms, st.identity) if pred(e)], timeout, what)[-1]
-
-
-def ended(e):
-    return e["eventType"] == "Ended"
-
-
-def energies(e, context=None):
-    return [sv["value"] for mv in e.get("meterValue") or () for sv in mv["sampledValue"]
-            if sv.get("measurand") == "Energy.Active.Import.Register"
-            and (context is None or sv.get("context") == context)]
 
 
 def test_TC_E_01_CS_start_PowerPathClosed_and_TC_E_14_stop_EVDisconnected(csms, station):

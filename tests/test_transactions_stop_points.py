@@ -4,15 +4,15 @@ transactions across an offline period (E08/E12) and GetTransactionStatus (E14). 
 CPython and under micropython; every frame is schema-validated by the fixture."""
 import time
 
+from tests.helpers import (FAST_RECONNECT, TOKEN, boot, charging, ended, energies, energy_transfer,
+                           go_offline, go_offline_since, started, tx_events, wait_event)
 from tests.proxy import LinkProxy
-from tests.test_remote_control import charging, energy_transfer, started
-from tests.test_transactions import TOKEN, boot, ended, energies, tx_events, wait_event
 
-OFFLINE = ("OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
-           "OCPPCommCtrlr.OfflineThreshold=61")
+OFFLINE = FAST_RECONNECT + ("OCPPCommCtrlr.OfflineThreshold=61",)
 
 
-def statuses(csms, cp):
+def evse_statuses(csms, cp):
+    """(evseId, connectorStatus) of every StatusNotification from `cp`."""
     return [(s["evseId"], s["connectorStatus"]) for s in csms.csms.calls("StatusNotification", cp)]
 
 
@@ -33,7 +33,7 @@ def no_later_events(csms, st, n, secs=0.5):
 def test_TC_E_03_CS_local_start_cable_plugin_first(csms, station):
     st = boot(csms, station)
     st.cmd("plug 1")
-    csms.wait_for(lambda: (1, "Occupied") in statuses(csms, st.identity), 5, "Occupied")
+    csms.wait_for(lambda: (1, "Occupied") in evse_statuses(csms, st.identity), 5, "Occupied")
     assert tx_events(csms, st.identity) == []  # PowerPathClosed: nothing before authorization
     st.cmd("tap AABBCCDD")
     csms.wait_for(lambda: csms.csms.calls("Authorize", st.identity), 5, "Authorize")
@@ -66,7 +66,7 @@ def test_TC_E_06_CS_local_stop_accepted(csms, station):
     assert e["transactionInfo"]["chargingState"] == "EVConnected"  # EVConnectedPostSession
     st.wait_status(lambda s: not s["evses"][0]["relay"], 5, "relay open")
     st.cmd("unplug 1")  # EVDisconnect: nothing more about the ended transaction
-    csms.wait_for(lambda: statuses(csms, st.identity)[-1] == (1, "Available"), 5, "Available")
+    csms.wait_for(lambda: evse_statuses(csms, st.identity)[-1] == (1, "Available"), 5, "Available")
     assert [x for x in tx_events(csms, st.identity) if x["seqNo"] > e["seqNo"]] == []
 
 
@@ -150,13 +150,13 @@ def test_TC_E_17_CS_deauthorized_ev_side_disconnect(csms, station):
     st = boot(csms, station, "TxCtrlr.TxStopPoint=Authorized", "TxCtrlr.StopTxOnEVSideDisconnect=true",
               "OCPPCommCtrlr.UnlockOnEVSideDisconnect=false")
     energy_transfer(csms, st)
-    n = len(statuses(csms, st.identity))
+    n = len(evse_statuses(csms, st.identity))
     st.cmd("unplug 1")
     e = wait_event(csms, st, ended, "Ended")
     assert e["triggerReason"] == "EVCommunicationLost"
     assert e["transactionInfo"]["chargingState"] == "Idle"
     assert e["transactionInfo"]["stoppedReason"] == "EVDisconnected"
-    csms.wait_for(lambda: (1, "Available") in statuses(csms, st.identity)[n:], 5, "Available")
+    csms.wait_for(lambda: (1, "Available") in evse_statuses(csms, st.identity)[n:], 5, "Available")
 
 
 def test_TC_E_39_CS_deauthorized_timeout(csms, station):
@@ -165,7 +165,7 @@ def test_TC_E_39_CS_deauthorized_timeout(csms, station):
     st.wait_status(lambda s: s["evses"][0]["authorized"], 5, "authorized")
     st.wait_status(lambda s: not s["evses"][0]["authorized"], 5, "authorization timed out")
     st.cmd("plug 1")
-    csms.wait_for(lambda: (1, "Occupied") in statuses(csms, st.identity), 5, "Occupied")
+    csms.wait_for(lambda: (1, "Occupied") in evse_statuses(csms, st.identity), 5, "Occupied")
     time.sleep(0.5)
     assert tx_events(csms, st.identity) == []  # PowerPathClosed is never reached: no charging
     assert not st.status()["evses"][0]["relay"]
@@ -180,7 +180,7 @@ def test_TC_E_39_CS_deauthorized_timeout_started_at_Authorized(csms, station):
     assert e["triggerReason"] == "EVConnectTimeout" and e["transactionInfo"]["stoppedReason"] == "Timeout"
     n = len(tx_events(csms, st.identity))
     st.cmd("plug 1")
-    csms.wait_for(lambda: (1, "Occupied") in statuses(csms, st.identity), 5, "Occupied")
+    csms.wait_for(lambda: (1, "Occupied") in evse_statuses(csms, st.identity), 5, "Occupied")
     later = no_later_events(csms, st, n)
     assert not [x for x in later if charging(x)]
     assert not st.status()["evses"][0]["relay"]
@@ -192,12 +192,12 @@ def test_TC_E_24_CS_ev_side_disconnect_unlock_true(csms, station):
               "OCPPCommCtrlr.UnlockOnEVSideDisconnect=true")
     suspended_ev(csms, st)
     assert st.status()["evses"][0]["locked"]
-    n = len(statuses(csms, st.identity))
+    n = len(evse_statuses(csms, st.identity))
     st.cmd("unplug 1")
     e = wait_event(csms, st, lambda x: x["triggerReason"] == "EVCommunicationLost", "EV-side disconnect")
     assert e["transactionInfo"]["chargingState"] == "Idle" and e["eventType"] == "Ended"  # E09.FR.01
     st.wait_status(lambda s: not s["evses"][0]["locked"], 5, "cable unlocked")  # E09.FR.02
-    csms.wait_for(lambda: (1, "Available") in statuses(csms, st.identity)[n:], 5, "Available")
+    csms.wait_for(lambda: (1, "Available") in evse_statuses(csms, st.identity)[n:], 5, "Available")
 
 
 def test_TC_E_25_CS_ev_side_disconnect_unlock_false(csms, station):
@@ -225,21 +225,6 @@ def _offline_proxy(csms, station, *sets):
     return proxy, st
 
 
-def _go_offline(st, proxy):
-    """Cut the link; return the UTC time (station clock format) after which every event the
-    station generates is known to be generated offline. An event generated before may still
-    be delivered later, so offline checks select by timestamp, not by arrival."""
-    proxy.refuse = True
-    proxy.cut()
-    st.wait_status(lambda s: not s["connected"], 5, "offline")
-    # The station took its clock from the CSMS at boot, so it can only lag real time (by that
-    # reply's latency): events from before the cut are stamped before `t`, and after a short
-    # pause everything the test makes happen is stamped after it.
-    t = time.time()
-    time.sleep(0.2)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
-
-
 def test_TC_E_43_CS_transaction_during_offline_period(csms, station):
     proxy, st = _offline_proxy(csms, station)
     try:
@@ -247,7 +232,7 @@ def test_TC_E_43_CS_transaction_during_offline_period(csms, station):
         st.wait_status(lambda s: s["evses"][0]["authorized"], 5, "authorized")
         st.cmd("tap AABBCCDD")  # withdraw the authorization again, nothing started
         st.wait_status(lambda s: not s["evses"][0]["authorized"], 5, "authorization withdrawn")
-        _go_offline(st, proxy)
+        go_offline(proxy, st)
         # reusable state TransactionEventsInQueueEnded: a whole session while offline
         st.cmd("plug 1")
         st.cmd("tap AABBCCDD")
@@ -272,7 +257,7 @@ def test_TC_E_44_CS_stop_transaction_during_offline_period(csms, station):
     try:
         tid = energy_transfer(csms, st)
         n = len(tx_events(csms, st.identity))
-        t_off = _go_offline(st, proxy)
+        t_off = go_offline_since(proxy, st)
         st.cmd("tap AABBCCDD")  # same idToken as used to start (E08.FR.01)
         st.wait_status(lambda s: s["evses"][0]["transaction"] is None, 5, "stopped offline")
         st.cmd("unplug 1")
@@ -301,7 +286,7 @@ def test_TC_E_45_CS_stop_offline_same_group_id(csms, station):
         st.wait_status(lambda s: not s["evses"][0]["authorized"], 5, "token 2 withdrawn")
         tid = energy_transfer(csms, st)  # started with AABBCCDD
         n = len(tx_events(csms, st.identity))
-        t_off = _go_offline(st, proxy)
+        t_off = go_offline_since(proxy, st)
         st.cmd("tap 11223344")  # E08.FR.02: same GroupId, checked against the cache offline
         s = st.wait_status(lambda s: s["evses"][0]["transaction"] is None or not s["evses"][0]["relay"],
                            5, "stopped offline")
@@ -340,7 +325,7 @@ def _status_after_offline(csms, st, proxy, payload):
 def _periodic_offline(csms, st, proxy):
     tid = energy_transfer(csms, st)
     n = len(tx_events(csms, st.identity))
-    _go_offline(st, proxy)
+    go_offline(proxy, st)
     st.wait_status(lambda s: s["queue"] >= 1, 5, "periodic event queued offline")
     return tid, n
 

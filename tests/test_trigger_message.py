@@ -1,24 +1,7 @@
 """TriggerMessage (F06) against the test CSMS, station on CPython and under micropython."""
 import time
 
-from tests.test_provisioning_network import booted
-
-
-def after_reply(csms, cp, reply_t, action):
-    """CALLs of `action` the station sent after time reply_t."""
-    return [m["frame"][3] for m in csms.csms.messages if m["cp"] == cp and m["dir"] == "in"
-            and m["frame"][0] == 2 and m["frame"][2] == action and m["t"] >= reply_t]
-
-
-def trigger(csms, cp, msg, evse=None):
-    p = {"requestedMessage": msg}
-    if evse is not None:
-        p["evse"] = evse
-    r = csms.call(cp, "TriggerMessage", p)
-    # F06.FR.04: the response leaves before the triggered message; the CSMS recorded it.
-    t = [m["t"] for m in csms.csms.messages if m["cp"] == cp and m["dir"] == "in"
-         and m["frame"][0] == 3][-1]
-    return r, t
+from tests.helpers import after_reply, booted, trigger
 
 
 def test_TC_F_20_CS_trigger_heartbeat(csms, station):

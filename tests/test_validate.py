@@ -19,10 +19,8 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 from firmware import validate  # noqa: E402
+from tests.harness import ROOT  # noqa: E402
 from tools import gen_schemas  # noqa: E402
 
 SCHEMA_DIR = gen_schemas.default_schema_dir()

@@ -17,7 +17,6 @@ from websockets.http11 import Response
 from firmware import ws as wsmod
 from tests import ws_helpers
 from tests.harness import ROOT, micropython_exe
-from tests.pki import make_pki
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MP_BOOT = "import sys; sys.path.append('tests'); import ws_helpers; ws_helpers.main()"
@@ -487,11 +486,6 @@ def test_connection_refused_and_dns_failure(target):
 
 
 # ------------------------------------------------------------------ TLS (security profile 2)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _server_tls(pki, cert="cert"):
