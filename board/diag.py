@@ -5,7 +5,7 @@
 # The same views as the serial console; secrets are never printed.
 import json
 
-ctx = {}   # filled by main.py: board, safeties, station, console, cfg, wifi
+from board.main import ctx, board_status
 
 
 def _print(obj):
@@ -32,11 +32,7 @@ def _ask(line):
 
 def status():
     """Board, safety and station state in one JSON line."""
-    out = {"ok": True}
-    b = ctx.get("board")
-    if b is not None and hasattr(b, "status"):
-        out["evses"] = b.status()
-    out["safety"] = [s.status() for s in ctx.get("safeties", ())]
+    out = board_status()
     w = ctx.get("wifi")
     if w is not None:
         out["wifi"] = {"connected": w.connected(), "ip": w.ip(), "rssi": w.rssi()}

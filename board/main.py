@@ -1,5 +1,6 @@
-# Device entry point (copied to /main.py). Start order matters: the board drivers and the
-# safety loop run before anything touches the network, and they never wait on it.
+# Device entry point (the /main.py that `tools build` writes imports it and calls main()).
+# Start order matters: the board drivers and the safety loop run before anything touches
+# the network, and they never wait on it.
 #   1. load /config.json (on error: print it, stay in the REPL with the relays open)
 #   2. board drivers (pilot sampling, fault inputs, meters, reader)
 #   3. one Safety per EVSE, stepped every 10 ms; its events go to the station
@@ -14,7 +15,10 @@ import json
 from firmware import compat, log
 from firmware.compat import asyncio
 from firmware import safety as safety_mod
-from board.diag import ctx   # shared with the REPL helpers: board, safeties, station, ...
+
+# the running objects: board, safeties, cfg, wifi, station, console. The REPL helpers
+# (board/diag.py, imported only from the REPL) read them from here.
+ctx = {}
 
 
 def on_safety_event(s, events):
@@ -172,4 +176,6 @@ def main(config_path=None):
 
 
 if __name__ == "__main__":
-    main()
+    # run the module board.main: its ctx is the one the REPL helpers (diag) import
+    from board import main as _board_main
+    _board_main.main()
