@@ -56,15 +56,11 @@ class Block:
         station.on("console", self._on_console)
 
     # ---------------------------------------------------------------- settings
-    def _flag(self, comp, var, default):
-        v = self.dm.get(comp, var)
-        return default if v is None else v
-
     def cache_enabled(self):
-        return self._flag(CACHE, "Enabled", True) and self._flag(CACHE, "Available", True)
+        return self.dm.get(CACHE, "Enabled") and self.dm.get(CACHE, "Available")
 
     def list_enabled(self):
-        return self._flag(LIST, "Enabled", True) and self._flag(LIST, "Available", True)
+        return self.dm.get(LIST, "Enabled") and self.dm.get(LIST, "Available")
 
     def online(self):
         return self.st.online()
@@ -79,7 +75,7 @@ class Block:
             if info is not None:
                 return info, "list"
         if self.cache_enabled():
-            rec = self.cache.lookup(key, self._flag(CACHE, "LifeTime", 86400))
+            rec = self.cache.lookup(key, self.dm.get(CACHE, "LifeTime"))
             if rec is not None:
                 return expand(rec), "cache"
         return None, None
@@ -95,18 +91,18 @@ class Block:
         """idTokenInfo deciding whether `id_token` may charge (start or stop). Only an
         Accepted status authorizes; see may_start() for the extra start rules."""
         tok = normalise(id_token)
-        if tok["type"] == NO_AUTH or not self._flag(AUTH, "Enabled", True):
+        if tok["type"] == NO_AUTH or not self.dm.get(AUTH, "Enabled"):
             self.last_source = "none"
             return {"status": "Accepted"}
         info, source = self.local_info(tok)
         if self.online():
             if info is not None:
                 if info.get("status") == "Accepted":
-                    if self._flag(AUTH, "LocalPreAuthorize", False):
+                    if self.dm.get(AUTH, "LocalPreAuthorize"):
                         return self._use(tok, info, source)  # C12.FR.02, C14.FR.02
-                elif self._flag(CACHE if source == "cache" else LIST, "DisablePostAuthorize", False):
+                elif self.dm.get(CACHE if source == "cache" else LIST, "DisablePostAuthorize"):
                     return self._use(tok, info, source)
-            if self._flag(AUTH, "DisableRemoteAuthorization", False):
+            if self.dm.get(AUTH, "DisableRemoteAuthorization"):
                 if info is not None:
                     return self._use(tok, info, source)
                 self.last_source = "none"
@@ -122,11 +118,11 @@ class Block:
                 log.warn("auth", "Authorize failed (%r): deciding offline" % (e,))
         # Offline (C13, C15)
         if info is not None:
-            if self._flag(AUTH, "LocalAuthorizeOffline", True):
+            if self.dm.get(AUTH, "LocalAuthorizeOffline"):
                 return self._use(tok, info, source)
             self.last_source = "offline"
             return {"status": "Unknown"}
-        if self._flag(AUTH, "OfflineTxForUnknownIdEnabled", False):
+        if self.dm.get(AUTH, "OfflineTxForUnknownIdEnabled"):
             self.last_source = "offline-unknown"
             return {"status": "Accepted"}  # C15.FR.08; never cached (C15.FR.01)
         self.last_source = "offline"
@@ -226,7 +222,7 @@ class Block:
             if not tok.get("idToken") and tok.get("type") != NO_AUTH or (full and info is None):
                 return {"status": "Failed"}
             entries.append((token_key(normalise(tok)), info))
-        most = self.dm.max_limit(LIST, "Entries") or 100
+        most = self.dm.max_limit(LIST, "Entries")
         if isinstance(self.list, _NoList):
             self.list = _local_list(self.st.store, True)
         try:

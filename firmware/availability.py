@@ -142,8 +142,7 @@ class Block:
             return  # the first boot is handled by boot_accepted
         offline_s = compat.ticks_diff(compat.ticks_ms(), self._lost_ms) / 1000
         self._lost_ms = None
-        threshold = self.st.dm.get(COMM, "OfflineThreshold")
-        if threshold is None or offline_s > threshold:
+        if offline_s > self.st.dm.get(COMM, "OfflineThreshold"):
             self._all()
         else:
             for evse in self.st.board.evses:

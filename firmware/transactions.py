@@ -77,10 +77,6 @@ class Block:
     def _stop_points(self):
         return _points(self.dm.get(TXC, "TxStopPoint"))
 
-    def _flag(self, var, default):
-        v = self.dm.get(TXC, var)
-        return default if v is None else v
-
     def _connected(self, evse_id):
         ev = self._evse()
         return ev is not None and ev.connected(evse_id)
@@ -390,7 +386,7 @@ class Block:
 
     def _invalid(self, evse_id, tx):
         tx["info"] = None
-        if self._flag("StopTxOnInvalidId", True):
+        if self.dm.get(TXC, "StopTxOnInvalidId"):
             stop = self._stop_points()
             if "Authorized" in stop or "PowerPathClosed" in stop or "EnergyTransfer" in stop:
                 self._end(evse_id, "Deauthorized", "DeAuthorized")  # E05.FR.10
@@ -400,7 +396,7 @@ class Block:
                 self._permit(evse_id)
                 self._event(evse_id, tx, "Updated", "Deauthorized", force_state="EVConnected")
             return
-        limit = self.dm.get(TXC, "MaxEnergyOnInvalidId") or 0
+        limit = self.dm.get(TXC, "MaxEnergyOnInvalidId")
         if limit > 0:
             tx["inv_wh"] = self._energy(evse_id)  # E05.FR.03: charge on up to the limit
             self._save(evse_id, tx)
@@ -436,7 +432,7 @@ class Block:
                 return
             stop = self._stop_points()
             if "EVConnected" in stop or "PowerPathClosed" in stop or \
-                    self._flag("StopTxOnEVSideDisconnect", True):
+                    self.dm.get(TXC, "StopTxOnEVSideDisconnect"):
                 self._end(evse_id, "EVCommunicationLost", "EVDisconnected")  # E06.FR.02, E09
             else:
                 self._event(evse_id, tx, "Updated", "EVCommunicationLost")  # E10 suspend
@@ -490,7 +486,7 @@ class Block:
 
     def _timers(self):
         now = compat.ticks_ms()
-        timeout_ms = (self.dm.get(TXC, "EVConnectionTimeOut") or 60) * 1000
+        timeout_ms = self.dm.get(TXC, "EVConnectionTimeOut") * 1000
         for evse_id in list(self._pending):
             p = self._pending[evse_id]
             if not self._connected(evse_id) and compat.ticks_diff(now, p["ms"]) > timeout_ms:
@@ -507,7 +503,7 @@ class Block:
                 continue
             inv = tx.get("inv_wh")
             if inv is not None and not tx.get("hold"):
-                limit = self.dm.get(TXC, "MaxEnergyOnInvalidId") or 0
+                limit = self.dm.get(TXC, "MaxEnergyOnInvalidId")
                 if self._energy(evse_id) - inv >= limit:
                     self._hold(evse_id, tx)
 
