@@ -7,7 +7,6 @@ from firmware.rpc import CallError, Offline
 COMM = "OCPPCommCtrlr"
 SEC = "SecurityCtrlr"
 DEFAULT_RETRY_S = 30  # when the CSMS gives interval 0 or does not answer
-TIME_JUMP_S = 60  # ClockCtrlr.TimeAdjustmentReportingThreshold when the variable is absent
 RESET_HOOK_MS = 5000  # how long "reset" listeners may take before an Immediate reboot
 
 NETDOC = "netprof.json"
@@ -29,7 +28,8 @@ def adopt_time(payload, station=None):
     jump = new - compat.now()
     compat.set_now(new)
     if station is not None:
-        limit = station.dm.get("ClockCtrlr", "TimeAdjustmentReportingThreshold") or TIME_JUMP_S
+        # larger than the threshold (0: every adjustment) is a security event
+        limit = station.dm.get("ClockCtrlr", "TimeAdjustmentReportingThreshold")
         if jump > limit or -jump > limit:
             station.security_event("SettingSystemTime", "clock set by the CSMS, moved %d s" % jump)
 

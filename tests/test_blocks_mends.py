@@ -2,6 +2,9 @@
 adjustment reporting threshold (ClockCtrlr.TimeAdjustmentReportingThreshold)."""
 import os
 
+from firmware import compat
+from firmware.device_model import DeviceModel
+from firmware.provisioning import adopt_time
 from firmware.storage import Store
 
 
@@ -30,3 +33,21 @@ def test_recover_tmp_renames_a_lone_tmp(tmp_path):
     assert _read(s.path("j")) == "new\n" and not os.path.exists(s.path("j") + ".tmp")
     s.recover_tmp("j")                           # nothing to do
     assert _read(s.path("j")) == "new\n"
+
+
+class _ClockStation:
+    def __init__(self, tmp_path):
+        self.dm = DeviceModel(Store(str(tmp_path)), ())
+        self.events = []
+
+    def security_event(self, kind, text):
+        self.events.append(kind)
+
+
+def test_time_adjustment_threshold_0_reports_every_adjustment(tmp_path):
+    st = _ClockStation(tmp_path)
+    adopt_time({"currentTime": compat.iso8601(compat.now() + 2)}, st)
+    assert st.events == []                     # unset: the table's 60 s
+    st.dm.set("ClockCtrlr", "TimeAdjustmentReportingThreshold", 0)
+    adopt_time({"currentTime": compat.iso8601(compat.now() - 2)}, st)  # (and back again)
+    assert st.events == ["SettingSystemTime"]  # 0 is a threshold (every adjustment), not unset
