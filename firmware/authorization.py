@@ -87,7 +87,7 @@ class Block:
         return info
 
     # ---------------------------------------------------------------- API for transactions
-    async def authorize(self, id_token, evse_id=None):
+    async def authorize(self, id_token):
         """idTokenInfo deciding whether `id_token` may charge (start or stop). Only an
         Accepted status authorizes; see may_start() for the extra start rules."""
         tok = normalise(id_token)
@@ -283,6 +283,6 @@ class Block:
             return {"allowed": ok, "idTokenInfo": info, "source": self.last_source}
         tok = {"idToken": args[0], "type": args[1] if len(args) > 1 else "ISO14443"}
         evse = int(args[2]) if len(args) > 2 else None
-        info = await self.authorize(tok, evse)
+        info = await self.authorize(tok)
         return {"idTokenInfo": info, "source": self.last_source,
                 "mayStart": self.may_start(info, evse)}

@@ -26,7 +26,6 @@ class Block:
     def __init__(self, station):
         self.st = station
         self.sent = {}           # evse id -> last status the CSMS acknowledged
-        self.notifications = 0
         self._lost_ms = None     # when the connection dropped
         self._out = compat.Queue()
         # {"cs": station Operative, "off": EVSE ids Inoperative, "coff": EVSE ids whose
@@ -172,7 +171,6 @@ class Block:
         try:
             await self.st.call("StatusNotification", payload, wait_online=False)
             self.sent[evse.id] = status
-            self.notifications += 1
         except (CallError, compat.TimeoutError, Offline) as e:
             log.warn("avail", "StatusNotification failed: %r" % (e,))
 

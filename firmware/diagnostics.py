@@ -37,8 +37,6 @@ class Block:
     def __init__(self, station):
         self.st = station
         self.pending = []
-        self.sent = 0
-        self.dropped = 0
         self._wake = compat.asyncio.Event()
         d = station.store.load(DOC) or {}
         self._next = d.get("next", 1)
@@ -82,7 +80,6 @@ class Block:
             data["transactionId"] = t["id"]
         if len(self.pending) >= MAX_PENDING:
             old = self.pending.pop(0)
-            self.dropped += 1
             log.warn("diag", "NotifyEvent %d dropped: buffer full" % old["eventId"])
         self.pending.append(data)
         self._wake.set()
@@ -98,11 +95,8 @@ class Block:
                                "eventData": self.pending[:BATCH]}, None, None
 
     def _done(self, item, resp, err):
+        # answered or given up: either way the batch leaves
         batch = item[1]["eventData"]
-        if err is not None:
-            self.dropped += len(batch)
-        else:
-            self.sent += len(batch)
         self.pending = [x for x in self.pending if not [d for d in batch if d is x]]
 
 

@@ -43,7 +43,6 @@ class Block:
         self._last_wh = {}      # evse id -> highest energy reported
         self._ended = {}        # evse id -> [meterValue] for the Ended event
         self._tasks = {}        # evse id -> periodic task of the running transaction
-        self.sent = 0           # MeterValues requests answered
         station.on("start", self._on_start)
         station.on("tx_started", self._on_tx_started)
         station.on("tx_ended", self._on_tx_ended)
@@ -254,6 +253,5 @@ class Block:
         try:
             await self.st.call("MeterValues", {"evseId": evse_id, "meterValue": meter_values},
                                wait_online=False)
-            self.sent += 1
         except (Offline, CallError, compat.TimeoutError) as e:
             log.warn("meter", "MeterValues for EVSE %d not sent: %r" % (evse_id, e))

@@ -190,7 +190,6 @@ class Block:
         self._boot_now = compat.asyncio.Event()
         self._hb_changed = compat.asyncio.Event()
         self._booting = False
-        self.heartbeats = 0
         self.reset_scheduled = None  # Reset type waiting for "idle" (B12.FR.01)
         self._resetting = False
         self.net = station.net = NetProfiles(station)
@@ -330,7 +329,6 @@ class Block:
     async def heartbeat(self):
         resp = await self.st.call("Heartbeat", {}, wait_online=False)
         adopt_time(resp, self.st)
-        self.heartbeats += 1
 
     async def _heartbeat_loop(self):
         st = self.st

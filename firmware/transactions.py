@@ -60,7 +60,7 @@ class Block:
         station.on("relay", self._on_relay)
         station.on("fault", self._on_fault)
         station.on("fault_cleared", self._on_fault_cleared)
-        station.on("token", self._on_token)
+        station.on("token", self._token)
         station.on("reset", self._on_reset)
         self._recover()
 
@@ -134,7 +134,7 @@ class Block:
         info = {"status": "Accepted"}
         auth = self.st.blocks.get("authorization")
         if auth is not None and self.dm.get("AuthCtrlr", "AuthorizeRemoteStart"):
-            info = await auth.authorize(id_token, evse_id)
+            info = await auth.authorize(id_token)
         if info.get("status") == "Accepted":
             self._authorized(evse_id, id_token, info, "RemoteStart", rsid)
         else:
@@ -309,9 +309,6 @@ class Block:
         self._permit(evse_id)
         self._event(evse_id, tx, "Updated", trigger, id_token=id_token)
 
-    def _on_token(self, id_token):
-        return self._token(id_token)
-
     async def _token(self, tok):
         tok = normalise(tok)
         auth = self.st.blocks.get("authorization")
@@ -347,7 +344,7 @@ class Block:
             if ev.connected(i):
                 target = i
                 break
-        info = {"status": "Accepted"} if auth is None else await auth.authorize(tok, target)
+        info = {"status": "Accepted"} if auth is None else await auth.authorize(tok)
         if auth is not None and info.get("status") == "Accepted" and auth.is_master_pass(info):
             for i in busy:  # C16: without a UI a Master Pass stops every transaction
                 if i in self.tx:
