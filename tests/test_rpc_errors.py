@@ -1,7 +1,5 @@
 """OCPP-J RPC framing errors (part 4 §4.2-4.3), sent as raw frames by the CSMS to a station on
 CPython and under micropython. After every hostile frame the station still answers a valid call."""
-import json
-
 import pytest
 
 LONG = "x" * 300
@@ -55,14 +53,39 @@ def test_binary_frame_is_refused(csms, station):
     assert csms.call(st.identity, "DataTransfer", {"vendorId": "x"})["status"] == "UnknownVendorId"
 
 
+def _station_frames_after(csms, st, n):
+    return [m["frame"] for m in csms.csms.messages[n:] if m["cp"] == st.identity and m["dir"] == "in"]
+
+
+def _stray_replies_get_no_answer(csms, st, texts, ids):
+    n = len(csms.csms.messages)
+    for text in texts:
+        csms.raw(st.identity, text)
+    # the station handles frames in order: anything it sent about the stray replies arrives
+    # before this answer
+    assert csms.call(st.identity, "DataTransfer", {"vendorId": "x"})["status"] == "UnknownVendorId"
+    assert st.status()["connected"] is True
+    sent = _station_frames_after(csms, st, n)
+    # ignored means unanswered: no frame under those ids, and no CALLERROR at all (not even
+    # under the "-1" of an unreadable id); part 4 §4.2.3 uses CALLERROR only to answer a CALL
+    assert not [f for f in sent if isinstance(f, list) and len(f) > 1 and f[1] in ids], sent
+    assert not [f for f in sent if isinstance(f, list) and f and f[0] == 4], sent
+
+
 def test_replies_with_unknown_ids_are_ignored(csms, station):
     st = station()
     booted(csms, st)
-    for text in ('[3, "nobody-asked", {}]', '[4, "nobody-asked", "GenericError", "", {}]',
-                 '[3, "x"]', '[4, "y", 5, null, 7]'):
-        csms.raw(st.identity, text)
-    assert csms.call(st.identity, "DataTransfer", {"vendorId": "x"})["status"] == "UnknownVendorId"
-    assert st.status()["connected"] is True
+    _stray_replies_get_no_answer(
+        csms, st, ('[3, "nobody-asked", {}]', '[4, "nobody-asked", "GenericError", "", {}]',
+                   '[4, "y", 5, null, 7]'), ("nobody-asked", "y"))
+
+
+@pytest.mark.xfail(strict=True, reason="firmware/rpc.py answers a reply shorter than 3 elements "
+                   "with CALLERROR RpcFrameworkError under the reply's id; reported, not fixed here")
+def test_too_short_reply_with_unknown_id_is_ignored(csms, station):
+    st = station()
+    booted(csms, st)
+    _stray_replies_get_no_answer(csms, st, ('[3, "x"]',), ("x",))
 
 
 def test_csms_call_answered_while_station_call_outstanding(csms, station):
