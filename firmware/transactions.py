@@ -295,8 +295,10 @@ class Block:
                                   ("PowerPathClosed" in sp or "EVConnected" in sp)):
             self._start(evse_id, trigger)
 
-    def _end_authorization(self, evse_id, trigger, reason, id_token=None):
-        """The driver (or the CSMS) ended the authorization: E06.FR.03/06, E07, F03."""
+    def _end_authorization(self, evse_id, trigger, reason, id_token=None, state=None):
+        """The driver or the CSMS ended the authorization (E06.FR.03/06, E07, F03; E05.FR.09/10
+        for an invalid token): the transaction ends when TxStopPoint says so, else an Updated
+        event reports it (with chargingState `state` when given)."""
         tx = self.tx.get(evse_id)
         if tx is None:
             return
@@ -307,7 +309,7 @@ class Block:
             return
         tx["stop_reason"] = reason
         self._permit(evse_id)
-        self._event(evse_id, tx, "Updated", trigger, id_token=id_token)
+        self._event(evse_id, tx, "Updated", trigger, id_token=id_token, force_state=state)
 
     async def _token(self, tok):
         tok = normalise(tok)
@@ -384,14 +386,7 @@ class Block:
     def _invalid(self, evse_id, tx):
         tx["info"] = None
         if self.dm.get(TXC, "StopTxOnInvalidId"):
-            stop = self._stop_points()
-            if "Authorized" in stop or "PowerPathClosed" in stop or "EnergyTransfer" in stop:
-                self._end(evse_id, "Deauthorized", "DeAuthorized")  # E05.FR.10
-            else:
-                tx["auth"] = False  # E05.FR.09
-                tx["stop_reason"] = "DeAuthorized"
-                self._permit(evse_id)
-                self._event(evse_id, tx, "Updated", "Deauthorized", force_state="EVConnected")
+            self._end_authorization(evse_id, "Deauthorized", "DeAuthorized", state="EVConnected")
             return
         limit = self.dm.get(TXC, "MaxEnergyOnInvalidId")
         if limit > 0:
