@@ -28,9 +28,11 @@ def test_TC_B_20_CS_reset_without_transaction_on_idle(csms, station):
     assert st.status()["boot"] == "Accepted"
 
 
-def test_TC_B_22_CS_reset_immediate(csms, station):
-    """Immediate reset: Accepted, then reboot. Transactions are ended by the charging work
-    through the station's "reset" event (tested in-process below)."""
+def test_B11_reset_immediate_idle(csms, station):
+    """B11, Immediate reset of an idle station: Accepted, then a reboot with reason
+    RemoteReset. With an ongoing transaction that is TC_B_22, in
+    test_reset_with_transaction.py; the "reset" event that ends transactions is tested
+    in-process below."""
     st = station(args=FAST_RECONNECT_ARGS)
     booted(csms, st.identity)
     r = csms.call(st.identity, "Reset", {"type": "Immediate"})
