@@ -477,6 +477,8 @@ class Block:
                 log.exc("tx", "housekeeping", e)
 
     def _timers(self):
+        if not self._pending and not self.tx:
+            return  # no session: nothing to time out (runs every HOUSEKEEPING_MS)
         now = compat.ticks_ms()
         timeout_ms = self.dm.get(TXC, "EVConnectionTimeOut") * 1000
         for evse_id in list(self._pending):
