@@ -10,6 +10,7 @@ import sys
 import json
 
 from firmware import compat, log
+from firmware.hal import FAULT_NAMES, PILOT_STATES
 from firmware.station import Station
 from firmware.console import Console, ConsoleError, parse_var
 from host.sim_board import SimBoard
@@ -90,9 +91,6 @@ def apply_settings(station, settings):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
 
 
-FAULTS = ("rcd", "contactor", "welding", "lock", "pilot", "diode", "overtemp", "meter")
-
-
 def add_sim_commands(console, board):
     """Console commands that act on the simulated hardware (the EV, the driver, faults)."""
 
@@ -120,7 +118,7 @@ def add_sim_commands(console, board):
     def ev(args):
         e = evse(args, "ev N A|B|C|D|E|F")
         state = args[1].upper()
-        if state not in ("A", "B", "C", "D", "E", "F"):
+        if state not in PILOT_STATES:
             raise ConsoleError("usage: ev N A|B|C|D|E|F")
         e.pilot.ev_state = state
         return {}
@@ -141,8 +139,8 @@ def add_sim_commands(console, board):
 
     def fault(args):
         e = evse(args, "fault N NAME")
-        if args[1] not in FAULTS:
-            raise ConsoleError("faults: " + ", ".join(FAULTS))
+        if args[1] not in FAULT_NAMES:
+            raise ConsoleError("faults: " + ", ".join(FAULT_NAMES))
         e.faults().add(args[1])
         return {}
 
