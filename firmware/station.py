@@ -35,16 +35,13 @@ DEFLATE = True
 
 class Station:
     def __init__(self, board, csms_url, identity, password=None, cafile=None, blocks=BLOCKS,
-                 overrides=None, on_demand=ON_DEMAND):
+                 on_demand=ON_DEMAND):
         self.board = board
         self.store = Store(board.data_dir)
         self.dm = DeviceModel(self.store, board.evses)
-        for (comp, var, value) in overrides or ():
-            self.dm.set(comp, var, value)
         self.csms_url = csms_url.rstrip("/")
         self.identity = identity
-        if self.dm.get("SecurityCtrlr", "Identity") != identity:
-            self.dm.set("SecurityCtrlr", "Identity", identity)
+        self.dm.set("SecurityCtrlr", "Identity", identity)  # saved only when it changed
         self.password = password
         self.cafile = cafile
         self.rpc = Rpc()
@@ -53,7 +50,6 @@ class Station:
         self.boot_status = None  # None until the first BootNotification reply
         self.running = False
         self.last_error = None
-        self.connects = 0
         self._listeners = {}
         self._tasks = []
         self._ws = None
@@ -160,7 +156,7 @@ class Station:
 
     # ---------------------------------------------------------------- sending
     def message_timeout_ms(self):
-        return int((self.dm.get(COMM, "MessageTimeout", vi="Default") or 30) * 1000)
+        return self.dm.get(COMM, "MessageTimeout", vi="Default") * 1000
 
     def allow_before_accepted(self, actions):
         """While Pending, a TriggerMessage may ask for messages other than BootNotification."""
@@ -280,7 +276,7 @@ class Station:
                 fails += 1
                 # B10.FR.03: NetworkProfileConnectionAttempts per entry, then the next one;
                 # the list ends with the last profile that worked (B10.FR.07).
-                if len(cands) > 1 and fails >= (self.dm.get(COMM, "NetworkProfileConnectionAttempts") or 1):
+                if len(cands) > 1 and fails >= self.dm.get(COMM, "NetworkProfileConnectionAttempts"):
                     idx = (idx + 1) % len(cands)
                     fails = 0
                     log.info("net", "trying network profile slot %s" % (cands[idx][0],))
@@ -288,7 +284,6 @@ class Station:
             attempt = 0
             fails = 0
             reported = []
-            self.connects += 1
             if self.slot != slot and self.slot is not None and self.boot_status == "Accepted":
                 self.set_boot_status(None)  # B10: a new profile means a new BootNotification
             self.slot = slot
