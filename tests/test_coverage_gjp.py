@@ -4,7 +4,9 @@ CSMS). Station on CPython and under micropython; every frame is schema-validated
 import json
 import time
 
-from tests.helpers import boot, ended, energy_transfer, statuses, tx_events, wait_event
+from tests.helpers import (FAST_RECONNECT, boot, ended, energy_transfer, go_offline, statuses, tx_events,
+                           wait_event)
+from tests.proxy import LinkProxy
 
 CUSTOM = {"vendorId": "com.example.csms", "tariff": {"code": "T1"}, "note": "ignore me"}
 
@@ -84,21 +86,27 @@ def test_TC_P_03_CS_receive_custom_data(csms, station):
 
 
 # ---------------------------------------------------------------- B04 offline status changes
-def _offline_change(csms, station, threshold):
-    from tests.proxy import LinkProxy
+def _offline_change(csms, station, threshold, fault_evse_2=False):
+    """Two EVSEs; EV plugged in on 1 (and EVSE 2 Faulted if asked); the link cut; the EV
+    unplugged while offline. Returns (proxy refusing reconnects, station, statuses so far)."""
     proxy = LinkProxy(csms.csms.port)
-    st = boot(csms, station, "OCPPCommCtrlr.OfflineThreshold=%d" % threshold,
-              "OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0",
-              evses=2, url=proxy.url())
-    cp = st.identity
-    st.cmd("plug 1")
-    csms.wait_for(lambda: (1, 1, "Occupied") in statuses(csms, cp), 5, "Occupied")
-    n = len(statuses(csms, cp))
-    proxy.refuse = True
-    proxy.cut()
-    st.wait_status(lambda s: not s["connected"], 5, "offline")
-    st.cmd("unplug 1")  # a status change while offline
-    st.wait_status(lambda s: s["evses"][0]["status"] == "Available", 5, "Available offline")
+    try:
+        st = boot(csms, station, "OCPPCommCtrlr.OfflineThreshold=%d" % threshold, *FAST_RECONNECT,
+                  evses=2, url=proxy.url())
+        cp = st.identity
+        assert statuses(csms, cp) == [(1, 1, "Available"), (2, 1, "Available")]  # B01.FR.05
+        st.cmd("plug 1")
+        csms.wait_for(lambda: (1, 1, "Occupied") in statuses(csms, cp), 5, "Occupied")  # E02.FR.05
+        if fault_evse_2:
+            st.cmd("fault 2 rcd")
+            csms.wait_for(lambda: (2, 1, "Faulted") in statuses(csms, cp), 5, "Faulted")
+        n = len(statuses(csms, cp))
+        go_offline(proxy, st)
+        st.cmd("unplug 1")  # a status change while offline
+        st.wait_status(lambda s: s["evses"][0]["status"] == "Available", 5, "Available offline")
+    except BaseException:
+        proxy.stop()
+        raise
     return proxy, st, n
 
 
@@ -116,12 +124,15 @@ def test_TC_B_51_CS_status_change_offline_longer_than_threshold(csms, station):
         proxy.stop()
 
 
-def test_TC_B_52_CS_status_change_offline_shorter_than_threshold(csms, station):
-    proxy, st, n = _offline_change(csms, station, 60)
+def test_TC_B_52_CS_G01_B04_status_change_offline_shorter_than_threshold(csms, station):
+    """Offline for less than OfflineThreshold: after the reconnect only the connector whose
+    status changed while offline is reported (B04.FR.02): EVSE 1 Available, not the Faulted
+    EVSE 2, whose status did not change. (Was also test_G01_B04 in test_transactions.py.)"""
+    proxy, st, n = _offline_change(csms, station, 60, fault_evse_2=True)
+    cp = st.identity
     try:
         proxy.refuse = False
         st.wait_status(lambda s: s["connected"], 10, "reconnected")
-        cp = st.identity
         csms.wait_for(lambda: len(statuses(csms, cp)) > n, 5, "status after reconnect")
         time.sleep(0.5)
         assert statuses(csms, cp)[n:] == [(1, 1, "Available")]  # B04.FR.02: only what changed

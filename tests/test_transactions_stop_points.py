@@ -159,18 +159,6 @@ def test_TC_E_17_CS_deauthorized_ev_side_disconnect(csms, station):
     csms.wait_for(lambda: (1, "Available") in evse_statuses(csms, st.identity)[n:], 5, "Available")
 
 
-def test_TC_E_39_CS_deauthorized_timeout(csms, station):
-    st = boot(csms, station, "TxCtrlr.TxStopPoint=Authorized", "TxCtrlr.EVConnectionTimeOut=1")
-    st.cmd("tap AABBCCDD")
-    st.wait_status(lambda s: s["evses"][0]["authorized"], 5, "authorized")
-    st.wait_status(lambda s: not s["evses"][0]["authorized"], 5, "authorization timed out")
-    st.cmd("plug 1")
-    csms.wait_for(lambda: (1, "Occupied") in evse_statuses(csms, st.identity), 5, "Occupied")
-    time.sleep(0.5)
-    assert tx_events(csms, st.identity) == []  # PowerPathClosed is never reached: no charging
-    assert not st.status()["evses"][0]["relay"]
-
-
 def test_TC_E_39_CS_deauthorized_timeout_started_at_Authorized(csms, station):
     st = boot(csms, station, "TxCtrlr.TxStartPoint=Authorized", "TxCtrlr.TxStopPoint=Authorized",
               "TxCtrlr.EVConnectionTimeOut=1")
