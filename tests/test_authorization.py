@@ -139,14 +139,20 @@ def test_TC_C_09_10_11_12_57_CS_cached_not_accepted_is_rechecked(csms, station):
 
 
 def test_TC_C_46_CS_cache_lifetime(csms, station):
+    # Last-use times have 1 s resolution, so an age the station computes can be up to 1 s
+    # more than the real one. Two uses USE_GAP apart are together more than LIFETIME + 1 s
+    # (an entry aged from the Authorize would have expired), each alone leaves 2.4 s of
+    # margin below LIFETIME for a stall of the loaded test machine.
+    lifetime = 8
+    use_gap = lifetime / 2 + 0.6
     csms.csms.responders["Authorize"] = authorize_replies({"LT01": "Accepted"})
-    st = started(csms, station(args=PRE + ["--set", "AuthCacheCtrlr.LifeTime=4"]))
-    auth(st, "LT01")                                    # (last-use times have 1 s resolution)
-    time.sleep(2.1)
+    st = started(csms, station(args=PRE + ["--set", "AuthCacheCtrlr.LifeTime=%d" % lifetime]))
+    auth(st, "LT01")
+    time.sleep(use_gap)
     assert auth(st, "LT01")["source"] == "cache"
-    time.sleep(2.1)                                     # 4.2 s after the Authorize ...
-    assert auth(st, "LT01")["source"] == "cache"       # C10.FR.08: ... but 2.1 s since last use
-    time.sleep(4.1)
+    time.sleep(use_gap)                                 # LifeTime + 1.2 s after the Authorize ...
+    assert auth(st, "LT01")["source"] == "cache"       # C10.FR.08: ... but use_gap since last use
+    time.sleep(lifetime + 1.1)
     assert auth(st, "LT01")["source"] == "csms"        # C10.FR.10: expired -> gone
     assert authorizes(csms, st) == ["LT01", "LT01"]
 

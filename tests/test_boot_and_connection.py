@@ -30,8 +30,8 @@ def station_calls(csms, cp):
 def test_TC_B_01_CS_cold_boot_accepted(csms, station):
     csms.csms.responders["BootNotification"] = boot_reply("Accepted", 1)
     st = station(args=["--evses", "2"])
-    calls = csms.wait_for(lambda: [c for c in station_calls(csms, st.identity) if c[1] == "Heartbeat"][1:] and
-                          station_calls(csms, st.identity), 15, "two heartbeats")
+    calls = csms.wait_for(lambda: [c for c in station_calls(csms, st.identity) if c[1] == "Heartbeat"][3:] and
+                          station_calls(csms, st.identity), 15, "four heartbeats")
     # B01.FR.01: the first message after connecting is BootNotification, reason PowerUp.
     first = calls[0]
     assert first[1] == "BootNotification"
@@ -41,9 +41,11 @@ def test_TC_B_01_CS_cold_boot_accepted(csms, station):
     statuses = [c[2] for c in calls if c[1] == "StatusNotification"]
     assert sorted((s["evseId"], s["connectorId"]) for s in statuses) == [(1, 1), (2, 1)]
     assert all(s["connectorStatus"] == "Available" for s in statuses)
-    # Heartbeats follow the interval given in the BootNotificationResponse (1 s).
+    # Heartbeats follow the interval given in the BootNotificationResponse (1 s). Measured
+    # over three intervals: a stall of the loaded test machine delays one arrival, not the
+    # span, by more than the slack; an interval of 2 s or more (or the default) still fails.
     beats = [c[0] for c in calls if c[1] == "Heartbeat"]
-    assert 0.7 <= beats[1] - beats[0] <= 2.0, beats
+    assert 3 * 0.8 <= beats[3] - beats[0] <= 3 * 1.0 + 2.0, beats
     s = st.status()
     assert s["boot"] == "Accepted" and s["connected"] is True
     assert len(s["evses"]) == 2
@@ -119,9 +121,10 @@ def test_TC_B_57_CS_reconnect_with_backoff(csms, station):
         proxy.cut()
         csms.wait_for(lambda: len(proxy.attempts) >= n0 + 4, 20, "4 refused reconnect attempts")
         gaps = [b - a for a, b in zip([t_cut] + proxy.attempts[n0:], proxy.attempts[n0:n0 + 4])]
-        # expected waits 1, 2, 4, 4 s (doubling stops after RepeatTimes=2)
+        # expected waits 1, 2, 4, 4 s (doubling stops after RepeatTimes=2); the upper slack
+        # absorbs a stall of the test machine and still tells a capped 4 s from a doubled 8 s
         for got, want in zip(gaps, (1, 2, 4, 4)):
-            assert want - 0.2 <= got <= want + 1.0, gaps
+            assert want - 0.2 <= got <= want + 2.0, gaps
         proxy.refuse = False
         st.wait_status(lambda s: s["connected"], 10, "reconnected")
         # Back-off is reset after a successful connection: the next loss waits 1 s again.
@@ -129,7 +132,7 @@ def test_TC_B_57_CS_reconnect_with_backoff(csms, station):
         t_cut = time.monotonic()
         proxy.cut()
         csms.wait_for(lambda: len(proxy.attempts) > n1, 10, "reconnect after second cut")
-        assert 0.8 <= proxy.attempts[n1] - t_cut <= 2.0
+        assert 0.8 <= proxy.attempts[n1] - t_cut <= 3.0  # 1 s again, not the 4 s reached before
         st.wait_status(lambda s: s["connected"], 10, "reconnected again")
         assert len(csms.csms.calls("BootNotification", st.identity)) == 1
     finally:

@@ -41,11 +41,13 @@ def start_session(csms, station):
 
 def check_gaps(sends, extra):
     """Transmission k+1 follows transmission k after INTERVAL*k (+ MessageTimeout when the
-    CSMS stayed silent)."""
+    CSMS stayed silent). The lower bound is the requirement (a wait that does not grow with
+    k fails it); the upper one only catches a retry that waits for something else, with
+    room for a stall of the loaded test machine."""
     for k in range(1, len(sends)):
         gap = sends[k][0] - sends[k - 1][0]
         want = INTERVAL * k + extra
-        assert want - SLACK <= gap <= want + 2.5, ("gap before transmission %d" % (k + 1), gap, want)
+        assert want - SLACK <= gap <= want + 5.0, ("gap before transmission %d" % (k + 1), gap, want)
 
 
 def check_given_up(csms, st, first_id):

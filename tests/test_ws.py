@@ -434,7 +434,9 @@ def test_keepalive_detects_missing_pong(target):
                                        "interval_s": 0.2})
         c = closing(ev)
         assert c["closed"] == 1006 and "pong" in c["reason"]
-        assert 350 <= c["ms"] <= 1500, c
+        # one interval to send the ping, one to miss the pong; the upper bound leaves room for
+        # a stall of the loaded test machine (a client that never notices hangs instead)
+        assert 350 <= c["ms"] <= 5000, c
         assert srv.log.count(9) == 1  # one ping sent, never answered, then abort
         assert ev[-1] == {"keepalive_done": True}
     asyncio.run(main())
@@ -537,7 +539,8 @@ def test_close_while_another_task_receives(target):
             ev = await client(target, {"scenario": "close_while_receiving", "url": ws_url(srv)})
         byk = {k: e for e in ev for k in e}
         assert byk["reader_closed"]["reader_closed"] == 1000
-        assert byk["closed"]["closed"] == 1000 and byk["closed"]["close_ms"] < 1500
+        # close() returned on the server's echo, not by waiting out its close timeout
+        assert byk["closed"]["closed"] == 1000 and byk["closed"]["close_ms"] < wsmod._CLOSE_WAIT_MS
         assert byk["late_send"] == {"late_send": "WsClosed", "code": 1000}
         assert byk["late_recv"] == {"late_recv": "WsClosed", "code": 1000}
         assert byk["reader_done"] == {"reader_done": True}
