@@ -62,32 +62,18 @@ def parse_args(argv):
     return a
 
 
-def _typed(text):
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
 def apply_settings(station, settings):
-    """--set is installer configuration: like SetVariables, but read-only values (e.g.
-    OCPPCommCtrlr.MessageTimeout[Default]) may be set too."""
+    """--set is installer configuration: like SetVariables (type, range and value checks),
+    but read-only values (e.g. OCPPCommCtrlr.MessageTimeout[Default]) may be set too."""
     for s in settings:
         if "=" not in s:
             raise ConsoleError("--set expects Component.Variable=VALUE, got %r" % s)
         name, value = s.split("=", 1)
         item = parse_var(name)
         item["attributeValue"] = value
-        r = station.dm.csms_set_many([item])[0]
+        r = station.dm.csms_set_many([item], installer=True)[0]
         status = r.get("attributeStatus")
-        if status == "Rejected" and (r.get("attributeStatusInfo") or {}).get("reasonCode") == "ReadOnly":
-            c, v = item["component"], item["variable"]
-            evse = c.get("evse") or {}
-            station.dm.set(c["name"], v["name"], _typed(value), evse=evse.get("id"),
-                           connector=evse.get("connectorId"), ci=c.get("instance"), vi=v.get("instance"))
-        elif status not in ("Accepted", "RebootRequired"):
+        if status not in ("Accepted", "RebootRequired"):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
 
 
