@@ -9,6 +9,7 @@
 import json
 
 from firmware import log
+from firmware import storage
 from firmware.storage import sync
 
 FILE = "authlist.jl"
@@ -147,7 +148,7 @@ class LocalList:
         f = open(self.path, "rb") if self._index else None
         try:
             for key, info in entries:
-                line = (json.dumps([key, info]) + "\n").encode()
+                line = storage.line([key, info])
                 old = self._find(f, key) if f is not None else None
                 moves.append((key, old, None if info is None else off))
                 chunks.append(line)
@@ -155,7 +156,7 @@ class LocalList:
         finally:
             if f is not None:
                 f.close()
-        commit = (json.dumps({"v": version}) + "\n").encode()
+        commit = storage.line({"v": version})
         chunks.append(commit)
         data = b"".join(chunks)
         self.store.append_raw(FILE, data)

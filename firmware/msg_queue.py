@@ -15,6 +15,7 @@ import os
 
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
+from firmware import storage
 from firmware.storage import sync
 
 JOURNAL = "queue.jnl"
@@ -44,7 +45,6 @@ class MessageQueue:
         self.path = self.store.path(JOURNAL)
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self.dropped = 0
         self._pending = []  # journal offsets of undelivered records, oldest first
         self._size = 0
         self._wake = compat.asyncio.Event()
@@ -60,7 +60,7 @@ class MessageQueue:
         if len(self._pending) >= self.max_items:
             self._make_room()
         mid = self.st.rpc.next_id()
-        line = (json.dumps(["a", mid, action, payload]) + "\n").encode()
+        line = storage.line(["a", mid, action, payload])
         if self._size + len(line) > self.max_bytes:
             self._compact()
             if self._size + len(line) > self.max_bytes:
@@ -144,7 +144,7 @@ class MessageQueue:
         if not self._pending and self._size > 4096:
             self._reset()
         else:
-            self._append((json.dumps(["d", off]) + "\n").encode())
+            self._append(storage.line(["d", off]))
 
     def _reset(self):
         try:
@@ -189,7 +189,6 @@ class MessageQueue:
         if victim is None:
             raise QueueFull("outbox full of messages that must not be dropped")
         log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s" % victim[1])
-        self.dropped += 1
         self._retire(victim[0])
 
     # ---------------------------------------------------------------- delivery
@@ -212,8 +211,6 @@ class MessageQueue:
 
     def _done(self, item, resp, err):
         action, payload, _, off = item
-        if err is not None:
-            self.dropped += 1
         if self._pending and self._pending[0] == off:
             self._retire(off)
         if err is not None:

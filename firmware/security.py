@@ -9,7 +9,7 @@
 # 2 * LOG_BYTES and the newest LOG_BYTES are always kept. Never pass secrets as tech_info.
 import json
 
-from firmware import compat, log
+from firmware import compat, log, storage
 
 LOG_FILES = ("seclog.0.jnl", "seclog.1.jnl")
 LOG_BYTES = 8192
@@ -80,7 +80,7 @@ class Block:
             return -1
 
     def _append(self, rec):
-        line = (json.dumps(rec) + "\n").encode()
+        line = storage.line(rec)
         store = self.st.store
         try:
             if self._size == 0 or self._size + len(line) > LOG_BYTES:

@@ -9,6 +9,12 @@ import os
 from firmware.compat import path_exists, makedirs
 
 
+def line(record):
+    """One journal line: the record's JSON and a newline, as bytes. Journals count bytes:
+    MicroPython's json.dumps writes raw UTF-8, so character counts are not offsets."""
+    return (json.dumps(record) + "\n").encode()
+
+
 class Store:
     def __init__(self, data_dir):
         self.dir = data_dir.rstrip("/") or "."
@@ -77,7 +83,7 @@ class Store:
     def append(self, name, record):
         """Append one JSON record as a line and flush it to the medium. Journals are binary:
         MicroPython's json.dumps writes raw UTF-8, so only byte counts are valid offsets."""
-        self.append_raw(name, (json.dumps(record) + "\n").encode())
+        self.append_raw(name, line(record))
 
     def append_raw(self, name, data):
         """Append bytes and flush them; the caller keeps the journal size if it needs offsets."""
