@@ -438,16 +438,22 @@ class WebSocket:
             if not await self._r.read(256):
                 return
 
-    async def _fail(self, code, reason):
-        if not self.closed:
+    async def _end(self, body, code, reason, linger):
+        """Send our close frame unless it went already, record the close, give the peer time
+        to end TCP first (linger), drop the transport."""
+        if not self._close_sent:
             try:
-                if not self._close_sent:
-                    await self._send_frame(OP_CLOSE, _close_payload(code, reason))
+                await self._send_frame(OP_CLOSE, body)
             except WsError:
                 pass
-            self._finish(code, reason)
+        self._finish(code, reason)
+        if linger:
             await self._linger(_LINGER_MS)
-            self._drop()
+        self._drop()
+
+    async def _fail(self, code, reason):
+        if not self.closed:
+            await self._end(_close_payload(code, reason), code, reason, True)
         raise self._closed_exc()
 
     async def recv(self):
@@ -467,8 +473,7 @@ class WebSocket:
                 raise self._closed_exc()
             raise
         except (OSError, EOFError) as e:
-            self._finish(1006, "connection lost: %s" % (_exc_text(e) or "EOF"))
-            self._drop()
+            self.abort("connection lost: %s" % (_exc_text(e) or "EOF"))
             raise self._closed_exc()
         finally:
             self._reader_task = None
@@ -565,15 +570,8 @@ class WebSocket:
                     reason = compat.utf8_decode(payload[2:])
                 except UnicodeError:
                     await self._fail(1007, "invalid UTF-8 in close reason")
-            if not self._close_sent:
-                try:
-                    await self._send_frame(OP_CLOSE, payload[:2])
-                except WsError:
-                    pass
-                self._finish(code, reason)
-                await self._linger(_LINGER_MS)
-            self._finish(code, reason)
-            self._drop()
+            # echo the status code; linger only when the peer started the close
+            await self._end(payload[:2], code, reason, not self._close_sent)
             raise WsClosed(code, reason)
 
 
