@@ -40,12 +40,17 @@ def test_TC_A_01_CS_basic_authentication_valid(csms, station):
     st.quit()
 
 
-def test_TC_A_09_CS_update_basic_auth_password_accepted(csms, station):
-    cp = "CSA09"
+def _booted_with_old_password(csms, station, cp):
+    """A station `cp` connected with OLD_PW; (station, CSMS connection count so far)."""
     csms.csms.passwords[cp] = OLD_PW
     st = station(identity=cp, args=RECONNECT_EVERY_1S_ARGS + ["--password", OLD_PW])
     booted(csms, cp)
-    n = csms.csms.connections
+    return st, csms.csms.connections
+
+
+def test_TC_A_09_CS_update_basic_auth_password_accepted(csms, station):
+    cp = "CSA09"
+    st, n = _booted_with_old_password(csms, station, cp)
     r = set_var(csms, cp, "SecurityCtrlr", "BasicAuthPassword", NEW_PW)
     assert r["attributeStatus"] == "Accepted"
     csms.csms.passwords[cp] = NEW_PW  # A01.FR.03: the CSMS now accepts only the new one
@@ -69,10 +74,7 @@ def test_TC_A_09_CS_update_basic_auth_password_accepted(csms, station):
 
 def test_TC_A_10_CS_update_basic_auth_password_rejected(csms, station):
     cp = "CSA10"
-    csms.csms.passwords[cp] = OLD_PW
-    st = station(identity=cp, args=RECONNECT_EVERY_1S_ARGS + ["--password", OLD_PW])
-    booted(csms, cp)
-    n = csms.csms.connections
+    st, n = _booted_with_old_password(csms, station, cp)
     for bad in ("Short-pw-12ch", "has spaces in it 0123456789", "x" * 41):
         r = set_var(csms, cp, "SecurityCtrlr", "BasicAuthPassword", bad)
         assert r["attributeStatus"] == "Rejected", bad

@@ -4,6 +4,8 @@ transactions across an offline period (E08/E12) and GetTransactionStatus (E14). 
 CPython and under micropython; every frame is schema-validated by the fixture."""
 import time
 
+import pytest
+
 from tests.helpers import (FAST_RECONNECT, TOKEN, boot, charging, ended, energies, energy_transfer,
                            go_offline, go_offline_since, started, tx_events, wait_event)
 from tests.proxy import LinkProxy
@@ -276,8 +278,8 @@ def test_TC_E_45_CS_stop_offline_same_group_id(csms, station):
         n = len(tx_events(csms, st.identity))
         t_off = go_offline_since(proxy, st)
         st.cmd("tap 11223344")  # E08.FR.02: same GroupId, checked against the cache offline
-        s = st.wait_status(lambda s: s["evses"][0]["transaction"] is None or not s["evses"][0]["relay"],
-                           5, "stopped offline")
+        st.wait_status(lambda s: s["evses"][0]["transaction"] is None or not s["evses"][0]["relay"],
+                       5, "stopped offline")
         st.cmd("unplug 1")
         st.wait_status(lambda s: s["evses"][0]["transaction"] is None, 5, "ended offline")
         proxy.refuse = False
@@ -318,12 +320,19 @@ def _periodic_offline(csms, st, proxy):
     return tid, n
 
 
-def test_TC_E_29_CS_status_ongoing_with_message_in_queue(csms, station):
+@pytest.mark.parametrize("case", ["TC_E_29", "TC_E_33"])
+def test_TC_E_29_33_CS_status_with_message_in_queue_during_transaction(csms, station, case):
+    """Periodic events queued offline, GetTransactionStatus while they are still queued:
+    TC_E_29 asks for the ongoing transaction (E14.FR.02/.04), TC_E_33 asks without an id
+    and gets no ongoingIndicator (E14.FR.06/.07)."""
     proxy, st = _offline_proxy(csms, station, *TX_STATUS_SETS)
     try:
         tid, n = _periodic_offline(csms, st, proxy)
-        r = _status_after_offline(csms, st, proxy, {"transactionId": tid})
-        assert r == {"ongoingIndicator": True, "messagesInQueue": True}  # E14.FR.02/.04
+        if case == "TC_E_29":
+            payload, want = {"transactionId": tid}, {"ongoingIndicator": True, "messagesInQueue": True}
+        else:
+            payload, want = {}, {"messagesInQueue": True}
+        assert _status_after_offline(csms, st, proxy, payload) == want
         later = [x for x in tx_events(csms, st.identity)[n:] if x.get("offline")]
         assert later and all(x["eventType"] == "Updated" and x.get("meterValue") for x in later)
     finally:
@@ -362,18 +371,6 @@ def test_TC_E_32_CS_status_ended_without_message_in_queue(csms, station):
     st.wait_status(lambda s: s["queue"] == 0, 5, "queue empty")
     r = csms.call(st.identity, "GetTransactionStatus", {"transactionId": tid})
     assert r == {"ongoingIndicator": False, "messagesInQueue": False}  # E14.FR.03/.05
-
-
-def test_TC_E_33_CS_status_without_id_with_message_in_queue(csms, station):
-    proxy, st = _offline_proxy(csms, station, *TX_STATUS_SETS)
-    try:
-        _, n = _periodic_offline(csms, st, proxy)
-        r = _status_after_offline(csms, st, proxy, {})
-        assert r == {"messagesInQueue": True}  # E14.FR.06/.07: no ongoingIndicator
-        later = [x for x in tx_events(csms, st.identity)[n:] if x.get("offline")]
-        assert later and all(x["eventType"] == "Updated" and x.get("meterValue") for x in later)
-    finally:
-        proxy.stop()
 
 
 def test_TC_E_34_CS_status_without_id_without_message_in_queue(csms, station):

@@ -127,32 +127,31 @@ def _basic_auth_checker(user, password, seen):
     return process_request
 
 
-def test_basic_auth_security_profile_1_accepted(target):
-    """Security profile 1 Basic auth: user = identity, password = BasicAuthPassword."""
+def _connect_with_basic_auth(target, server_password, client_password):
+    """Connect as CS01 with client_password to a server expecting server_password; the
+    client's events and the Authorization headers the server saw."""
     seen = []
 
     async def main():
-        pr = _basic_auth_checker("CS01", "s3cret:pass-0123456789", seen)
+        pr = _basic_auth_checker("CS01", server_password, seen)
         async with serve_ocpp(echo_handler, process_request=pr) as srv:
-            ev = await client(target, {"scenario": "connect", "url": ws_url(srv),
-                                       "username": "CS01", "password": "s3cret:pass-0123456789"})
-        assert ev[0]["connected"] and ev[-1] == {"closed": True, "code": 1000}
-        assert seen == ["Basic " + base64.b64encode(b"CS01:s3cret:pass-0123456789").decode()]
-    asyncio.run(main())
+            return await client(target, {"scenario": "connect", "url": ws_url(srv),
+                                         "username": "CS01", "password": client_password})
+    return asyncio.run(main()), seen
+
+
+def test_basic_auth_security_profile_1_accepted(target):
+    """Security profile 1 Basic auth: user = identity, password = BasicAuthPassword."""
+    ev, seen = _connect_with_basic_auth(target, "s3cret:pass-0123456789", "s3cret:pass-0123456789")
+    assert ev[0]["connected"] and ev[-1] == {"closed": True, "code": 1000}
+    assert seen == ["Basic " + base64.b64encode(b"CS01:s3cret:pass-0123456789").decode()]
 
 
 def test_basic_auth_rejected_401_is_clear_error(target):
-    seen = []
-
-    async def main():
-        pr = _basic_auth_checker("CS01", "right-password", seen)
-        async with serve_ocpp(echo_handler, process_request=pr) as srv:
-            ev = await client(target, {"scenario": "connect", "url": ws_url(srv),
-                                       "username": "CS01", "password": "wrong-password"})
-        assert len(seen) == 1 and seen[0].startswith("Basic ")
-        assert ev[0]["error"] == "WsAuthError"  # a WsHandshakeError the station can tell apart
-        assert "401" in ev[0]["msg"] and "Basic auth" in ev[0]["msg"]
-    asyncio.run(main())
+    ev, seen = _connect_with_basic_auth(target, "right-password", "wrong-password")
+    assert len(seen) == 1 and seen[0].startswith("Basic ")
+    assert ev[0]["error"] == "WsAuthError"  # a WsHandshakeError the station can tell apart
+    assert "401" in ev[0]["msg"] and "Basic auth" in ev[0]["msg"]
 
 
 def test_percent_encoded_identity_in_path(target):
