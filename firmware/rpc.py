@@ -139,7 +139,10 @@ class Rpc:
         except Exception:  # ValueError, RecursionError, MemoryError on hostile input
             await self._error("-1", "RpcFrameworkError", "frame is not valid JSON")
             return
-        if not isinstance(msg, list) or len(msg) < 3:
+        # a too-short reply still goes to _on_reply (ignored or a local FormatViolation):
+        # a CALLERROR only ever answers a CALL (part 4, 4.2.3)
+        if not isinstance(msg, list) or len(msg) < 2 or (
+                len(msg) < 3 and msg[0] not in (CALLRESULT, CALLERROR)):
             await self._error(_readable_id(msg), "RpcFrameworkError",
                               "frame is not a JSON array of at least 3 elements")
             return

@@ -94,7 +94,8 @@ def expected_reply(data):
         return ("-1", mid), {"RpcFrameworkError", "FormatViolation"}
     except ValueError:
         return "-1", {"RpcFrameworkError"}
-    if not isinstance(msg, list) or len(msg) < 3:
+    # a reply too short to be valid is still a reply: never answered (part 4, 4.2.3)
+    if not isinstance(msg, list) or len(msg) < 2 or (len(msg) < 3 and msg[0] not in (3, 4)):
         ok_id = isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[1], str) and 0 < len(msg[1]) <= 36
         return (msg[1] if ok_id else "-1"), {"RpcFrameworkError"}
     mid = msg[1]

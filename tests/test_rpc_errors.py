@@ -80,8 +80,6 @@ def test_replies_with_unknown_ids_are_ignored(csms, station):
                    '[4, "y", 5, null, 7]'), ("nobody-asked", "y"))
 
 
-@pytest.mark.xfail(strict=True, reason="firmware/rpc.py answers a reply shorter than 3 elements "
-                   "with CALLERROR RpcFrameworkError under the reply's id; reported, not fixed here")
 def test_too_short_reply_with_unknown_id_is_ignored(csms, station):
     st = station()
     booted(csms, st)
