@@ -146,6 +146,12 @@ class DeviceModel:
             return self.rows[i][9] if a == 0 else None
         return v
 
+    def get_list(self, component, variable):
+        """The items of a list-typed variable (MemberList, SequenceList, ...); [] when empty.
+        Stored values were checked item by item (_parse), so a split is all it takes."""
+        v = self.get(component, variable)
+        return v.split(",") if v else []
+
     def set(self, component, variable, value, evse=None, connector=None, ci=None, vi=None,
             attr="Actual"):
         """Internal update by the firmware (no mutability or range check). A string is

@@ -24,14 +24,6 @@ PHASES = ("L1", "L2", "L3")
 PHASES_N = ("L1-N", "L2-N", "L3-N")
 
 
-def measurand_list(value):
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return [m.strip() for m in value.split(",") if m.strip()]
-    return list(value)
-
-
 def _num(x):
     return round(float(x), 2)
 
@@ -106,8 +98,13 @@ class Block:
             return None
         return {"timestamp": timestamp or compat.iso8601(), "sampledValue": out}
 
+    def trigger_sample(self, evse_id):
+        """A TriggerMessage(MeterValues) sample: the AlignedDataCtrlr measurands (F06.FR.06),
+        the energy register when none are configured."""
+        return self.sample(evse_id, self.dm.get_list(ALIGN, "Measurands") or (ENERGY,), "Trigger")
+
     def _values(self, evse_id, comp, var, context):
-        mv = self.sample(evse_id, measurand_list(self.dm.get(comp, var)), context)
+        mv = self.sample(evse_id, self.dm.get_list(comp, var), context)
         return [mv] if mv else None
 
     # ---------------------------------------------------------------- for transactions
@@ -127,7 +124,7 @@ class Block:
         the transaction, then the Transaction.End reading (E06.FR.11). `final_wh` overrides
         the register (transactions recovered after a power cut)."""
         out = list(self._ended.pop(evse_id, ()))
-        ms = measurand_list(self.dm.get(SAMP, "TxEndedMeasurands"))
+        ms = self.dm.get_list(SAMP, "TxEndedMeasurands")
         if final_wh is not None:
             self.seen_wh(evse_id, final_wh)
             if ENERGY not in ms:
@@ -186,7 +183,7 @@ class Block:
                 next_end += end * 1000
                 if next_end <= now:
                     next_end = now + end * 1000
-                ms = measurand_list(self.dm.get(SAMP, "TxEndedMeasurands"))
+                ms = self.dm.get_list(SAMP, "TxEndedMeasurands")
                 self._keep_ended(evse_id, self.sample(evse_id, ms, "Sample.Periodic"))
             waits = [w - now for w in (next_upd if upd > 0 else 0, next_end if end > 0 else 0) if w]
             await compat.sleep_ms(max(20, min(waits)) if waits else 1000)
@@ -225,7 +222,7 @@ class Block:
         tx = self.st.blocks.get("transactions")
         if tx is None:
             return
-        ms = measurand_list(self.dm.get(ALIGN, "TxEndedMeasurands"))
+        ms = self.dm.get_list(ALIGN, "TxEndedMeasurands")
         for e in self.st.board.evses:
             if tx.active(e.id):
                 self._keep_ended(e.id, self.sample(e.id, ms, "Sample.Clock", stamp))
@@ -236,7 +233,7 @@ class Block:
         busy = [e.id for e in self.st.board.evses if tx is not None and tx.active(e.id)]
         if busy and self.dm.get(ALIGN, "SendDuringIdle"):
             return
-        ms = measurand_list(self.dm.get(ALIGN, "Measurands"))
+        ms = self.dm.get_list(ALIGN, "Measurands")
         for e in self.st.board.evses:
             mv = self.sample(e.id, ms, "Sample.Clock", stamp)
             if mv is None:

@@ -207,11 +207,8 @@ class Block:
         ids = self._ids(evse)
 
         async def send_all():
-            # F06.FR.06: the AlignedDataCtrlr measurands, context Trigger
-            from firmware.meter_values import measurand_list, ENERGY
-            ms = measurand_list(self.st.dm.get("AlignedDataCtrlr", "Measurands")) or (ENERGY,)
             for i in ids:
-                v = mv.sample(i, ms, "Trigger")
+                v = mv.trigger_sample(i)
                 if v:
                     await mv.send(i, [v])
 

@@ -32,14 +32,6 @@ HOUSEKEEPING_MS = 250
 FAULT_REASON = {"rcd": "GroundFault"}
 
 
-def _points(value):
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return [p.strip() for p in value.split(",")]
-    return list(value)
-
-
 def _doc(evse_id):
     return "tx%d.json" % evse_id
 
@@ -72,10 +64,10 @@ class Block:
         return self.st.blocks.get("meter_values")
 
     def _start_points(self):
-        return _points(self.dm.get(TXC, "TxStartPoint"))
+        return self.dm.get_list(TXC, "TxStartPoint")
 
     def _stop_points(self):
-        return _points(self.dm.get(TXC, "TxStopPoint"))
+        return self.dm.get_list(TXC, "TxStopPoint")
 
     def _connected(self, evse_id):
         ev = self._evse()
