@@ -189,24 +189,30 @@ class Safety:
         if dropped != ("contactor" in own):
             own.add("contactor") if dropped else own.discard("contactor")
 
-    def _faults(self, now, st, raw, own, ev):
-        latched = self._latched
+    def _latch(self, now, src, ev):
         # new faults latch and, if blocking, open the relay in this very step
-        for src in (raw, own):
-            for name in src:
-                rec = latched.get(name)
-                if rec is None:
-                    latched[name] = [None, False]
-                    if POLICY.get(name, _DEFAULT_POLICY)[0]:
-                        self._blocking += 1
-                        if self._closed:
-                            ev = self._set_relay(now, False, ev)
-                    if ev is None:
-                        ev = []
-                    ev.append(("fault", name))
-                else:
-                    rec[0] = None
-                    rec[1] = False
+        latched = self._latched
+        for name in src:
+            rec = latched.get(name)
+            if rec is None:
+                latched[name] = [None, False]
+                if POLICY.get(name, _DEFAULT_POLICY)[0]:
+                    self._blocking += 1
+                    if self._closed:
+                        ev = self._set_relay(now, False, ev)
+                if ev is None:
+                    ev = []
+                ev.append(("fault", name))
+            else:
+                rec[0] = None
+                rec[1] = False
+        return ev
+
+    def _faults(self, now, st, raw, own, ev):
+        # two calls, not a loop over (raw, own): no tuple per 10 ms step while a fault lasts
+        ev = self._latch(now, raw, ev)
+        ev = self._latch(now, own, ev)
+        latched = self._latched
         done = None
         for name in latched:
             if name in raw or name in own:
