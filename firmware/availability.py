@@ -45,11 +45,9 @@ class Block:
         dm.provide("EVSE", "AvailabilityState", self._state)
         dm.provide("Connector", "AvailabilityState", self._state)
 
-    def connector_status(self, evse):
-        ev = self.st.blocks.get("evse")
-        return ev.connector_status(evse.id) if ev is not None else "Available"
-
-    def _state(self, evse_id, conn):
+    def _state(self, evse_id, conn=None):
+        """Connector status of an EVSE (one connector each); also the provider of the EVSE and
+        Connector AvailabilityState variables."""
         ev = self.st.blocks.get("evse")
         return ev.connector_status(evse_id) if ev is not None and evse_id else "Available"
 
@@ -145,7 +143,7 @@ class Block:
             self._all()
         else:
             for evse in self.st.board.evses:
-                if self.sent.get(evse.id) != self.connector_status(evse):
+                if self.sent.get(evse.id) != self._state(evse.id):
                     self._out.put_nowait((evse.id, None, None))
 
     def _all(self):
@@ -165,7 +163,7 @@ class Block:
                 await self.send_status(evse, 1, status, stamp)
 
     async def send_status(self, evse, connector_id=1, status=None, timestamp=None):
-        status = status or self.connector_status(evse)
+        status = status or self._state(evse.id)
         payload = {"timestamp": timestamp or compat.iso8601(), "connectorStatus": status,
                    "evseId": evse.id, "connectorId": connector_id}
         try:
