@@ -9,6 +9,28 @@ def _out(pin, active_low, on):
     return machine.Pin(pin, machine.Pin.OUT, value=(not on) if active_low else on)
 
 
+def _in(pin):
+    return None if pin is None else machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+
+
+def _active(p, active_low):
+    """A digital input's logical level; None without an input."""
+    if p is None:
+        return None
+    v = p.value()
+    return (not v) if active_low else bool(v)
+
+
+def adc(pin):
+    """An ADC on `pin`, attenuated for the full 0-3.3 V range where the port can."""
+    a = machine.ADC(machine.Pin(pin))
+    try:
+        a.atten(machine.ADC.ATTN_11DB)
+    except AttributeError:
+        pass
+    return a
+
+
 class Relay:
     """hal.Relay. The output is driven to 'open' in the constructor."""
 
@@ -16,10 +38,8 @@ class Relay:
         self._al = active_low
         self._pin = _out(pin, active_low, False)
         self._closed = False
-        self._fb = None
+        self._fb = _in(feedback_pin)
         self._fb_al = feedback_active_low
-        if feedback_pin is not None:
-            self._fb = machine.Pin(feedback_pin, machine.Pin.IN, machine.Pin.PULL_UP)
 
     def set(self, closed):
         closed = bool(closed)
@@ -30,17 +50,14 @@ class Relay:
         return self._closed
 
     def feedback(self):
-        if self._fb is None:
-            return None
-        v = self._fb.value()
-        return (not v) if self._fb_al else bool(v)
+        return _active(self._fb, self._fb_al)
 
 
 class Rcd:
     """Residual-current monitor: trip output (input here) and optional test output."""
 
     def __init__(self, pin, active_low=True, test_pin=None):
-        self._in = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._in = _in(pin)
         self._al = active_low
         self._test = None
         if test_pin is not None:
@@ -49,8 +66,7 @@ class Rcd:
         self.last_test = None  # True/False after a self-test
 
     def tripped(self):
-        v = self._in.value()
-        return (not v) if self._al else bool(v)
+        return _active(self._in, self._al)
 
     async def self_test(self, trip_ms=200, release_ms=1000):
         """Inject the test current; the monitor must trip, then release. Run it only with the
@@ -88,10 +104,8 @@ class Lock:
         self._pin = _out(pin, active_low, False)
         self._want = False
         self._since = ticks_ms()
-        self._fb = None
+        self._fb = _in(feedback_pin)
         self._fb_al = feedback_active_low
-        if feedback_pin is not None:
-            self._fb = machine.Pin(feedback_pin, machine.Pin.IN, machine.Pin.PULL_UP)
 
     def set(self, locked):
         locked = bool(locked)
@@ -101,10 +115,7 @@ class Lock:
         self._pin.value((not locked) if self._al else locked)
 
     def locked(self):
-        if self._fb is None:
-            return None
-        v = self._fb.value()
-        return (not v) if self._fb_al else bool(v)
+        return _active(self._fb, self._fb_al)
 
     def fault(self, now, travel_ms=1000):
         """Feedback disagrees with the command longer than the actuator travel time."""
@@ -139,11 +150,7 @@ class Temperature:
 
     def __init__(self, pin, r25=10000, beta=3950, pullup_ohm=10000, supply_mv=3300,
                  limit_c=80, hysteresis_c=10):
-        self._adc = machine.ADC(machine.Pin(pin))
-        try:
-            self._adc.atten(machine.ADC.ATTN_11DB)
-        except AttributeError:
-            pass
+        self._adc = adc(pin)
         self.r25 = r25
         self.beta = beta
         self.pullup = pullup_ohm

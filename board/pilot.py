@@ -7,6 +7,7 @@
 # (must sit at -12 V while the EV diode is present).
 import machine
 
+from board.io import adc
 from firmware.compat import ticks_ms, ticks_diff
 
 # Upper edges (volts) of the +side level per state, IEC 61851-1 nominal 12/9/6/3/0/-12 V
@@ -56,11 +57,7 @@ class Pilot:
         self._invert = invert
         self.max_age_ms = max_age_ms
         self._pwm = machine.PWM(machine.Pin(pwm_pin), freq=freq, duty_u16=self._u16(0))
-        self._adc = machine.ADC(machine.Pin(adc_pin))
-        try:
-            self._adc.atten(machine.ADC.ATTN_11DB)
-        except AttributeError:
-            pass
+        self._adc = adc(adc_pin)
         self._read = self._adc.read_u16  # bound once: binding per burst would allocate
         lo, hi = cal
         self._raw_m12 = lo
@@ -200,11 +197,7 @@ class Proximity:
     """PP read through a pull-up `pullup_ohm` to `supply_mv` on an ADC1 pin."""
 
     def __init__(self, adc_pin, pullup_ohm=1000, supply_mv=3300):
-        self._adc = machine.ADC(machine.Pin(adc_pin))
-        try:
-            self._adc.atten(machine.ADC.ATTN_11DB)
-        except AttributeError:
-            pass
+        self._adc = adc(adc_pin)
         self.pullup = pullup_ohm
         self.supply_uv = supply_mv * 1000
 
