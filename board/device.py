@@ -3,6 +3,8 @@
 import machine
 
 from firmware import hal, log
+from firmware.saved_energy import SavedEnergy
+from firmware.storage import Store
 from firmware.compat import asyncio, sleep_ms, ticks_ms, ticks_diff
 from board import pilot as pilot_mod
 from board import io, meters, modbus
@@ -12,7 +14,7 @@ SLOW_PERIOD_MS = 1000    # meters, temperature
 
 
 class BoardEvse(hal.Evse):
-    def __init__(self, c, buses):
+    def __init__(self, c, buses, data_dir):
         p = c["pilot"]
         pil = pilot_mod.Pilot(p["pwm_pin"], p["adc_pin"], cal=p["cal"], invert=p["invert"],
                               samples=p["samples"], debounce=p["debounce"],
@@ -23,7 +25,7 @@ class BoardEvse(hal.Evse):
         if c["lock"]:
             k = c["lock"]
             lock = io.Lock(k["pin"], k["active_low"], k["feedback_pin"], k["feedback_active_low"])
-        meter = _meter(c, pil, relay, buses)
+        meter = _meter(c, pil, relay, buses, data_dir)
         hal.Evse.__init__(self, c["id"], pil, relay, meter, lock, c["max_current"], c["phases"],
                           c["connector_type"])
         self.rated_current = c["max_current"]
@@ -74,7 +76,7 @@ class BoardEvse(hal.Evse):
         self._flag("meter", not ok and self.meter.fault())
 
 
-def _meter(c, pil, relay, buses):
+def _meter(c, pil, relay, buses, data_dir):
     m = c["meter"]
     t = m["type"]
     if t in ("sdm630", "sdm120"):
@@ -86,7 +88,9 @@ def _meter(c, pil, relay, buses):
             buses[key] = bus
         return meters.SdmMeter(bus, t.upper(), m["addr"])
     if t == "s0":
-        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"])
+        # pulses count from boot: the register is kept in the data directory
+        saved = SavedEnergy(Store(data_dir), "s0-meter%d.json" % c["id"])
+        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"], saved, relay)
     return meters.EstimatedMeter(pil, relay, c["phases"], c["nominal_voltage"])
 
 
@@ -111,7 +115,7 @@ class EspBoard(hal.Board):
 
     def __init__(self, cfg, watchdog=True):
         buses = {}
-        evses = [BoardEvse(c, buses) for c in cfg["evses"]]
+        evses = [BoardEvse(c, buses, cfg["station"]["data_dir"]) for c in cfg["evses"]]
         reader = None
         try:
             reader = _reader(cfg["reader"])

@@ -74,15 +74,21 @@ class SdmMeter(Meter):
 
 class S0Meter(Meter):
     """Pulse output (DIN 43864 / IEC 62053-31): counts falling edges of at least
-    `min_pulse_ms`; power from the interval between the last pulses."""
+    `min_pulse_ms`; power from the interval between the last pulses. The pulses only count
+    up from boot, so the register lives in `saved` (a firmware.saved_energy.SavedEnergy):
+    it starts from there and update() saves it about once per 10 Wh and when `relay` opens.
+    Without `saved` it starts at 0 on every boot (tests)."""
 
-    def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, start_wh=0.0):
+    def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, saved=None, relay=None):
         self.pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
         self.wh_per_pulse = 1000.0 / pulses_per_kwh
         self.min_pulse_ms = min_pulse_ms
         self.count = 0
         self.rejected = 0
-        self._start = start_wh
+        self.saved = saved
+        self.relay = relay
+        self._start = saved.start_wh if saved is not None else 0.0
+        self.last_error = None
         self._fall = None
         self._prev = None   # ms of the previous accepted pulse
         self._last = None
@@ -111,13 +117,27 @@ class S0Meter(Meter):
             # power decays once pulses stop coming as fast as before
             span = dt if since < dt else since
             self._w = self.wh_per_pulse * 3600000.0 / span if span > 0 else 0.0
+        if self.saved is not None:
+            # the flash write happens here, in the poll task, never in the IRQ or a read
+            try:
+                self.saved.keep(self._counted(), self.relay is None or self.relay.closed())
+            except OSError as e:
+                # flash full or failing: the register stops at the saved mark; say so
+                self.last_error = "save: %s" % e
+                return False
+        self.last_error = None
         return True
 
     def fault(self):
-        return False
+        return self.last_error is not None
+
+    def _counted(self):
+        return self._start + self.count * self.wh_per_pulse
 
     def energy_wh(self):
-        return self._start + self.count * self.wh_per_pulse
+        wh = self._counted()
+        # pulses past the saved mark show once update() has moved the mark (<= 1 s later)
+        return wh if self.saved is None else self.saved.cap(wh)
 
     def power_w(self):
         return self._w

@@ -3,11 +3,12 @@
 # EV leaves C, measured on the wall clock). Portable (pytest and micropython).
 from fake_machine import portable  # noqa: F401
 import json
+import os
 import machine
 from fake_machine.waves import PilotWave, CAL
 
 from board import config
-from board import device
+from board import device, meters
 from firmware.compat import asyncio, ticks_ms, ticks_diff
 
 
@@ -62,6 +63,47 @@ def test_reader_and_modbus_meter_are_wired_from_config():
     assert b.evses[0].meter.model == "SDM120" and b.evses[0].meter.addr == 5
     asyncio.run(b.reader.scan())
     assert b.reader.poll() == ("01020304", "ISO14443")
+
+
+def test_s0_meter_register_is_kept_in_the_data_dir_across_reboots():
+    d = "/tmp/s0board-" + "".join("%02x" % b for b in os.urandom(6))
+    c = cfg(meter={"type": "s0", "pin": 32}, pp=None, temperature=None)
+    c["station"]["data_dir"] = d
+    clock = [100000]
+    orig = meters.ticks_ms
+    meters.ticks_ms = lambda: clock[0]
+
+    def boot():
+        machine.reset_all()
+        return device.EspBoard(c).evses[0], machine.created[("pin", 32)]
+
+    def charge(e, pin, wh):
+        for _ in range(wh):          # 1000 pulses/kWh; the slow loop after each pulse
+            pin.value(0)
+            clock[0] += 50
+            pin.value(1)
+            clock[0] += 300
+            asyncio.run(e.slow())
+    try:
+        e, pin = boot()
+        assert e.meter.energy_wh() == 0.0
+        e.relay.set(True)
+        charge(e, pin, 42)
+        assert e.meter.energy_wh() == 42.0
+        e.relay.set(False)
+        asyncio.run(e.slow())        # the relay opened: the exact register is saved
+        e, pin = boot()
+        assert e.meter.energy_wh() == 42.0, "continues from the saved register"
+        e.relay.set(True)
+        charge(e, pin, 3)
+        e, pin = boot()              # power cut while charging
+        assert 45.0 <= e.meter.energy_wh() <= 55.0
+        assert "meter" not in e.faults()
+    finally:
+        meters.ticks_ms = orig
+        for n in os.listdir(d):
+            os.remove(d + "/" + n)
+        os.rmdir(d)
 
 
 def test_fault_inputs_are_reported():

@@ -1,11 +1,14 @@
 # Modbus RTU meters (SDM120/SDM630), S0 pulses and the estimate, on the fake `machine`.
 # Portable (pytest and micropython).
 from fake_machine import portable  # noqa: F401
+import os
 import machine
 from fake_machine.modbus_slave import Slave, crc16
 
 from board import modbus, meters
 from firmware.compat import asyncio
+from firmware.saved_energy import SavedEnergy
+from firmware.storage import Store
 
 
 def run(coro):
@@ -139,6 +142,111 @@ def test_s0_counts_pulses_of_at_least_30_ms():
         assert m.power_w() > 0
     finally:
         meters.ticks_ms = orig
+
+
+class Relay:
+    def __init__(self, closed=True):
+        self.c = closed
+
+    def closed(self):
+        return self.c
+
+
+def _data_dir():
+    return "/tmp/s0test-" + "".join("%02x" % b for b in os.urandom(6))
+
+
+def _remove(d):
+    for n in os.listdir(d):
+        os.remove(d + "/" + n)
+    os.rmdir(d)
+
+
+def s0_boot(d, relay, store=None):
+    """A boot of the S0 meter on data directory `d`: a fresh pin and pulse count."""
+    machine.reset_all()
+    saved = SavedEnergy(store or Store(d), "s0-meter1.json")
+    m = meters.S0Meter(27, pulses_per_kwh=1000, min_pulse_ms=30, saved=saved, relay=relay)
+    return m, machine.created[("pin", 27)]
+
+
+def pulses(m, pin, n, clock, poll=True):
+    """n accepted 1 Wh pulses; with `poll` the poll task's update() runs after each (the
+    worst case for flash writes)."""
+    orig = meters.ticks_ms
+    meters.ticks_ms = lambda: clock[0]
+    try:
+        for _ in range(n):
+            pin.value(0)
+            clock[0] += 50
+            pin.value(1)
+            clock[0] += 300
+            if poll:
+                run(m.update(clock[0]))
+    finally:
+        meters.ticks_ms = orig
+
+
+def test_s0_register_survives_reboots_with_few_writes():
+    d = _data_dir()
+    try:
+        relay = Relay(True)
+        m, pin = s0_boot(d, relay)
+        assert m.energy_wh() == 0.0
+        clock = [100000]
+        pulses(m, pin, 1000, clock)
+        assert m.count == 1000 and m.energy_wh() == 1000.0
+        # 1 kWh of pulses: one write per ~10 Wh, never one per pulse
+        assert m.saved.saves <= 1000 / 10 + 1, m.saved.saves
+        relay.c = False                  # charging stops: the exact register is written
+        run(m.update(clock[0]))
+        n = m.saved.saves
+        run(m.update(clock[0]))
+        assert m.saved.saves == n, "one write per stop, not one per poll"
+        m, pin = s0_boot(d, relay)       # reboot after a clean stop: nothing added
+        assert m.energy_wh() == 1000.0
+        relay.c = True
+        pulses(m, pin, 25, clock)
+        seen = m.energy_wh()
+        assert seen == 1025.0
+        m, pin = s0_boot(d, relay)       # power cut while charging
+        wh = m.energy_wh()
+        assert seen <= wh <= seen + 10.0, "monotonic; at most 10 Wh added by the cut"
+        pulses(m, pin, 5, clock)
+        assert m.energy_wh() == wh + 5.0
+    finally:
+        _remove(d)
+
+
+def test_s0_never_hands_out_more_than_it_saved():
+    d = _data_dir()
+    try:
+        m, pin = s0_boot(d, Relay(True))
+        clock = [100000]
+        pulses(m, pin, 3, clock)
+        mark = m.saved.mark
+        assert m.energy_wh() == 3.0 and mark >= 3.0
+        pulses(m, pin, int(mark) + 5, clock, poll=False)   # counted before the poll runs
+        assert m.energy_wh() == mark, "capped at the saved mark until update() saves"
+        m, pin = s0_boot(d, Relay(True))     # a cut now: what was handed out is not lost
+        assert m.energy_wh() >= mark
+    finally:
+        _remove(d)
+
+
+def test_s0_failed_save_is_a_meter_fault():
+    class Full(Store):
+        def save(self, name, obj):
+            raise OSError(28)
+
+    d = _data_dir()
+    try:
+        m, pin = s0_boot(d, Relay(True), Full(d))
+        pulses(m, pin, 1, [100000], poll=False)
+        assert run(m.update()) is False and m.fault()
+        assert m.energy_wh() == 0.0, "nothing handed out that was not saved"
+    finally:
+        _remove(d)
 
 
 def test_estimated_meter_is_flagged_and_integrates():
