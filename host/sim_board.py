@@ -1,10 +1,9 @@
 # Simulated charger hardware implementing firmware/hal.py. Runs on CPython and MicroPython, so
 # the simulator exercises the same core on both. The console drives it: plug/unplug, EV pilot
 # state, card taps, EV power draw, faults.
-import json
-import os
-
 from firmware import hal, compat
+from firmware.saved_energy import SavedEnergy
+from firmware.storage import Store
 
 DEFAULT_EV_POWER_W = 11000.0  # what the simulated EV draws while the relay is closed
 
@@ -44,53 +43,28 @@ class SimRelay(hal.Relay):
 
 class SimMeter(hal.Meter):
     """Integrates the EV's power draw while the relay is closed. Like a real meter it keeps
-    its register across power cuts: the register is written to `path` (atomically) every
-    time it advances, before the new value is handed out."""
+    its register across power cuts, in `saved` (a SavedEnergy): written about once per
+    10 Wh and when the relay opens, never beyond the last saved mark, so the register is
+    monotonic across SIGKILLs of the simulator too (a kill may add up to 10 Wh)."""
 
-    def __init__(self, relay, voltage=230.0, phases=3, path=None):
+    def __init__(self, relay, voltage=230.0, phases=3, saved=None):
         self.relay = relay
         self.voltage = voltage
         self.phases = phases
         self.ev_power_w = DEFAULT_EV_POWER_W
-        self.path = path
-        self._wh = self._load()
+        self.saved = saved
+        self._wh = saved.start_wh if saved is not None else 0.0
         self._t = compat.ticks_ms()
 
-    def _load(self):
-        if self.path is None:
-            return 0.0
-        for p in (self.path, self.path + ".tmp"):
-            try:
-                with open(p) as f:
-                    return float(json.loads(f.read())["wh"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return 0.0
-
-    def _persist(self):
-        if self.path is None:
-            return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"wh": self._wh}))
-        os.rename(tmp, self.path)
-
-    def _integrate(self):
+    def energy_wh(self):
         t = compat.ticks_ms()
         dt = compat.ticks_diff(t, self._t)
         self._t = t
-        if dt > 0 and self.relay.closed() and self.ev_power_w > 0:
+        closed = self.relay.closed()
+        if dt > 0 and closed and self.ev_power_w > 0:
             self._wh += self.ev_power_w * dt / 3600000.0
-            self._persist()
-
-    def set_register(self, wh):
-        self._integrate()
-        if wh > self._wh:
-            self._wh = wh
-            self._persist()
-
-    def energy_wh(self):
-        self._integrate()
+        if self.saved is not None:
+            self.saved.keep(self._wh, closed)   # saves before the value is handed out
         return self._wh
 
     def power_w(self):
@@ -134,11 +108,11 @@ class SimBoard(hal.Board):
     vendor = "OpenSource"
 
     def __init__(self, n_evses=1, data_dir=".sim-data", serial=None):
-        compat.makedirs(data_dir)
+        store = Store(data_dir)
         evses = []
         for i in range(1, n_evses + 1):
             relay = SimRelay()
-            meter = SimMeter(relay, path="%s/sim-meter%d.json" % (data_dir.rstrip("/"), i))
+            meter = SimMeter(relay, saved=SavedEnergy(store, "sim-meter%d.json" % i))
             evses.append(hal.Evse(i, SimPilot(), relay, meter, SimLock()))
         hal.Board.__init__(self, evses, SimReader(), data_dir)
         self.serial = serial
