@@ -26,7 +26,8 @@ def test_sim_console_commands_and_status(csms, station):
     assert s["evses"][0]["relay"] is False and "overtemp" in s["evses"][0]["faults"]
     assert st.cmd("clear 1 overtemp")["ok"]
     assert st.cmd("ev 1 B")["ok"]
-    e = st.status()["evses"][0]
+    # the pilot is debounced by the safety loop: wait for it rather than read once
+    e = st.wait_status(lambda s: s["evses"][0]["pilot"] == "B", 5, "pilot B")["evses"][0]
     # the EV's state reaches EVSE 1; overtemp is held 60 s after it clears (firmware/safety.py),
     # so the EVSE stays Faulted with the relay open
     assert e["pilot"] == "B" and e["status"] == "Faulted" and e["relay"] is False, e
