@@ -609,7 +609,7 @@ def _main_bench(t, tmp, n, bisect):
         row("round trips/s, this firmware under micropython",
             "%.0f /s (%.2fx mobilityhouse)" % (rt["micropython"], rt["micropython"] / base_rt))
     row("round trips/s, mobilityhouse ocpp ChargePoint, CPython", "%.0f /s" % base_rt)
-    print("phase samples (live heap after gc, .mpy / ROMFS code excluded):")
+    print("phase samples (live heap after gc, .mpy / ROMFS bytecode excluded):")
     for (ph, a), (_, b) in zip(mpy["samples"], rom["samples"] if rom else mpy["samples"]):
         print("  %-20s %9d B %9s" % (ph, a, (b - img) if rom else "-"))
     if t.csms.schema_violations:
