@@ -87,11 +87,12 @@ def _meter(c, pil, relay, buses, data_dir):
             bus = modbus.ModbusRTU(uart, m["de_pin"], m["timeout_ms"])
             buses[key] = bus
         return meters.SdmMeter(bus, t.upper(), m["addr"])
+    # S0 pulses and the estimate count from boot: their register is kept in the data directory
     if t == "s0":
-        # pulses count from boot: the register is kept in the data directory
         saved = SavedEnergy(Store(data_dir), "s0-meter%d.json" % c["id"])
         return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"], saved, relay)
-    return meters.EstimatedMeter(pil, relay, c["phases"], c["nominal_voltage"])
+    saved = SavedEnergy(Store(data_dir), "estimated-meter%d.json" % c["id"])
+    return meters.EstimatedMeter(pil, relay, c["phases"], c["nominal_voltage"], saved)
 
 
 def _reader(r):

@@ -72,23 +72,51 @@ class SdmMeter(Meter):
         return self._v
 
 
-class S0Meter(Meter):
+class _Kept(Meter):
+    """A register counted in RAM (S0 pulses, the estimate), kept across reboots in `saved`
+    (a firmware.saved_energy.SavedEnergy): the meter starts from there and its update()
+    saves about once per 10 Wh and when `relay` opens. Without `saved` it starts at 0 on
+    every boot (tests)."""
+
+    def __init__(self, saved, relay):
+        self.saved = saved
+        self.relay = relay
+        self.start_wh = saved.start_wh if saved is not None else 0.0
+        self.last_error = None
+
+    def _keep(self, wh):
+        """From update(): record the register `wh`; False when the save failed."""
+        if self.saved is not None:
+            # the flash write happens here, in the poll task, never in an IRQ or a read
+            try:
+                self.saved.keep(wh, self.relay is None or self.relay.closed())
+            except OSError as e:
+                # flash full or failing: the register stops at the saved mark; say so
+                self.last_error = "save: %s" % e
+                return False
+        self.last_error = None
+        return True
+
+    def _out(self, wh):
+        # energy counted past the saved mark shows once update() has moved the mark
+        return wh if self.saved is None else self.saved.cap(wh)
+
+    def fault(self):
+        return self.last_error is not None
+
+
+class S0Meter(_Kept):
     """Pulse output (DIN 43864 / IEC 62053-31): counts falling edges of at least
     `min_pulse_ms`; power from the interval between the last pulses. The pulses only count
-    up from boot, so the register lives in `saved` (a firmware.saved_energy.SavedEnergy):
-    it starts from there and update() saves it about once per 10 Wh and when `relay` opens.
-    Without `saved` it starts at 0 on every boot (tests)."""
+    up from boot, so the register is kept in `saved` (see _Kept)."""
 
     def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, saved=None, relay=None):
+        _Kept.__init__(self, saved, relay)
         self.pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
         self.wh_per_pulse = 1000.0 / pulses_per_kwh
         self.min_pulse_ms = min_pulse_ms
         self.count = 0
         self.rejected = 0
-        self.saved = saved
-        self.relay = relay
-        self._start = saved.start_wh if saved is not None else 0.0
-        self.last_error = None
         self._fall = None
         self._prev = None   # ms of the previous accepted pulse
         self._last = None
@@ -117,42 +145,30 @@ class S0Meter(Meter):
             # power decays once pulses stop coming as fast as before
             span = dt if since < dt else since
             self._w = self.wh_per_pulse * 3600000.0 / span if span > 0 else 0.0
-        if self.saved is not None:
-            # the flash write happens here, in the poll task, never in the IRQ or a read
-            try:
-                self.saved.keep(self._counted(), self.relay is None or self.relay.closed())
-            except OSError as e:
-                # flash full or failing: the register stops at the saved mark; say so
-                self.last_error = "save: %s" % e
-                return False
-        self.last_error = None
-        return True
-
-    def fault(self):
-        return self.last_error is not None
+        return self._keep(self._counted())
 
     def _counted(self):
-        return self._start + self.count * self.wh_per_pulse
+        return self.start_wh + self.count * self.wh_per_pulse
 
     def energy_wh(self):
-        wh = self._counted()
-        # pulses past the saved mark show once update() has moved the mark (<= 1 s later)
-        return wh if self.saved is None else self.saved.cap(wh)
+        return self._out(self._counted())
 
     def power_w(self):
         return self._w
 
 
-class EstimatedMeter(Meter):
+class EstimatedMeter(_Kept):
     """No meter fitted: power = offered current x nominal voltage x phases while the relay
-    is closed, integrated over time. Flagged estimated() so nothing bills from it."""
+    is closed, integrated over time. Flagged estimated() so nothing bills from it. The
+    integral is kept in `saved` like the S0 register (see _Kept), so a meterStart after a
+    reboot is never below a reading reported before it."""
 
-    def __init__(self, pilot, relay, phases=3, volts=230.0):
+    def __init__(self, pilot, relay, phases=3, volts=230.0, saved=None):
+        _Kept.__init__(self, saved, relay)
         self.pilot = pilot
-        self.relay = relay
         self.phases = phases
         self.volts = volts
-        self._wh = 0.0
+        self._wh = self.start_wh
         self._w = 0.0
         self._t = ticks_ms()
 
@@ -163,13 +179,10 @@ class EstimatedMeter(Meter):
         self._wh += self._w * dt / 3600000.0
         amps = self.pilot.offered() if self.relay.closed() else 0
         self._w = (amps or 0) * self.volts * self.phases
-        return True
-
-    def fault(self):
-        return False
+        return self._keep(self._wh)
 
     def energy_wh(self):
-        return self._wh
+        return self._out(self._wh)
 
     def power_w(self):
         return self._w

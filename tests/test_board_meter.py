@@ -249,6 +249,101 @@ def test_s0_failed_save_is_a_meter_fault():
         _remove(d)
 
 
+class Offer:
+    def __init__(self, amps=16):
+        self.amps = amps
+
+    def offered(self):
+        return self.amps
+
+
+def est_boot(d, relay, clock, store=None):
+    """A boot of the estimated meter on data directory `d`: the integral restarts in RAM."""
+    saved = SavedEnergy(store or Store(d), "estimated-meter1.json")
+    orig = meters.ticks_ms
+    meters.ticks_ms = lambda: clock[0]
+    try:
+        return meters.EstimatedMeter(Offer(16), relay, phases=3, volts=230.0, saved=saved)
+    finally:
+        meters.ticks_ms = orig
+
+
+def polls(m, clock, n, seen):
+    """n polls one second apart (the board's slow loop) at 16 A x 3 x 230 V = 11040 W;
+    every reading is appended to `seen`."""
+    for _ in range(n):
+        clock[0] += 1000
+        run(m.update(clock[0]))
+        seen.append(m.energy_wh())
+
+
+def assert_monotonic(seen):
+    for i in range(1, len(seen)):
+        assert seen[i] >= seen[i - 1], (i, seen[i - 1], seen[i])
+
+
+def test_estimated_register_survives_reboots_with_few_writes():
+    d = _data_dir()
+    try:
+        relay = Relay(True)
+        clock = [100000]
+        seen = []
+        m = est_boot(d, relay, clock)
+        assert m.energy_wh() == 0.0 and m.estimated() is True
+        polls(m, clock, 400, seen)             # 400 s at 11040 W: ~1227 Wh
+        wh = m.energy_wh()
+        assert abs(wh - 11040.0 * 399 / 3600) < 1e-6, wh
+        # one write per ~10 Wh, never one per poll
+        assert m.saved.saves <= wh / 10 + 1, m.saved.saves
+        relay.c = False                        # charging stops: the exact register is written
+        polls(m, clock, 1, seen)
+        n = m.saved.saves
+        polls(m, clock, 5, seen)
+        assert m.saved.saves == n, "one write per stop, not one per poll"
+        stopped = m.energy_wh()
+        m = est_boot(d, relay, clock)          # reboot after a clean stop: nothing added
+        assert m.energy_wh() == stopped
+        seen.append(m.energy_wh())
+        relay.c = True
+        polls(m, clock, 20, seen)
+        before = m.energy_wh()
+        assert before > stopped
+        m = est_boot(d, relay, clock)          # power cut while charging
+        wh = m.energy_wh()
+        assert before <= wh <= before + 10.0, "monotonic; at most 10 Wh added by the cut"
+        seen.append(wh)
+        polls(m, clock, 20, seen)
+        assert m.energy_wh() > wh and not m.fault()
+        assert_monotonic(seen)
+    finally:
+        _remove(d)
+
+
+def test_estimated_failed_save_is_a_meter_fault():
+    class Full(Store):
+        fail = True
+
+        def save(self, name, obj):
+            if self.fail:
+                raise OSError(28)
+            Store.save(self, name, obj)
+
+    d = _data_dir()
+    try:
+        clock = [100000]
+        store = Full(d)
+        m = est_boot(d, Relay(True), clock, store)
+        polls(m, clock, 2, [])
+        assert m.fault() and run(m.update(clock[0])) is False
+        assert m.energy_wh() == 0.0, "nothing handed out that was not saved"
+        store.fail = False                     # the flash recovers: so does the meter
+        polls(m, clock, 1, [])
+        assert not m.fault() and m.energy_wh() > 0.0
+        assert m.saved.mark >= m.energy_wh()
+    finally:
+        _remove(d)
+
+
 def test_estimated_meter_is_flagged_and_integrates():
     class P:
         def offered(self):
