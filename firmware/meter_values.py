@@ -13,19 +13,37 @@
 #
 # Energy.Active.Import.Register is reported exactly as the meter's register (J02.FR.17) but
 # never lower than a value already reported (J02.FR.16).
+from array import array
+
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
 
 SAMP = "SampledDataCtrlr"
 ALIGN = "AlignedDataCtrlr"
 ENERGY = "Energy.Active.Import.Register"
+NAP_MS = 60000  # longest sleep of the clock-aligned loop
 MAX_ENDED = 16  # TxEnded samples kept per transaction (E06.FR.13: thin out, keep ends)
-PHASES = ("L1", "L2", "L3")
-PHASES_N = ("L1-N", "L2-N", "L3-N")
+# The measurands this block can read, their units, and the phase names a reading may carry.
+MEASURANDS = (ENERGY, "Power.Active.Import", "Current.Import", "Voltage", "Current.Offered")
+UNITS = ("Wh", "W", "A", "V", "A")
+PHASE_NAMES = (None, "L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
 
 
 def _num(x):
     return round(float(x), 2)
+
+
+def _shape(context, at, codes, vals):
+    """MeterValueType from readings as Block._read returns them."""
+    out = []
+    for i in range(len(codes)):
+        k = codes[i] >> 3
+        sv = {"value": _num(vals[i]), "context": context, "measurand": MEASURANDS[k],
+              "unitOfMeasure": {"unit": UNITS[k]}}
+        if codes[i] & 7:
+            sv["phase"] = PHASE_NAMES[codes[i] & 7]
+        out.append(sv)
+    return {"timestamp": compat.iso8601(at), "sampledValue": out}
 
 
 class Block:
@@ -35,6 +53,8 @@ class Block:
         self._last_wh = {}      # evse id -> highest energy reported
         self._ended = {}        # evse id -> [meterValue] for the Ended event
         self._tasks = {}        # evse id -> periodic task of the running transaction
+        self._aligned_changed = compat.asyncio.Event()
+        station.dm.on_change(self._on_var)
         station.on("start", self._on_start)
         station.on("tx_started", self._on_tx_started)
         station.on("tx_ended", self._on_tx_ended)
@@ -65,38 +85,42 @@ class Block:
         except Exception:
             return 0.0
 
-    def sample(self, evse_id, measurands, context, timestamp=None):
-        """One MeterValueType with the supported measurands among `measurands`, or None."""
+    def _read(self, hw, evse_id, measurands):
+        """Readings of the supported measurands among `measurands`: (codes, values), one
+        code byte per value naming its measurand and phase (KINDS, PHASE_NAMES)."""
+        codes = bytearray()
+        vals = []
+        for m in measurands:
+            k = MEASURANDS.index(m) if m in MEASURANDS else -1
+            if k == 0:
+                vals.append(self.energy_wh(evse_id))
+            elif k == 1:
+                vals.append(self.power_w(evse_id))
+            elif k == 2 or k == 3:
+                try:
+                    per_phase = hw.meter.current_a() if k == 2 else hw.meter.voltage_v()
+                except Exception:
+                    per_phase = None
+                for i, v in enumerate((per_phase or ())[:3]):
+                    codes.append(k << 3 | (i + 1 if k == 2 else i + 4))
+                    vals.append(v)
+                continue
+            elif k == 4:
+                ev = self.st.blocks.get("evse")
+                vals.append((ev.offered(evse_id) if ev is not None else 0) or 0)
+            else:
+                continue
+            codes.append(k << 3)
+        return codes, vals
+
+    def sample(self, evse_id, measurands, context, at=None):
+        """One MeterValueType with the supported measurands among `measurands`, or None.
+        `at`: unix time of the sample (default now)."""
         hw = self.st.board.evse(evse_id)
         if hw is None:
             return None
-        out = []
-        for m in measurands:
-            if m == ENERGY:
-                out.append({"value": _num(self.energy_wh(evse_id)), "context": context,
-                            "measurand": m, "unitOfMeasure": {"unit": "Wh"}})
-            elif m == "Power.Active.Import":
-                out.append({"value": _num(self.power_w(evse_id)), "context": context,
-                            "measurand": m, "unitOfMeasure": {"unit": "W"}})
-            elif m == "Current.Import" or m == "Voltage":
-                try:
-                    vals = hw.meter.current_a() if m == "Current.Import" else hw.meter.voltage_v()
-                except Exception:
-                    vals = None
-                names = PHASES if m == "Current.Import" else PHASES_N
-                unit = "A" if m == "Current.Import" else "V"
-                for i, v in enumerate(vals or ()):
-                    if i < 3:
-                        out.append({"value": _num(v), "context": context, "measurand": m,
-                                    "phase": names[i], "unitOfMeasure": {"unit": unit}})
-            elif m == "Current.Offered":
-                ev = self.st.blocks.get("evse")
-                amps = ev.offered(evse_id) if ev is not None else 0
-                out.append({"value": _num(amps or 0), "context": context, "measurand": m,
-                            "unitOfMeasure": {"unit": "A"}})
-        if not out:
-            return None
-        return {"timestamp": timestamp or compat.iso8601(), "sampledValue": out}
+        codes, vals = self._read(hw, evse_id, measurands)
+        return _shape(context, compat.now() if at is None else at, codes, vals) if codes else None
 
     def trigger_sample(self, evse_id):
         """A TriggerMessage(MeterValues) sample: the AlignedDataCtrlr measurands (F06.FR.06),
@@ -123,7 +147,8 @@ class Block:
         """meterValue list for TransactionEvent(Ended): the TxEnded samples collected during
         the transaction, then the Transaction.End reading (E06.FR.11). `final_wh` overrides
         the register (transactions recovered after a power cut)."""
-        out = list(self._ended.pop(evse_id, ()))
+        out = [_shape(ctx, vals[0], codes, vals[1:]) for ctx, codes, vals in
+               self._ended.pop(evse_id, ())]
         ms = self.dm.get_list(SAMP, "TxEndedMeasurands")
         if final_wh is not None:
             self.seen_wh(evse_id, final_wh)
@@ -134,13 +159,20 @@ class Block:
             out.append(mv)
         return out or None
 
-    def _keep_ended(self, evse_id, mv):
-        if mv is None:
+    def _keep_ended(self, evse_id, measurands, context, at=None):
+        """Take a TxEnded sample and keep it as a compact row (context, codes, [time, values])
+        until the Ended event: a MeterValueType of dicts costs about ten times the RAM."""
+        hw = self.st.board.evse(evse_id)
+        if hw is None:
             return
+        codes, vals = self._read(hw, evse_id, measurands)
+        if not codes:
+            return
+        vals.insert(0, compat.now() if at is None else at)
         lst = self._ended.get(evse_id) or []
         if len(lst) >= MAX_ENDED:
             lst = lst[0::2]  # drop every second intermediate sample (E06.FR.13)
-        lst.append(mv)
+        lst.append((context, bytes(codes), array("d", vals)))
         self._ended[evse_id] = lst
 
     # ---------------------------------------------------------------- periodic tasks
@@ -183,8 +215,8 @@ class Block:
                 next_end += end * 1000
                 if next_end <= now:
                     next_end = now + end * 1000
-                ms = self.dm.get_list(SAMP, "TxEndedMeasurands")
-                self._keep_ended(evse_id, self.sample(evse_id, ms, "Sample.Periodic"))
+                self._keep_ended(evse_id, self.dm.get_list(SAMP, "TxEndedMeasurands"),
+                                 "Sample.Periodic")
             waits = [w - now for w in (next_upd if upd > 0 else 0, next_end if end > 0 else 0) if w]
             await compat.sleep_ms(max(20, min(waits)) if waits else 1000)
 
@@ -195,39 +227,44 @@ class Block:
         t = midnight + k * interval
         return t if t < midnight + 86400 else midnight + 86400
 
+    def _on_var(self, component, variable, value):
+        if component == ALIGN:
+            self._aligned_changed.set()
+
     async def _aligned_loop(self):
+        """Sleeps until the next boundary, in naps of at most NAP_MS (a clock set from the
+        CSMS is noticed within one), and starts over when an AlignedDataCtrlr value changes."""
         while True:
+            self._aligned_changed.clear()
             interval = self.dm.get(ALIGN, "Interval") or 0
             end_iv = self.dm.get(ALIGN, "TxEndedInterval") or 0
             now = compat.now()
             wants = [self.next_aligned(now, iv) for iv in (interval, end_iv) if iv > 0]
-            if not wants:
-                await compat.sleep_ms(1000)
+            at = min(wants) if wants else now
+            ms = int((at - now) * 1000) if wants else NAP_MS
+            try:
+                await compat.wait_for_ms(self._aligned_changed.wait(), max(0, min(ms, NAP_MS)))
                 continue
-            at = min(wants)
-            # wake at most every second so a changed Interval takes effect quickly
-            wait = at - compat.now()
-            if wait > 1.0:
-                await compat.sleep_ms(1000)
-                continue
-            await compat.sleep_ms(max(0, int(wait * 1000)))
-            stamp = compat.iso8601(at)
+            except compat.TimeoutError:
+                pass
+            if not wants or ms > NAP_MS or not at - 0.5 <= compat.now() <= at + NAP_MS / 1000:
+                continue  # a nap, or the clock was set while sleeping
             if interval > 0 and abs(at - self.next_aligned(at - 0.5, interval)) < 0.01:
-                await self._clock_tick(stamp)
+                await self._clock_tick(at)
             if end_iv > 0 and abs(at - self.next_aligned(at - 0.5, end_iv)) < 0.01:
-                self._clock_ended(stamp)
+                self._clock_ended(at)
             await compat.sleep_ms(20)
 
-    def _clock_ended(self, stamp):
+    def _clock_ended(self, at):
         tx = self.st.blocks.get("transactions")
         if tx is None:
             return
         ms = self.dm.get_list(ALIGN, "TxEndedMeasurands")
         for e in self.st.board.evses:
             if tx.active(e.id):
-                self._keep_ended(e.id, self.sample(e.id, ms, "Sample.Clock", stamp))
+                self._keep_ended(e.id, ms, "Sample.Clock", at)
 
-    async def _clock_tick(self, stamp):
+    async def _clock_tick(self, at):
         """J01.FR.14/.19/.20/.22"""
         tx = self.st.blocks.get("transactions")
         busy = [e.id for e in self.st.board.evses if tx is not None and tx.active(e.id)]
@@ -235,7 +272,7 @@ class Block:
             return
         ms = self.dm.get_list(ALIGN, "Measurands")
         for e in self.st.board.evses:
-            mv = self.sample(e.id, ms, "Sample.Clock", stamp)
+            mv = self.sample(e.id, ms, "Sample.Clock", at)
             if mv is None:
                 continue
             if e.id in busy:
