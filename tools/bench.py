@@ -60,6 +60,54 @@ a1 = gc.mem_alloc()
 micropython.qstr_info()
 print(a1 - a0)
 """
+# Where the station's state goes: live heap (after gc) that each part costs once all code is
+# imported. argv: data dir. Prints "label bytes" lines.
+STATE_PROBE = """import sys, gc
+sys.path[:] = ["", ".frozen"]
+def live():
+    gc.collect()
+    return gc.mem_alloc()
+def show(label, a):
+    print("%s %d" % (label, live() - a))
+a = live()
+import asyncio
+asyncio.Event(), asyncio.Lock()
+import asyncio.stream, asyncio.funcs
+show("asyncio (frozen code: module and class objects)", a)
+from firmware import station as S, validate
+from host.sim_board import SimBoard
+for n in S.BLOCKS:
+    S._load(n)
+a = live()
+board = SimBoard(1, sys.argv[1])
+show("simulated board, 1 EVSE", a)
+a = live()
+st = S.Station(board, "ws://127.0.0.1:9", "PROBE", blocks=(), on_demand=())
+show("station core (store, device model, rpc, outbox)", a)
+for n in S.BLOCKS:
+    a = live()
+    st.blocks[n] = S._load(n)(st)
+    show("block " + n, a)
+a = live()
+for name, actions in S.ON_DEMAND:
+    for ac in actions:
+        st.rpc.register(ac, S._OnDemand(st, name, actions, ac).handle)
+show("on-demand request stubs (%d)" % len(st.rpc.handlers), a)
+"""
+
+
+def state_profile(dist, data_dir):
+    """[(label, bytes)] from STATE_PROBE under micropython with the .mpy build."""
+    from tests.harness import interpreter
+    probe = os.path.join(dist["dir"], "state_probe.py")
+    with open(probe, "w") as f:
+        f.write(STATE_PROBE)
+    os.makedirs(data_dir, exist_ok=True)
+    p = subprocess.run(interpreter("micropython") + [probe, data_dir], cwd=dist["dir"],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("state probe failed: %s" % p.stderr[-500:])
+    return [(ln.rsplit(" ", 1)[0], int(ln.rsplit(" ", 1)[1])) for ln in p.stdout.splitlines()]
 
 
 # ---------------------------------------------------------------- builds
@@ -561,6 +609,7 @@ def _main_bench(t, tmp, n, bisect):
         imp_rom_sim = import_heap(dist, used, romfs=True)
     img = os.path.getsize(dist["romfs"]) if dist["romfs"] else 0
     base = import_heap(dist, ["gc"])  # the probe's own cost
+    state = state_profile(dist, os.path.join(tmp, "state-probe"))
     mp_live = max(a for _, a in mpy["samples"])
     rom_live = max(a for _, a in rom["samples"]) - img if rom else None
     rom_watch = rom["live_max"] - img if rom and rom.get("live_max") else None
@@ -612,6 +661,10 @@ def _main_bench(t, tmp, n, bisect):
     print("phase samples (live heap after gc, .mpy / ROMFS bytecode excluded):")
     for (ph, a), (_, b) in zip(mpy["samples"], rom["samples"] if rom else mpy["samples"]):
         print("  %-20s %9d B %9s" % (ph, a, (b - img) if rom else "-"))
+    print("station state after construction (live heap, .mpy, all code imported first):")
+    for label, b in state:
+        print("  %-52s %6d B" % (label, b))
+    print("  %-52s %6d B" % ("total", sum(b for _, b in state)))
     if t.csms.schema_violations:
         print("schema violations: %d" % len(t.csms.schema_violations))
     return 0
