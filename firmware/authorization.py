@@ -232,11 +232,10 @@ class Block:
                     return {"status": "Failed"}  # D01.FR.06
                 self.list.replace(entries, version)
             else:
-                count, why = self.list.plan(entries)
-                if count is None or count > most:
-                    log.warn("auth", "SendLocalList refused: %s" % (why or "list full"))
+                why = self.list.update(entries, version, most)
+                if why is not None:
+                    log.warn("auth", "SendLocalList refused: %s" % why)
                     return {"status": "Failed"}
-                self.list.apply(entries, version)
         except (OSError, ValueError) as e:
             log.warn("auth", "SendLocalList failed: %s" % (e,))
             return {"status": "Failed"}

@@ -117,45 +117,69 @@ class LocalList:
             self.compact()
 
     # ---------------------------------------------------------------- updating
+    def update(self, entries, version, most=None):
+        """Differential update: refuse a key given twice or a list over `most` entries (returns
+        the reason), else append `entries` as `version` (returns None). Each record the update
+        touches is read once, for both the check and the index moves."""
+        olds, count = self._scan(entries, True)
+        if olds is None:
+            return count
+        if most is not None and count > most:
+            return "list full"
+        self._append(entries, olds, version)
+        return None
+
     def plan(self, entries):
         """Validate a differential update: (new entry count, None) or (None, reason)."""
-        seen = set()
-        count = self.count
+        olds, count = self._scan(entries, True, True)
+        return (None, count) if olds is None else (count, None)
+
+    def apply(self, entries, version):
+        """Append a differential update (already validated with plan())."""
+        self._append(entries, self._scan(entries, False)[0], version)
+
+    def _scan(self, entries, check, lenient=False):
+        """(offset of each key's current record or None, entry count after the update). With
+        `check`, a key given twice ends the scan: (None, reason). With `lenient`, an unreadable
+        list file counts as empty instead of raising OSError."""
         try:
             f = open(self.path, "rb") if self._index else None
         except OSError:
+            if not lenient:
+                raise
             f = None
+        seen = set() if check else None
+        olds = []
+        count = self.count
         try:
             for key, info in entries:
-                if key in seen:
-                    return None, "duplicate idToken"
-                seen.add(key)
-                known = f is not None and self._find(f, key) is not None
-                if info is None and known:
+                if check:
+                    if key in seen:
+                        return None, "duplicate idToken"
+                    seen.add(key)
+                old = self._find(f, key) if f is not None else None
+                olds.append(old)
+                if info is None and old is not None:
                     count -= 1
-                elif info is not None and not known:
+                elif info is not None and old is None:
                     count += 1
         finally:
             if f is not None:
                 f.close()
-        return count, None
+        return olds, count
 
-    def apply(self, entries, version):
-        """Append a differential update (already validated with plan())."""
+    def _append(self, entries, olds, version):
+        """Append `entries` and the commit of `version` in one write, then move the index
+        (`olds`: from _scan())."""
         chunks = []
         off = self._size
         moves = []
-        f = open(self.path, "rb") if self._index else None
-        try:
-            for key, info in entries:
-                line = storage.line([key, info])
-                old = self._find(f, key) if f is not None else None
-                moves.append((key, old, None if info is None else off))
-                chunks.append(line)
-                off += len(line)
-        finally:
-            if f is not None:
-                f.close()
+        for e, old in zip(entries, olds):
+            key, info = e
+            line = storage.line([key, info])
+            moves.append((key, old, None if info is None else off))
+            chunks.append(line)
+            off += len(line)
         commit = storage.line({"v": version})
         chunks.append(commit)
         data = b"".join(chunks)

@@ -69,6 +69,46 @@ def test_D01_local_list_matches_a_model_with_hash_collisions(tmp_path, monkeypat
     assert ll.size() < 6000                             # compaction keeps the file bounded
 
 
+def test_D01_differential_update_reads_each_record_once(tmp_path, monkeypatch):
+    st = FakeStation(tmp_path)
+    st.rpc.frame_len = 0
+    b = Block(st)
+
+    def send(version, update, items):
+        return b._on_send_local_list({"versionNumber": version, "updateType": update,
+                                      "localAuthorizationList": items})["status"]
+
+    def item(tok, status=None):
+        e = {"idToken": {"idToken": tok, "type": "ISO14443"}}
+        if status:
+            e["idTokenInfo"] = {"status": status}
+        return e
+
+    assert send(1, "Full", [item("T%02d" % i, "Accepted") for i in range(12)]) == "Accepted"
+    reads = []
+    real = LL.LocalList._read_at
+
+    def counting(self, f, off):
+        reads.append(off)
+        return real(self, f, off)
+    monkeypatch.setattr(LL.LocalList, "_read_at", counting)
+    # 4 updated, 4 removed, 4 new: the 8 records on flash are read once each (2x before);
+    # a new key's hash is not in the index, so it costs no read
+    diff = ([item("T%02d" % i, "Blocked") for i in range(4)]
+            + [item("T%02d" % i) for i in range(4, 8)]
+            + [item("N%02d" % i, "Accepted") for i in range(4)])
+    assert send(2, "Differential", diff) == "Accepted"
+    assert len(reads) == 8 and len(set(reads)) == 8, reads
+    assert b.list.count == 12 and b.list.version == 2
+    del reads[:]
+    assert send(3, "Differential", [item("T00"), item("t00", "Accepted")]) == "Failed"  # D01.FR.06
+    assert len(reads) == 1 and b.list.version == 2
+    monkeypatch.undo()
+    assert b.local_info({"idToken": "T00", "type": "ISO14443"})[0] == {"status": "Blocked"}
+    assert b.local_info({"idToken": "T05", "type": "ISO14443"})[0] is None
+    assert b.local_info({"idToken": "N03", "type": "ISO14443"})[0] == {"status": "Accepted"}
+
+
 def test_C11_cleared_cache_is_not_resurrected_by_a_stale_journal(tmp_path):
     store = Store(str(tmp_path))
     c = AuthCache(store)
