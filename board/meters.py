@@ -168,21 +168,30 @@ class EstimatedMeter(_Kept):
         self.pilot = pilot
         self.phases = phases
         self.volts = volts
-        self._wh = self.start_wh
-        self._w = 0.0
+        # counted since boot in whole mWh plus a remainder in W*ms, all ints: adding small
+        # float increments to a large register loses them with the ESP32's 32-bit floats
+        self._mwh = 0
+        self._rest = 0
+        self._w = 0
         self._t = ticks_ms()
 
     async def update(self, now=None):
         now = ticks_ms() if now is None else now
         dt = ticks_diff(now, self._t)
         self._t = now
-        self._wh += self._w * dt / 3600000.0
+        if dt > 0:
+            e = self._w * dt + self._rest
+            self._mwh += e // 3600
+            self._rest = e % 3600
         amps = self.pilot.offered() if self.relay.closed() else 0
-        self._w = (amps or 0) * self.volts * self.phases
-        return self._keep(self._wh)
+        self._w = int((amps or 0) * self.volts * self.phases)
+        return self._keep(self._wh())
+
+    def _wh(self):
+        return self.start_wh + self._mwh / 1000
 
     def energy_wh(self):
-        return self._out(self._wh)
+        return self._out(self._wh())
 
     def power_w(self):
         return self._w

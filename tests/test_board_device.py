@@ -12,10 +12,15 @@ from board import device, meters
 from firmware.compat import asyncio, ticks_ms, ticks_diff
 
 
+# the estimated meter keeps its register in the data dir: never the example's /data
+DATA = "/tmp/boarddev-" + "".join("%02x" % b for b in os.urandom(6))
+
+
 def cfg(**over):
     with open("board/config.example.json") as f:
         raw = json.load(f)
     raw["wifi"] = None
+    raw["station"]["data_dir"] = DATA
     e = raw["evses"][0]
     e["meter"] = {"type": "none"}
     e["pilot"]["cal"] = list(CAL)

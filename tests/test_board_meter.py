@@ -292,7 +292,7 @@ def test_estimated_register_survives_reboots_with_few_writes():
         assert m.energy_wh() == 0.0 and m.estimated() is True
         polls(m, clock, 400, seen)             # 400 s at 11040 W: ~1227 Wh
         wh = m.energy_wh()
-        assert abs(wh - 11040.0 * 399 / 3600) < 1e-6, wh
+        assert abs(wh - 11040.0 * 399 / 3600) < 0.001, wh  # counted in whole mWh
         # one write per ~10 Wh, never one per poll
         assert m.saved.saves <= wh / 10 + 1, m.saved.saves
         relay.c = False                        # charging stops: the exact register is written
@@ -301,8 +301,8 @@ def test_estimated_register_survives_reboots_with_few_writes():
         polls(m, clock, 5, seen)
         assert m.saved.saves == n, "one write per stop, not one per poll"
         stopped = m.energy_wh()
-        m = est_boot(d, relay, clock)          # reboot after a clean stop: nothing added
-        assert m.energy_wh() == stopped
+        m = est_boot(d, relay, clock)          # reboot after a clean stop: < 1 Wh added
+        assert stopped <= m.energy_wh() < stopped + 1
         seen.append(m.energy_wh())
         relay.c = True
         polls(m, clock, 20, seen)
@@ -315,6 +315,25 @@ def test_estimated_register_survives_reboots_with_few_writes():
         polls(m, clock, 20, seen)
         assert m.energy_wh() > wh and not m.fault()
         assert_monotonic(seen)
+    finally:
+        _remove(d)
+
+
+def test_saved_marks_are_whole_wh_at_or_above_the_register():
+    """A mark's text must reload at or above every reading handed out, also where floats are
+    single precision (ESP32): marks are whole Wh, rounded up."""
+    d = _data_dir()
+    try:
+        s = SavedEnergy(Store(d), "e.json")
+        s.keep(1234.4, True)
+        assert s.mark == 1245 and s.cap(1234.4) == 1234.4
+        s.keep(1240.2, False)                      # the relay opened: the register, rounded up
+        assert s.mark == 1241 and Store(d).load("e.json") == {"wh": 1241}
+        n = s.saves
+        s.keep(1240.2, False)
+        s.keep(1240.2, True)                       # closing again does not write by itself
+        assert s.saves == n
+        assert SavedEnergy(Store(d), "e.json").start_wh == 1241
     finally:
         _remove(d)
 

@@ -28,8 +28,9 @@ def test_sim_meter_saves_rarely_and_stays_monotonic_across_restarts(tmp_path, mo
     clock[0] += 1000
     e.meter.energy_wh()
     e.relay.set(False)
-    last = e.meter.energy_wh()      # the relay opened: the exact register is saved once
+    last = e.meter.energy_wh()      # the relay opened: the register is saved once
     n = e.meter.saved.saves
     clock[0] += 1000
     assert e.meter.energy_wh() == last and e.meter.saved.saves == n
-    assert SimBoard(1, d).evses[0].meter.energy_wh() == last, "nothing added after a stop"
+    again = SimBoard(1, d).evses[0].meter.energy_wh()
+    assert last <= again < last + 1, "less than 1 Wh added after a stop (marks are whole Wh)"
