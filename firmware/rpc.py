@@ -39,7 +39,10 @@ class Rpc:
     def __init__(self, validator=None):
         self.handlers = {}
         self.validator = validator if validator is not None else _validator()
-        self.ws = None
+        # The WebSocket to the CSMS, None while offline: the only record of the connection
+        # (Station.connected reads it). Assign through `ws`, which keeps link_ev in step.
+        self._ws = None
+        self.link_ev = compat.asyncio.Event()  # set exactly while a WebSocket is attached
         self.trace = False
         # Set by the station: returns a CallError to refuse a CSMS request (e.g. SecurityError
         # while BootNotification is Rejected), or None to let it through.
@@ -55,6 +58,18 @@ class Rpc:
         # Characters, which equal bytes for ASCII and undercount other UTF-8.
         self.frame_len = 0
 
+    @property
+    def ws(self):
+        return self._ws
+
+    @ws.setter
+    def ws(self, ws):
+        self._ws = ws
+        if ws is None:
+            self.link_ev.clear()
+        else:
+            self.link_ev.set()
+
     def register(self, action, handler):
         self.handlers[action] = handler
 
@@ -64,7 +79,7 @@ class Rpc:
 
     # ---------------------------------------------------------------- outgoing
     async def _send(self, frame):
-        ws = self.ws
+        ws = self._ws
         if ws is None:
             raise Offline("not connected")
         if frame[0] == CALL and isinstance(frame[3], list):
@@ -86,7 +101,7 @@ class Rpc:
         text pieces that make up the object).
         Raises CallError (CALLERROR or an invalid reply), compat.TimeoutError or Offline."""
         async with self._call_lock:
-            if self.ws is None:
+            if self._ws is None:
                 raise Offline("not connected")
             mid = msg_id or self.next_id()
             self._pending_id = mid
@@ -113,7 +128,8 @@ class Rpc:
 
     # ---------------------------------------------------------------- incoming
     async def serve(self, ws):
-        """Process frames from `ws` until it closes; returns the exception that ended it."""
+        """Attach `ws` (if it is not already), process its frames until it closes, detach it;
+        returns the exception that ended it."""
         self.ws = ws
         try:
             while True:
@@ -122,7 +138,8 @@ class Rpc:
         except Exception as e:
             return e
         finally:
-            self.ws = None
+            if self._ws is ws:  # not detached meanwhile (Station.stop)
+                self.ws = None
             if self._pending_id is not None:
                 self._reply = None
                 self._reply_ev.set()  # wake the caller: Offline

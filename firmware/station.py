@@ -46,14 +46,11 @@ class Station:
         self.cafile = cafile
         self.rpc = Rpc()
         self.rpc.gate = self._gate
-        self.connected = False
         self.boot_status = None  # None until the first BootNotification reply
         self.running = False
         self.last_error = None
         self._listeners = {}
         self._tasks = []
-        self._ws = None
-        self._online_ev = compat.asyncio.Event()
         self._accepted_ev = compat.asyncio.Event()
         self._may_send = ()  # actions allowed before Accepted besides BootNotification
         self.queue = MessageQueue(self)
@@ -176,7 +173,7 @@ class Station:
             if not self.connected:
                 if not wait_online:
                     raise Offline("not connected")
-                await self._online_ev.wait()
+                await self.rpc.link_ev.wait()
                 continue
             return await self.rpc.call(action, payload, timeout_ms or self.message_timeout_ms(), msg_id)
 
@@ -195,6 +192,11 @@ class Station:
         return None
 
     # ---------------------------------------------------------------- connection
+    @property
+    def connected(self):
+        """A WebSocket to the CSMS is attached to rpc, the one record of the connection."""
+        return self.rpc.ws is not None
+
     def url(self):
         from firmware.ws import quote_identity
         return self.csms_url + "/" + quote_identity(self.identity)
@@ -265,6 +267,8 @@ class Station:
                 delay = self.backoff_ms(attempt)
                 log.info("net", "reconnecting in %d ms (attempt %d)" % (delay, attempt + 1))
                 await compat.sleep_ms(delay)
+                if not self.running:
+                    break
             slot, profile = cands[idx]
             try:
                 ws = await self._connect_once(profile)
@@ -281,6 +285,9 @@ class Station:
                     fails = 0
                     log.info("net", "trying network profile slot %s" % (cands[idx][0],))
                 continue
+            if not self.running:  # stop() during the handshake: do not come online
+                ws.abort()
+                break
             attempt = 0
             fails = 0
             reported = []
@@ -289,28 +296,32 @@ class Station:
             self.slot = slot
             if self.net is not None:
                 self.net.connected(slot, profile)
-            self._ws = ws
-            self.connected = True
-            self._online_ev.set()
-            log.info("net", "connected to %s (slot %s)" % (self.csms_url, slot))
-            self.emit("connected")
-            ka = compat.create_task(ws.keepalive(self.dm.get(COMM, "WebSocketPingInterval") or 0))
-            reason = await self.rpc.serve(ws)
-            ka.cancel()
-            self.connected = False
-            self._online_ev.clear()
-            self._ws = None
+            # attached before "connected" is emitted, so its listeners find the link up;
+            # serve() detaches it when the link ends
+            self.rpc.ws = ws
+            ka = None
             try:
-                ws.abort()
-            except Exception:
-                pass
+                log.info("net", "connected to %s (slot %s)" % (self.csms_url, slot))
+                self.emit("connected")
+                ka = compat.create_task(ws.keepalive(self.dm.get(COMM, "WebSocketPingInterval") or 0))
+                reason = await self.rpc.serve(ws)
+            finally:
+                # also when this task is cancelled: no socket or keep-alive outlives it
+                if self.rpc.ws is ws:
+                    self.rpc.ws = None
+                if ka is not None:
+                    ka.cancel()
+                try:
+                    ws.abort()
+                except Exception:
+                    pass
             self.last_error = "%s" % (reason,)
             log.warn("net", "connection lost: %s" % (reason,))
             self.emit("disconnected")
 
     async def reconnect(self):
         """Drop the current connection (e.g. new credentials); the loop reconnects."""
-        ws = self._ws
+        ws = self.rpc.ws
         if ws is not None:
             try:
                 await ws.close(1000, "reconnect")
@@ -328,9 +339,8 @@ class Station:
 
     async def stop(self):
         self.running = False
-        self.connected = False
-        self._online_ev.clear()
-        ws = self._ws
+        ws = self.rpc.ws
+        self.rpc.ws = None  # offline from here on: nothing more is sent
         if ws is not None:
             try:
                 await ws.close(1001, "station shutting down")
