@@ -51,6 +51,7 @@ class Wifi:
                 return False
             await compat.sleep_ms(200)
         self.connects += 1
+        compat.resolve_reset()
         log.info("wifi", "connected to %s as %s" % (self.ssid, self.ip()))
         return True
 
@@ -85,13 +86,15 @@ def ntp_to_unix(reply):
 
 async def ntp_sync(host="pool.ntp.org", timeout_ms=2000):
     """Ask an NTP server for the time and adopt it via compat.set_now. Returns the unix
-    time or None. getaddrinfo blocks briefly on the device; the UDP exchange does not."""
+    time or None. The server's address comes from compat.resolve's cache: a DNS lookup
+    would block every task; the UDP exchange does not."""
     s = None
     try:
-        addr = socket.getaddrinfo(host, 123)[0][-1]
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # getaddrinfo of an IP literal only converts it to a sockaddr: no DNS
+        ai = socket.getaddrinfo(compat.resolve(host, 123), 123)[0]
+        s = socket.socket(ai[0], socket.SOCK_DGRAM)
         s.setblocking(False)
-        s.sendto(ntp_request(), addr)
+        s.sendto(ntp_request(), ai[-1])
         t0 = compat.ticks_ms()
         while True:
             try:
@@ -99,12 +102,15 @@ async def ntp_sync(host="pool.ntp.org", timeout_ms=2000):
                 break
             except OSError:
                 if compat.ticks_diff(compat.ticks_ms(), t0) > timeout_ms:
+                    compat.resolve_result(host, False)
                     return None
                 await compat.sleep_ms(20)
         t = ntp_to_unix(data)
+        compat.resolve_result(host, True)
         compat.set_now(t)
         return t
     except (OSError, ValueError, IndexError) as e:
+        compat.resolve_result(host, False)
         log.warn("ntp", "sync with %s failed: %r" % (host, e))
         return None
     finally:

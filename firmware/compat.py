@@ -293,6 +293,91 @@ def _der_blocks(path):
     return out
 
 
+# ---------------------------------------------------------------- DNS cache
+# socket.getaddrinfo blocks the whole VM on a board (every task, the safety loop too), for
+# seconds when the WiFi is up but DNS is not. So a name is looked up once and its address
+# reused. It is looked up again only after a connection to that address failed, and not
+# within RESOLVE_RETRY_MS of the previous lookup: the reconnect back-off tops out near
+# 5.5 min, so a long outage costs at most one lookup every other attempt, and a CSMS that
+# really moved is found again within about 10 min. A lookup that failed slowly (DNS
+# unreachable) waits as long, or until the WiFi reconnects; a quick failure (no network
+# yet, unknown name) may be retried at once.
+RESOLVE_RETRY_MS = const(600000)
+_SLOW_LOOKUP_MS = const(1000)
+_dns = {}  # host -> [addresses (preferred first), ticks of the lookup, ticks when due or None]
+
+
+def is_ip(host):
+    if ":" in host:
+        return True
+    p = host.split(".")
+    return len(p) == 4 and all(x.isdigit() for x in p)
+
+
+def _lookup(host, port):
+    """The host's addresses as strings, in getaddrinfo order. Blocks for DNS."""
+    import socket
+    out = []
+    for ai in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sa = ai[-1]
+        if not isinstance(sa, tuple):  # unix MicroPython: a raw struct sockaddr
+            sa = socket.sockaddr(sa)
+            sa = (socket.inet_ntop(sa[0], sa[1]),)
+        if sa[0] not in out:
+            out.append(sa[0])
+    if not out:
+        raise OSError("no address for %s" % host)
+    return out
+
+
+def resolve(host, port):
+    """The address to connect to for `host`: an IP literal as it is, else the cached
+    address, looked up when there is none or when it is due. Raises OSError."""
+    if is_ip(host):
+        return host
+    e = _dns.get(host)
+    if e is None or (e[2] is not None and ticks_diff(ticks_ms(), e[2]) >= 0):
+        t0 = ticks_ms()
+        try:
+            e = _dns[host] = [_lookup(host, port), t0, None]
+        except OSError:
+            now = ticks_ms()
+            if ticks_diff(now, t0) >= _SLOW_LOOKUP_MS:
+                if e is None:
+                    e = _dns[host] = [[], t0, None]
+                e[1] = t0
+                e[2] = ticks_add(now, RESOLVE_RETRY_MS)
+            if e is None or not e[0]:
+                raise
+    if not e[0]:
+        raise OSError("DNS lookup of %s failed, next try in %d s"
+                      % (host, ticks_diff(e[2], ticks_ms()) // 1000))
+    return e[0][0]
+
+
+def resolve_result(host, ok):
+    """Report whether a connection to resolve(host)'s address worked. A failure moves
+    the next address (if any) to the front and makes a new lookup due."""
+    e = _dns.get(host)
+    if e is None or not e[0]:
+        return
+    if ok:
+        e[2] = None
+        return
+    if e[2] is None:
+        age = ticks_diff(ticks_ms(), e[1])
+        # a negative age: the lookup is so old that the ticks wrapped
+        e[2] = ticks_add(e[1], RESOLVE_RETRY_MS) if 0 <= age < RESOLVE_RETRY_MS else ticks_ms()
+    e[0].append(e[0].pop(0))
+
+
+def resolve_reset():
+    """The network link (re)connected: lookups that failed before it tell nothing about
+    DNS now, so names with no address may be looked up at once."""
+    for host in [h for h in _dns if not _dns[h][0]]:
+        del _dns[host]
+
+
 def is_cert_error(exc):
     """True when a TLS failure is a server-certificate verification failure."""
     name = type(exc).__name__

@@ -146,6 +146,7 @@ async def connect(url, subprotocol="ocpp2.0.1", username=None, password=None,
             _handshake(secure, host, port, path, subprotocol, username, password,
                        cafile, certfile, keyfile, max_size, wbits), timeout_ms)
     except compat.TimeoutError:
+        compat.resolve_result(host, False)
         raise WsError("handshake with %s:%d timed out after %d ms" % (host, port, timeout_ms))
 
 
@@ -157,33 +158,44 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
             ctx = compat.tls_context(cafile, certfile, keyfile)
         except (OSError, ValueError) as e:
             raise WsHandshakeError("TLS setup failed: %s" % _exc_text(e))
+    addr = host
     try:
+        # the cached address: a DNS lookup here would stall every task (compat.resolve)
+        addr = compat.resolve(host, port)
         if ctx is None:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(addr, port)
         else:
+            # TLS to the address, but SNI and certificate check by the name
             reader, writer = await asyncio.open_connection(
-                host, port, ssl=ctx, server_hostname=host)
+                addr, port, ssl=ctx, server_hostname=host)
     except Exception as e:
-        if secure and compat.is_cert_error(e):
-            raise WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
-        raise WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
+        raise _connect_error(secure, host, port, addr, e)
     compat.tcp_nodelay(writer)
     ok = False
     try:
         ws = await _upgrade(reader, writer, host, port, secure, path, subprotocol,
                             username, password, max_size, wbits)
         ok = True
+        compat.resolve_result(host, True)
         return ws
     except WsError:
         raise
     except Exception as e:
-        if secure and compat.is_cert_error(e):
-            raise WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
         # MicroPython connects without blocking, so a refused connection surfaces here.
-        raise WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
+        raise _connect_error(secure, host, port, addr, e)
     finally:
         if not ok:
             compat.abort_stream(writer)
+
+
+def _connect_error(secure, host, port, addr, e):
+    """The WsError for a failure before the server answered; the address is marked bad."""
+    compat.resolve_result(host, False)
+    if secure and compat.is_cert_error(e):
+        return WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
+    if addr != host:
+        return WsError("cannot connect to %s:%d (%s): %s" % (host, port, addr, _exc_text(e)))
+    return WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
 
 
 async def _upgrade(reader, writer, host, port, secure, path, subprotocol,
