@@ -39,6 +39,10 @@ class Station:
         self.board = board
         self.store = Store(board.data_dir)
         self.dm = DeviceModel(self.store, board.evses)
+        # MessageTimeout in ms, read once instead of per CALL. The CSMS cannot change it
+        # (ReadOnly), the installer can (sim --set): a change empties the cache.
+        self._timeout_ms = None
+        self.dm.on_change(self._on_var)
         self.csms_url = csms_url.rstrip("/")
         self.identity = identity
         self.dm.set("SecurityCtrlr", "Identity", identity)  # saved only when it changed
@@ -153,7 +157,14 @@ class Station:
 
     # ---------------------------------------------------------------- sending
     def message_timeout_ms(self):
-        return self.dm.get(COMM, "MessageTimeout", vi="Default") * 1000
+        t = self._timeout_ms
+        if t is None:
+            t = self._timeout_ms = self.dm.get(COMM, "MessageTimeout", vi="Default") * 1000
+        return t
+
+    def _on_var(self, component, variable, value):
+        if variable == "MessageTimeout" and component == COMM:
+            self._timeout_ms = None
 
     def allow_before_accepted(self, actions):
         """While Pending, a TriggerMessage may ask for messages other than BootNotification."""

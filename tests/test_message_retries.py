@@ -122,3 +122,43 @@ def test_TC_E_51_CS_retry_success_before_max_count_callerror(csms, station):
                   "next message")
     time.sleep(INTERVAL * 2 + 0.5)
     assert len(sends_of_first(csms, cp)) == 2
+
+
+def test_message_timeout_is_read_once_and_follows_a_change(tmp_path):
+    """A CALL takes MessageTimeout from a cache, not the device model; the installer's
+    change (the CSMS cannot make one: ReadOnly) reaches the next CALL."""
+    from firmware import compat
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "MT1", blocks=(), on_demand=())
+    reads = []
+    get = st.dm.get
+
+    def counting_get(component, variable, *a, **k):
+        if variable == "MessageTimeout":
+            reads.append(variable)
+        return get(component, variable, *a, **k)
+    st.dm.get = counting_get
+    timeouts = []
+
+    async def rpc_call(action, payload, timeout_ms, msg_id):
+        timeouts.append(timeout_ms)
+        return {}
+    st.rpc.call = rpc_call
+    st.rpc.ws = object()  # connected
+    st.set_boot_status("Accepted")
+
+    def calls(n):
+        for _ in range(n):
+            compat.run(st.call("Heartbeat", {}))
+
+    calls(3)
+    assert timeouts == [30000] * 3 and len(reads) == 1
+    item = {"component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "MessageTimeout", "instance": "Default"}, "attributeValue": "5"}
+    assert st.dm.csms_set_many([item])[0]["attributeStatus"] == "Rejected"
+    assert st.dm.csms_set_many([item], installer=True)[0]["attributeStatus"] == "Accepted"
+    calls(2)
+    st.dm.set("OCPPCommCtrlr", "MessageTimeout", 7, vi="Default")
+    calls(1)
+    assert timeouts == [30000] * 3 + [5000] * 2 + [7000] and len(reads) == 3
