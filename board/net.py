@@ -77,10 +77,13 @@ def ntp_request():
 
 
 def ntp_to_unix(reply):
-    """Unix seconds (float) from an SNTP reply's transmit timestamp; ValueError if bogus."""
+    """Unix seconds from an SNTP reply's transmit timestamp (whole seconds where floats are
+    single precision, see compat.SINGLE_FLOAT); ValueError if bogus."""
     if len(reply) < 48 or (reply[0] & 0x07) not in (4, 5) or reply[1] == 0:
         raise ValueError("not an SNTP server reply")
     secs, frac = struct.unpack_from(">II", reply, 40)
+    if compat.SINGLE_FLOAT:
+        return secs - NTP_DELTA
     return secs - NTP_DELTA + frac / 4294967296.0
 
 

@@ -56,22 +56,27 @@ CancelledError = asyncio.CancelledError
 # Embedded MicroPython ports count from 2000-01-01, unix ports and CPython from 1970.
 # We always work in unix seconds; the offset is applied here and nowhere else.
 EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
-_clock_delta = 0.0  # correction learned from the CSMS (BootNotification/Heartbeat currentTime)
+# A single-precision float (the ESP32 port's default) holds a unix time only to 128 s, so on
+# such ports wall-clock times are ints (whole seconds) from end to end: never add a float to
+# one there. Ports with double floats keep the fraction.
+SINGLE_FLOAT = float("16777217") == 16777216.0
+_clock_delta = 0  # correction learned from the CSMS (BootNotification/Heartbeat currentTime)
 
 
 def _raw_unix():
-    return time.time() + EPOCH_OFFSET
+    t = time.time()
+    return (int(t) if SINGLE_FLOAT else t) + EPOCH_OFFSET
 
 
 def now():
-    """Current UTC time in unix seconds (float on CPython, may be int on a board)."""
+    """Current UTC time in unix seconds (an int where floats are single precision)."""
     return _raw_unix() + _clock_delta
 
 
 def set_now(unix_seconds):
     """Adopt the given UTC time (e.g. currentTime from the CSMS) without touching the RTC."""
     global _clock_delta
-    _clock_delta = unix_seconds - _raw_unix()
+    _clock_delta = (int(unix_seconds) if SINGLE_FLOAT else unix_seconds) - _raw_unix()
 
 
 def _days_from_civil(y, m, d):
@@ -109,7 +114,8 @@ def iso8601(unix_seconds=None):
 
 
 def parse_iso8601(s):
-    """Parse an RFC 3339 date-time into unix seconds (float). Raises ValueError."""
+    """Parse an RFC 3339 date-time into unix seconds (float; whole seconds as an int where
+    floats are single precision). Raises ValueError."""
     try:
         if len(s) < 19 or s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":":
             raise ValueError
@@ -136,7 +142,8 @@ def parse_iso8601(s):
             raise ValueError
     except (ValueError, IndexError):
         raise ValueError("not an RFC 3339 date-time: %r" % (s,))
-    return _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss + frac - off
+    t = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss - off
+    return t if SINGLE_FLOAT else t + frac
 
 
 # ---------------------------------------------------------------- ids

@@ -147,7 +147,7 @@ class Block:
         """meterValue list for TransactionEvent(Ended): the TxEnded samples collected during
         the transaction, then the Transaction.End reading (E06.FR.11). `final_wh` overrides
         the register (transactions recovered after a power cut)."""
-        out = [_shape(ctx, vals[0], codes, vals[1:]) for ctx, codes, vals in
+        out = [_shape(ctx, at, codes, vals) for ctx, codes, at, vals in
                self._ended.pop(evse_id, ())]
         ms = self.dm.get_list(SAMP, "TxEndedMeasurands")
         if final_wh is not None:
@@ -160,19 +160,19 @@ class Block:
         return out or None
 
     def _keep_ended(self, evse_id, measurands, context, at=None):
-        """Take a TxEnded sample and keep it as a compact row (context, codes, [time, values])
-        until the Ended event: a MeterValueType of dicts costs about ten times the RAM."""
+        """Take a TxEnded sample and keep it as a compact row (context, codes, time, values)
+        until the Ended event: a MeterValueType of dicts costs about seven times the RAM. The
+        time stays out of the array (a single-precision port would round it)."""
         hw = self.st.board.evse(evse_id)
         if hw is None:
             return
         codes, vals = self._read(hw, evse_id, measurands)
         if not codes:
             return
-        vals.insert(0, compat.now() if at is None else at)
         lst = self._ended.get(evse_id) or []
         if len(lst) >= MAX_ENDED:
             lst = lst[0::2]  # drop every second intermediate sample (E06.FR.13)
-        lst.append((context, bytes(codes), array("d", vals)))
+        lst.append((context, bytes(codes), compat.now() if at is None else at, array("d", vals)))
         self._ended[evse_id] = lst
 
     # ---------------------------------------------------------------- periodic tasks
@@ -233,25 +233,29 @@ class Block:
 
     async def _aligned_loop(self):
         """Sleeps until the next boundary, in naps of at most NAP_MS (a clock set from the
-        CSMS is noticed within one), and starts over when an AlignedDataCtrlr value changes."""
+        CSMS is noticed within one), and starts over when an AlignedDataCtrlr value changes.
+        Times stay exact (ints where floats are single precision): boundaries are compared
+        with ==, never with a float tolerance."""
         while True:
             self._aligned_changed.clear()
             interval = self.dm.get(ALIGN, "Interval") or 0
             end_iv = self.dm.get(ALIGN, "TxEndedInterval") or 0
             now = compat.now()
-            wants = [self.next_aligned(now, iv) for iv in (interval, end_iv) if iv > 0]
-            at = min(wants) if wants else now
-            ms = int((at - now) * 1000) if wants else NAP_MS
+            t_int = self.next_aligned(now, interval) if interval > 0 else None
+            t_end = self.next_aligned(now, end_iv) if end_iv > 0 else None
+            at = t_int if t_end is None or (t_int is not None and t_int < t_end) else t_end
+            ms = NAP_MS if at is None else int((at - now) * 1000)
             try:
                 await compat.wait_for_ms(self._aligned_changed.wait(), max(0, min(ms, NAP_MS)))
                 continue
             except compat.TimeoutError:
                 pass
-            if not wants or ms > NAP_MS or not at - 0.5 <= compat.now() <= at + NAP_MS / 1000:
+            now = compat.now()
+            if at is None or ms > NAP_MS or now < at - 1 or now > at + NAP_MS // 1000:
                 continue  # a nap, or the clock was set while sleeping
-            if interval > 0 and abs(at - self.next_aligned(at - 0.5, interval)) < 0.01:
+            if t_int == at:
                 await self._clock_tick(at)
-            if end_iv > 0 and abs(at - self.next_aligned(at - 0.5, end_iv)) < 0.01:
+            if t_end == at:
                 self._clock_ended(at)
             await compat.sleep_ms(20)
 

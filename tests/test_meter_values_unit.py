@@ -50,6 +50,7 @@ def test_E06_FR_11_txended_rows_expand_to_the_same_meter_value(tmp_path):
     mv._keep_ended(1, (ENERGY,), "Sample.Clock", t + 1)
     rows = mv._ended[1]
     assert len(rows) == 2 and rows[0][0] == "Sample.Periodic" and len(rows[0][1]) == 9
+    assert rows[0][2] == t and len(rows[0][3]) == 9
     out = mv.ended(1)
     assert out[0] == expected
     assert out[1] == {"timestamp": "2026-11-18T11:06:41.250Z", "sampledValue": [
@@ -108,3 +109,30 @@ def test_J01_aligned_loop_sleeps_to_the_boundary_and_wakes_on_a_change(tmp_path)
     n_idle = asyncio.run(run())
     assert n_idle == 1
     assert ticks and all(abs(t - round(t)) < 1e-6 for t in ticks)
+
+
+def test_J01_single_float_port_keeps_aligned_and_txended_times_ints(tmp_path, monkeypatch):
+    """Where floats are single precision (ESP32) wall-clock times are ints (see
+    test_wall_clock.py); the aligned loop and the TxEnded rows must keep them so."""
+    from firmware import compat
+    monkeypatch.setattr(compat, "SINGLE_FLOAT", True)
+    monkeypatch.setattr(compat, "_clock_delta", 0)
+    st, mv = _block(tmp_path)
+    st.dm.set(ALIGN, "Interval", 1)
+    ticks = []
+
+    async def tick(at):
+        ticks.append(at)
+
+    mv._clock_tick = tick
+
+    async def run():
+        task = asyncio.ensure_future(mv._aligned_loop())
+        await asyncio.sleep(2.6)
+        task.cancel()
+
+    asyncio.run(run())
+    assert len(ticks) >= 2 and all(type(t) is int for t in ticks), ticks
+    assert ticks == sorted(set(ticks))
+    mv._keep_ended(1, (ENERGY,), "Sample.Periodic")
+    assert type(mv._ended[1][-1][2]) is int
