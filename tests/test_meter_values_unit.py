@@ -1,7 +1,8 @@
-"""The meter values block on its own (CPython): TxEnded samples held as compact rows, and the
+"""The meter values block on its own (pytest and micropython): TxEnded samples held as compact rows, and the
 clock-aligned loop sleeping until its boundary. The protocol side (TC_J_*) is covered against
 the CSMS in test_transactions.py and test_coverage_gjp.py."""
 import asyncio
+import os
 
 from firmware import hal
 from firmware.meter_values import ALIGN, ENERGY, MAX_ENDED
@@ -29,14 +30,16 @@ class FixedMeter(hal.Meter):
         return (230.1, 229.9, 231)
 
 
-def _block(tmp_path):
-    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "MV1")
+def _block():
+    d = "/tmp/mvunit-" + "".join("%02x" % b for b in os.urandom(6))
+    os.mkdir(d)
+    st = Station(SimBoard(1, d), "ws://127.0.0.1:9", "MV1")
     st.board.evse(1).meter = FixedMeter()
     return st, st.blocks["meter_values"]
 
 
-def test_E06_FR_11_txended_rows_expand_to_the_same_meter_value(tmp_path):
-    st, mv = _block(tmp_path)
+def test_E06_FR_11_txended_rows_expand_to_the_same_meter_value():
+    st, mv = _block()
     t = 1795000000.25
     expected = mv.sample(1, ALL, "Sample.Periodic", t)
     assert [(s["measurand"], s.get("phase")) for s in expected["sampledValue"]] == [
@@ -60,8 +63,8 @@ def test_E06_FR_11_txended_rows_expand_to_the_same_meter_value(tmp_path):
     assert 1 not in mv._ended
 
 
-def test_E06_FR_13_txended_samples_thinned_keeping_first_and_latest(tmp_path):
-    st, mv = _block(tmp_path)
+def test_E06_FR_13_txended_samples_thinned_keeping_first_and_latest():
+    st, mv = _block()
     for i in range(40):
         st.board.evse(1).meter.wh = 1000 + i
         mv._keep_ended(1, (ENERGY,), "Sample.Periodic", 1795000000 + i)
@@ -71,17 +74,17 @@ def test_E06_FR_13_txended_samples_thinned_keeping_first_and_latest(tmp_path):
     assert vals[0] == 1000 and vals[-1] == 1039 and vals == sorted(vals)
 
 
-def test_txended_nothing_supported_keeps_nothing(tmp_path):
-    st, mv = _block(tmp_path)
+def test_txended_nothing_supported_keeps_nothing():
+    st, mv = _block()
     mv._keep_ended(1, ("Frequency",), "Sample.Periodic")
     mv._keep_ended(7, (ENERGY,), "Sample.Periodic")   # no such EVSE
     assert mv._ended.get(1) in (None, []) and 7 not in mv._ended
 
 
-def test_J01_aligned_loop_sleeps_to_the_boundary_and_wakes_on_a_change(tmp_path):
+def test_J01_aligned_loop_sleeps_to_the_boundary_and_wakes_on_a_change():
     """With a 1 h interval the loop reads its settings once instead of once a second; a
     SetVariables of AlignedDataCtrlr.Interval takes effect at once (J01.FR.01)."""
-    st, mv = _block(tmp_path)
+    st, mv = _block()
     st.dm.set(ALIGN, "Interval", 3600)
     reads, ticks = [], []
     get = st.dm.get
@@ -98,7 +101,7 @@ def test_J01_aligned_loop_sleeps_to_the_boundary_and_wakes_on_a_change(tmp_path)
     mv._clock_tick = tick
 
     async def run():
-        task = asyncio.ensure_future(mv._aligned_loop())
+        task = asyncio.create_task(mv._aligned_loop())
         await asyncio.sleep(2.5)
         n_idle = len(reads)
         st.dm.set(ALIGN, "Interval", 1)
@@ -117,7 +120,7 @@ def test_J01_single_float_port_keeps_aligned_and_txended_times_ints(tmp_path, mo
     from firmware import compat
     monkeypatch.setattr(compat, "SINGLE_FLOAT", True)
     monkeypatch.setattr(compat, "_clock_delta", 0)
-    st, mv = _block(tmp_path)
+    st, mv = _block()
     st.dm.set(ALIGN, "Interval", 1)
     ticks = []
 
@@ -127,7 +130,7 @@ def test_J01_single_float_port_keeps_aligned_and_txended_times_ints(tmp_path, mo
     mv._clock_tick = tick
 
     async def run():
-        task = asyncio.ensure_future(mv._aligned_loop())
+        task = asyncio.create_task(mv._aligned_loop())
         await asyncio.sleep(2.6)
         task.cancel()
 
