@@ -6,6 +6,7 @@
 import json
 import os
 
+from fake_link import FakeWs
 from firmware import compat
 from firmware.rpc import Offline
 from host.sim_board import SimBoard
@@ -14,42 +15,27 @@ COMM = "OCPPCommCtrlr"
 NOW = "2026-01-01T00:00:00Z"
 
 
-class Link:
+class Link(FakeWs):
     """A WebSocket stand-in: answers every CALL from the station, can be dropped."""
 
     def __init__(self):
-        self.out = []
-        self.incoming = []
+        FakeWs.__init__(self)
         self.closed = False
         self.close_code = None
         self.aborted = False
         self.keepalive_ended = False
-        self._ev = compat.asyncio.Event()
-
-    def _push(self, item):
-        self.incoming.append(item)
-        self._ev.set()
 
     def drop(self):
         self.closed = True
-        self._push(OSError("link lost"))
-
-    async def recv(self):
-        while not self.incoming:
-            self._ev.clear()
-            await self._ev.wait()
-        item = self.incoming.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
+        self.feed(OSError("link lost"))
 
     async def send(self, text):
         if self.closed:
             raise OSError("closed")
-        frame = json.loads(text)
-        self.out.append(frame)
+        await FakeWs.send(self, text)
+        frame = self.out[-1]
         if frame[0] == 2:
-            self._push(json.dumps([3, frame[1], {"currentTime": NOW}]))
+            self.feed(json.dumps([3, frame[1], {"currentTime": NOW}]))
 
     async def close(self, code=1000, reason=""):
         self.close_code = code

@@ -4,31 +4,9 @@
 # pytest and micropython (driven by test_portable_micropython.py).
 import json
 
+from fake_link import FakeWs
 from firmware import compat
 from firmware.rpc import Rpc, CallError
-
-
-class FakeWs:
-    def __init__(self, incoming):
-        self.incoming = list(incoming)
-        self.out = []
-        self._ev = compat.asyncio.Event()
-
-    def feed(self, text):
-        self.incoming.append(text)
-        self._ev.set()
-
-    async def recv(self):
-        while not self.incoming:
-            self._ev.clear()
-            await self._ev.wait()
-        item = self.incoming.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    async def send(self, text):
-        self.out.append(json.loads(text))
 
 
 class _NoValidation:
