@@ -121,7 +121,7 @@ class LocalList:
         """Differential update: refuse a key given twice or a list over `most` entries (returns
         the reason), else append `entries` as `version` (returns None). Each record the update
         touches is read once, for both the check and the index moves."""
-        olds, count = self._scan(entries, True)
+        olds, count = self._scan(entries)
         if olds is None:
             return count
         if most is not None and count > most:
@@ -129,34 +129,18 @@ class LocalList:
         self._append(entries, olds, version)
         return None
 
-    def plan(self, entries):
-        """Validate a differential update: (new entry count, None) or (None, reason)."""
-        olds, count = self._scan(entries, True, True)
-        return (None, count) if olds is None else (count, None)
-
-    def apply(self, entries, version):
-        """Append a differential update (already validated with plan())."""
-        self._append(entries, self._scan(entries, False)[0], version)
-
-    def _scan(self, entries, check, lenient=False):
-        """(offset of each key's current record or None, entry count after the update). With
-        `check`, a key given twice ends the scan: (None, reason). With `lenient`, an unreadable
-        list file counts as empty instead of raising OSError."""
-        try:
-            f = open(self.path, "rb") if self._index else None
-        except OSError:
-            if not lenient:
-                raise
-            f = None
-        seen = set() if check else None
+    def _scan(self, entries):
+        """(offset of each key's current record or None, entry count after the update), or
+        (None, reason) when a key is given twice."""
+        f = open(self.path, "rb") if self._index else None
+        seen = set()
         olds = []
         count = self.count
         try:
             for key, info in entries:
-                if check:
-                    if key in seen:
-                        return None, "duplicate idToken"
-                    seen.add(key)
+                if key in seen:
+                    return None, "duplicate idToken"
+                seen.add(key)
                 old = self._find(f, key) if f is not None else None
                 olds.append(old)
                 if info is None and old is not None:
@@ -174,8 +158,7 @@ class LocalList:
         chunks = []
         off = self._size
         moves = []
-        for e, old in zip(entries, olds):
-            key, info = e
+        for (key, info), old in zip(entries, olds):
             line = storage.line([key, info])
             moves.append((key, old, None if info is None else off))
             chunks.append(line)

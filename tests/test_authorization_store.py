@@ -26,13 +26,13 @@ class FakeStation:
 def test_D01_FR_10_unfinished_differential_is_dropped(tmp_path):
     ll = LocalList(Store(str(tmp_path)))
     ll.replace([("a" * 20, {"status": "Accepted"})], 1)
-    ll.apply([("b" * 20, {"status": "Accepted"})], 2)
+    assert ll.update([("b" * 20, {"status": "Accepted"})], 2) is None
     with open(ll.path, "ab") as f:                      # power cut in the middle of version 3
         f.write(b'["%s", {"status": "Blocked"}]\n["%s", null]\n{"v": 3' % (b"c" * 20, b"a" * 20))
     ll2 = LocalList(Store(str(tmp_path)))
     assert ll2.version == 2 and ll2.count == 2
     assert ll2.lookup("a" * 20) == {"status": "Accepted"} and ll2.lookup("c" * 20) is None
-    ll2.apply([("d" * 20, {"status": "Invalid"})], 3)   # appends after the dropped tail
+    assert ll2.update([("d" * 20, {"status": "Invalid"})], 3) is None  # after the dropped tail
     ll3 = LocalList(Store(str(tmp_path)))
     assert (ll3.version, ll3.count, ll3.lookup("d" * 20)) == (3, 3, {"status": "Invalid"})
 
@@ -53,14 +53,12 @@ def test_D01_local_list_matches_a_model_with_hash_collisions(tmp_path, monkeypat
             ll.replace(entries, v)
             model = dict(entries)
         else:
-            count, why = ll.plan(entries)
-            ll.apply(entries, v)
+            assert ll.update(entries, v) is None
             for k, i in entries:
                 if i is None:
                     model.pop(k, None)
                 else:
                     model[k] = i
-            assert count == len(model)
         assert ll.count == len(model)
         if v % 10 == 0:
             ll = LocalList(store)                       # reboot
