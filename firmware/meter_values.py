@@ -51,7 +51,7 @@ class Block:
         self.st = station
         self.dm = station.dm
         self._last_wh = {}      # evse id -> highest energy reported
-        self._ended = {}        # evse id -> [meterValue] for the Ended event
+        self._ended = {}        # evse id -> TxEnded rows for the Ended event (_keep_ended)
         self._tasks = {}        # evse id -> periodic task of the running transaction
         self._aligned_changed = compat.asyncio.Event()
         station.dm.on_change(self._on_var)
@@ -85,9 +85,13 @@ class Block:
         except Exception:
             return 0.0
 
-    def _read(self, hw, evse_id, measurands):
+    def _read(self, evse_id, measurands):
         """Readings of the supported measurands among `measurands`: (codes, values), one
-        code byte per value naming its measurand and phase (KINDS, PHASE_NAMES)."""
+        code byte per value naming its measurand and phase (MEASURANDS, PHASE_NAMES); None
+        when there is no such EVSE or nothing to read."""
+        hw = self.st.board.evse(evse_id)
+        if hw is None:
+            return None
         codes = bytearray()
         vals = []
         for m in measurands:
@@ -111,16 +115,13 @@ class Block:
             else:
                 continue
             codes.append(k << 3)
-        return codes, vals
+        return (codes, vals) if codes else None
 
     def sample(self, evse_id, measurands, context, at=None):
         """One MeterValueType with the supported measurands among `measurands`, or None.
         `at`: unix time of the sample (default now)."""
-        hw = self.st.board.evse(evse_id)
-        if hw is None:
-            return None
-        codes, vals = self._read(hw, evse_id, measurands)
-        return _shape(context, compat.now() if at is None else at, codes, vals) if codes else None
+        r = self._read(evse_id, measurands)
+        return _shape(context, compat.now() if at is None else at, *r) if r else None
 
     def trigger_sample(self, evse_id):
         """A TriggerMessage(MeterValues) sample: the AlignedDataCtrlr measurands (F06.FR.06),
@@ -163,16 +164,13 @@ class Block:
         """Take a TxEnded sample and keep it as a compact row (context, codes, time, values)
         until the Ended event: a MeterValueType of dicts costs about seven times the RAM. The
         time stays out of the array (a single-precision port would round it)."""
-        hw = self.st.board.evse(evse_id)
-        if hw is None:
-            return
-        codes, vals = self._read(hw, evse_id, measurands)
-        if not codes:
+        r = self._read(evse_id, measurands)
+        if r is None:
             return
         lst = self._ended.get(evse_id) or []
         if len(lst) >= MAX_ENDED:
             lst = lst[0::2]  # drop every second intermediate sample (E06.FR.13)
-        lst.append((context, bytes(codes), compat.now() if at is None else at, array("d", vals)))
+        lst.append((context, bytes(r[0]), compat.now() if at is None else at, array("d", r[1])))
         self._ended[evse_id] = lst
 
     # ---------------------------------------------------------------- periodic tasks
