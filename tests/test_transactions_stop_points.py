@@ -83,23 +83,35 @@ def test_TC_E_07_CS_stop_PowerPathClosed_local(csms, station):
     st.wait_status(lambda s: not s["evses"][0]["relay"], 5, "relay open")
 
 
-def test_TC_E_35_CS_stop_PowerPathClosed_remote(csms, station):
-    st = boot(csms, station, "TxCtrlr.TxStopPoint=PowerPathClosed")
+def _remote_stop(csms, st):
+    """Charge, stop through RequestStopTransaction: (transactionId, the Ended event)."""
     tid = energy_transfer(csms, st)
     r = csms.call(st.identity, "RequestStopTransaction", {"transactionId": tid})
     assert r == {"status": "Accepted"}
     e = wait_event(csms, st, ended, "Ended")
     assert e["triggerReason"] == "RemoteStop" and e["transactionInfo"]["stoppedReason"] == "Remote"
-    st.wait_status(lambda s: not s["evses"][0]["relay"], 5, "relay open")
+    return tid, e
 
 
-def test_TC_E_37_CS_stop_PowerPathClosed_ev_side_disconnect(csms, station):
-    st = boot(csms, station, "TxCtrlr.TxStopPoint=PowerPathClosed", "TxCtrlr.StopTxOnEVSideDisconnect=false")
+def _ev_side_disconnect(csms, st):
+    """The EV suspends, then the cable is pulled at the EV: the Ended event."""
     suspended_ev(csms, st)
     st.cmd("unplug 1")
     e = wait_event(csms, st, ended, "Ended")
     assert e["triggerReason"] == "EVCommunicationLost"
     assert e["transactionInfo"]["chargingState"] == "Idle"
+    return e
+
+
+def test_TC_E_35_CS_stop_PowerPathClosed_remote(csms, station):
+    st = boot(csms, station, "TxCtrlr.TxStopPoint=PowerPathClosed")
+    _remote_stop(csms, st)
+    st.wait_status(lambda s: not s["evses"][0]["relay"], 5, "relay open")
+
+
+def test_TC_E_37_CS_stop_PowerPathClosed_ev_side_disconnect(csms, station):
+    st = boot(csms, station, "TxCtrlr.TxStopPoint=PowerPathClosed", "TxCtrlr.StopTxOnEVSideDisconnect=false")
+    e = _ev_side_disconnect(csms, st)
     assert e["transactionInfo"]["stoppedReason"] in ("EVDisconnected", "StoppedByEV")
 
 
@@ -129,21 +141,13 @@ def test_TC_E_22_CS_stop_EnergyTransfer_SuspendedEV(csms, station):
 
 def test_TC_E_20_CS_stop_EVDisconnected_ev_side(csms, station):
     st = boot(csms, station, "TxCtrlr.TxStopPoint=EVConnected", "TxCtrlr.StopTxOnEVSideDisconnect=false")
-    suspended_ev(csms, st)
-    st.cmd("unplug 1")
-    e = wait_event(csms, st, ended, "Ended")
-    assert e["triggerReason"] == "EVCommunicationLost"
-    assert e["transactionInfo"]["chargingState"] == "Idle"
+    e = _ev_side_disconnect(csms, st)
     assert e["transactionInfo"]["stoppedReason"] == "EVDisconnected"
 
 
 def test_TC_E_21_CS_stop_StopAuthorized_remote(csms, station):
     st = boot(csms, station, "TxCtrlr.TxStopPoint=Authorized")
-    tid = energy_transfer(csms, st)
-    r = csms.call(st.identity, "RequestStopTransaction", {"transactionId": tid})
-    assert r == {"status": "Accepted"}
-    e = wait_event(csms, st, ended, "Ended")
-    assert e["triggerReason"] == "RemoteStop" and e["transactionInfo"]["stoppedReason"] == "Remote"
+    tid, e = _remote_stop(csms, st)
     assert e["transactionInfo"]["transactionId"] == tid
 
 
