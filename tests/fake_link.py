@@ -8,19 +8,16 @@ from firmware import compat
 
 class FakeWs:
     def __init__(self, incoming=()):
-        self.incoming = list(incoming)
+        self._q = compat.Queue()
+        for item in incoming:
+            self.feed(item)
         self.out = []
-        self._ev = compat.asyncio.Event()
 
     def feed(self, item):
-        self.incoming.append(item)
-        self._ev.set()
+        self._q.put_nowait(item)
 
     async def recv(self):
-        while not self.incoming:
-            self._ev.clear()
-            await self._ev.wait()
-        item = self.incoming.pop(0)
+        item = await self._q.get()
         if isinstance(item, Exception):
             raise item
         return item
