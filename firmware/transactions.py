@@ -211,7 +211,7 @@ class Block:
         if ev is not None and not ev.get(evse_id).available:
             return None  # Unavailable (G03/G04): no new transaction, e.g. at EVConnected
         tx = {"id": compat.uuid4(), "seq": 0, "evse": evse_id, "token": None, "info": None,
-              "auth": False, "state": None, "evse_sent": False, "t0": compat.now(),
+              "auth": False, "state": None, "evse_sent": False,
               "wh": self._energy(evse_id), "rsid": None, "stop_reason": None,
               "_plugged": self._connected(evse_id), "_auth_ms": None}
         pend = self._pending.pop(evse_id, None)
