@@ -2,6 +2,7 @@
 #
 #   python -m host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] [--evses N]
 #                      [--data-dir DIR] [--set Component.Variable=VALUE ...] [--verbose]
+#                      [--stop-reaction-ms MS]   (test knob: IEC 61851-1's 6 s EV reaction bound)
 #   micropython -m host.sim --csms URL ...
 #
 # With --csms: one command per stdin line, one JSON line per command on stdout, logs on stderr.
@@ -9,23 +10,25 @@
 import sys
 import json
 
-from firmware import compat, log
+from firmware import compat, log, safety
 from firmware.hal import FAULT_NAMES, PILOT_STATES
 from firmware.station import Station
 from firmware.console import Console, ConsoleError, parse_var
 from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
-         "[--evses N] [--data-dir DIR] [--set Component.Variable=VALUE] [--verbose]")
+         "[--evses N] [--data-dir DIR] [--set Component.Variable=VALUE] [--verbose] "
+         "[--stop-reaction-ms MS]")
 
 OPTIONS = {"--csms": "csms", "--id": "id", "--password": "password", "--cafile": "cafile",
-           "--evses": "evses", "--data-dir": "data_dir", "--set": "set"}
+           "--evses": "evses", "--data-dir": "data_dir", "--set": "set",
+           "--stop-reaction-ms": "stop_reaction_ms"}
 
 
 def parse_args(argv):
     """Tiny argument parser (argparse is not available on every MicroPython)."""
     a = {"csms": None, "id": "CS001", "password": None, "cafile": None, "evses": "1",
-         "data_dir": None, "set": [], "verbose": False}
+         "data_dir": None, "set": [], "verbose": False, "stop_reaction_ms": None}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -57,6 +60,13 @@ def parse_args(argv):
             raise ValueError
     except ValueError:
         raise ConsoleError("--evses must be a number from 1 to 8")
+    if a["stop_reaction_ms"] is not None:
+        try:
+            a["stop_reaction_ms"] = int(a["stop_reaction_ms"])
+            if a["stop_reaction_ms"] < 0:
+                raise ValueError
+        except ValueError:
+            raise ConsoleError("--stop-reaction-ms must be a number of milliseconds")
     if a["data_dir"] is None:
         a["data_dir"] = ".sim-data/" + a["id"]
     return a
@@ -109,6 +119,14 @@ def add_sim_commands(console, board):
         e.pilot.ev_state = state
         return {}
 
+    def stubborn(args):
+        # an EV that stays in C when the EVSE withdraws its offer
+        e = evse(args, "stubborn N on|off")
+        if args[1] not in ("on", "off"):
+            raise ConsoleError("usage: stubborn N on|off")
+        e.pilot.stubborn = args[1] == "on"
+        return {}
+
     def tap(args):
         if not 1 <= len(args) <= 2:
             raise ConsoleError("usage: tap TOKEN [TYPE]")
@@ -135,8 +153,8 @@ def add_sim_commands(console, board):
         e.faults().discard(args[1])
         return {}
 
-    for name, fn in (("plug", plug), ("unplug", unplug), ("ev", ev), ("tap", tap),
-                     ("power", power), ("fault", fault), ("clear", clear)):
+    for name, fn in (("plug", plug), ("unplug", unplug), ("ev", ev), ("stubborn", stubborn),
+                     ("tap", tap), ("power", power), ("fault", fault), ("clear", clear)):
         console.commands[name] = fn
 
 
@@ -145,6 +163,8 @@ class Simulator:
 
     def __init__(self, args):
         self.args = args
+        if args.get("stop_reaction_ms") is not None:
+            safety.STOP_REACTION_MS = args["stop_reaction_ms"]
         self.board = SimBoard(args["evses"], args["data_dir"], serial=args["id"])
         self.station = None
         self.console = None

@@ -10,29 +10,42 @@ DEFAULT_EV_POWER_W = 11000.0  # what the simulated EV draws while the relay is c
 
 class SimPilot(hal.Pilot):
     """The simulated EV behaves like a real one: asked to be in C, it stays in B until the
-    EVSE offers current (PWM), and drops back to B when the offer is withdrawn."""
+    EVSE offers current (PWM), and drops back to B when the offer is withdrawn. A `stubborn`
+    EV ignores the withdrawal: once charging it stays in C (the EVSE must open the relay
+    after IEC 61851-1's reaction time)."""
 
     def __init__(self):
         self.offered = None  # amps offered by the EVSE (None = not available / F)
         self.ev_state = "A"
+        self.stubborn = False
+        self._drawing = False  # in C with an offer since the last plug-in
 
     def offer(self, amps):
         self.offered = amps
 
     def state(self):
-        if self.ev_state == "C" and not self.offered:
+        if self.ev_state != "C":
+            self._drawing = False
+            return self.ev_state
+        if self.offered:
+            self._drawing = True
+        elif not (self.stubborn and self._drawing):
             return "B"
-        return self.ev_state
+        return "C"
 
 
 class SimRelay(hal.Relay):
     def __init__(self):
         self._closed = False
         self.welded = False
+        self.on_switch = None  # called just before the contacts change (the meter settles up)
 
     def set(self, closed):
-        if not self.welded:
-            self._closed = bool(closed)
+        closed = bool(closed)
+        if not self.welded and closed != self._closed:
+            if self.on_switch is not None:
+                self.on_switch()
+            self._closed = closed
 
     def closed(self):
         return self._closed
@@ -49,6 +62,7 @@ class SimMeter(hal.Meter):
 
     def __init__(self, relay, voltage=230.0, phases=3, saved=None):
         self.relay = relay
+        relay.on_switch = self._integrate  # energy up to the very switching instant
         self.voltage = voltage
         self.phases = phases
         self.ev_power_w = DEFAULT_EV_POWER_W
@@ -56,15 +70,17 @@ class SimMeter(hal.Meter):
         self._wh = saved.start_wh if saved is not None else 0.0
         self._t = compat.ticks_ms()
 
-    def energy_wh(self):
+    def _integrate(self):
         t = compat.ticks_ms()
         dt = compat.ticks_diff(t, self._t)
         self._t = t
-        closed = self.relay.closed()
-        if dt > 0 and closed and self.ev_power_w > 0:
+        if dt > 0 and self.relay.closed() and self.ev_power_w > 0:
             self._wh += self.ev_power_w * dt / 3600000.0
+
+    def energy_wh(self):
+        self._integrate()
         if self.saved is not None:
-            self.saved.keep(self._wh, closed)   # saves before the value is handed out
+            self.saved.keep(self._wh, self.relay.closed())  # saves before the value is handed out
         return self._wh
 
     def power_w(self):
