@@ -11,6 +11,14 @@
 # stoppedReason PowerLoss (Reboot after a local/remote reset): the EV and its
 # authorization may be gone, and a new session needs a new authorization anyway.
 #
+# Energy stops before the transaction ends (E06/E07 "stops the energy transfer, then sends
+# Ended"): a stop while the relay is closed first withdraws permission (safety stops the PWM
+# at once and opens the relay when the EV leaves C, at the latest after STOP_REACTION_MS),
+# and the Ended event, with its Transaction.End reading, is built only once the relay is
+# open, so no energy flows after the billed reading. The stop (trigger, stoppedReason,
+# idToken) is written to the document before permission is withdrawn: a power cut while
+# waiting ends the transaction on restart with that reason, under the seqNo never used.
+#
 # Public API for other blocks:
 #   tx.active(evse_id) -> dict | None          the open transaction ({"id", "seq", ...})
 #   await tx.remote_start(evse_id, id_token, remote_start_id) -> transactionId | None
@@ -19,7 +27,7 @@
 #   tx.meter_event(evse_id, tx_id, trigger, meter_values)   used by meter_values
 #   tx.idle()
 # Station events: "tx_started" (evse_id, tx), "tx_ended" (evse_id, tx), "idle".
-from firmware import compat, log
+from firmware import compat, log, safety
 from firmware.auth_cache import normalise, same_token
 from firmware.msg_queue import QueueFull
 from firmware.safety import POLICY
@@ -28,6 +36,9 @@ TX = "TransactionEvent"
 TXC = "TxCtrlr"
 CONNECTED = ("B", "C", "D")
 HOUSEKEEPING_MS = 250
+# How much longer than safety's EV reaction bound a stop waits for the relay to open
+# before it sends Ended anyway (a stalled safety loop; welding is safety's fault path).
+STOP_MARGIN_MS = 1000
 # Replug-only faults end the session; the others suspend it until they clear.
 FAULT_REASON = {"rcd": "GroundFault"}
 
@@ -93,7 +104,8 @@ class Block:
         if ev is None or not ev.connected(evse_id):
             return "Idle"
         if ev.relay_closed(evse_id):
-            return "Charging"
+            # stopping: the offer is withdrawn and the EV has not opened its S2 yet
+            return "SuspendedEVSE" if tx.get("ending") else "Charging"
         if tx.get("auth"):
             e = ev.get(evse_id)
             if tx.get("hold") or ev.blocked(evse_id) or not e.available:
@@ -231,13 +243,48 @@ class Block:
         return tx
 
     def _end(self, evse_id, trigger, reason, id_token=None, final_wh=None, state=None):
+        """End the transaction: at once when no energy flows, else once the relay is open
+        (see the header comment). A second stop while waiting changes nothing."""
         tx = self.tx.get(evse_id)
         if tx is None:
             return
+        if tx.get("ending"):
+            self._check_ending(evse_id, tx)
+            return
         reason = tx.get("stop_reason") or reason
         tx["auth"] = False
+        ev = self._evse()
+        if ev is None or not ev.relay_closed(evse_id):
+            self._finish(evse_id, tx, trigger, reason, id_token, final_wh, state)
+            return
+        tx["ending"] = [trigger, reason, id_token]
+        tx["stop_reason"] = reason  # no new authorization takes this EVSE meanwhile
+        tx["_end_ms"] = compat.ticks_ms()
+        tx["_end_state"] = state
+        self._save(evse_id, tx)  # before the offer goes: a cut from here on ends it on restart
+        log.info("tx", "EVSE %d stopping (%s): waiting for the relay to open" % (evse_id, reason))
+        self._permit(evse_id)
+
+    def _check_ending(self, evse_id, tx, now=None):
+        """Send the Ended of a stopping transaction once its relay is open, or anyway after
+        safety's bound plus a margin (reported: energy may still flow)."""
+        ev = self._evse()
+        if ev is not None and ev.relay_closed(evse_id):
+            now = compat.ticks_ms() if now is None else now
+            t0 = tx.get("_end_ms")
+            if t0 is None:
+                tx["_end_ms"] = t0 = now
+            waited = compat.ticks_diff(now, t0)
+            if waited <= safety.STOP_REACTION_MS + STOP_MARGIN_MS:
+                return
+            log.error("tx", "EVSE %d relay still closed %d ms after the stop: Ended sent with "
+                      "the reading taken now" % (evse_id, waited))
+        trigger, reason, tok = tx["ending"]
+        self._finish(evse_id, tx, trigger, reason, tok, None, tx.get("_end_state"))
+
+    def _finish(self, evse_id, tx, trigger, reason, id_token, final_wh, state):
         if state is None and self._connected(evse_id):
-            state = "EVConnected"  # the relay may not have opened yet, but energy ends here
+            state = "EVConnected"
         mv = self._mv()
         meter = mv.ended(evse_id, final_wh) if mv is not None else None
         self._event(evse_id, tx, "Ended", trigger, id_token=id_token, meter=meter,
@@ -257,6 +304,9 @@ class Block:
         end of charging ends the transaction (E06.FR.07)."""
         tx = self.tx.get(evse_id)
         if tx is None:
+            return
+        if tx.get("ending"):
+            self._check_ending(evse_id, tx)  # the Ended event reports the new state
             return
         state = self.charging_state(evse_id, tx)
         if state == tx.get("state"):
@@ -292,8 +342,8 @@ class Block:
         for an invalid token): the transaction ends when TxStopPoint says so, else an Updated
         event reports it (with chargingState `state` when given)."""
         tx = self.tx.get(evse_id)
-        if tx is None:
-            return
+        if tx is None or tx.get("ending"):
+            return  # ending already: its first stop reason stands
         tx["auth"] = False
         stop = self._stop_points()
         if "Authorized" in stop or "PowerPathClosed" in stop or "EnergyTransfer" in stop:
@@ -454,6 +504,16 @@ class Block:
         for evse_id in list(self.tx):
             self._end(evse_id, trigger, reason,
                       state="EVConnected" if self._connected(evse_id) else None)
+        # the reset waits (up to its hook time) for the relays; an EV that does not react
+        # is ended on restart from the persisted stop
+        while self.stopping():
+            await compat.sleep_ms(20)
+
+    def stopping(self):
+        for tx in self.tx.values():
+            if tx.get("ending"):
+                return True
+        return False
 
     # ---------------------------------------------------------------- timers
     def _on_start(self):
@@ -481,6 +541,9 @@ class Block:
                 self._permit(evse_id)
         for evse_id in list(self.tx):
             tx = self.tx[evse_id]
+            if tx.get("ending"):
+                self._check_ending(evse_id, tx, now)
+                continue
             if self._connected(evse_id):
                 tx["_plugged"] = True
             elif tx.get("auth") and not tx.get("_plugged") and tx.get("_auth_ms") is not None \
@@ -561,5 +624,11 @@ class Block:
             if tx is None:
                 continue
             tx["state"] = None  # report the state found after the cut
-            self._end(evse_id, "AbnormalCondition", reason, final_wh=tx.get("wh"))
+            stop = tx.pop("ending", None)
+            if stop:  # the cut came while the stop waited for the relay: that stop ends it
+                log.warn("tx", "EVSE %d: ending transaction %s stopped before the cut (%s)"
+                         % (evse_id, tx["id"], stop[1]))
+                self._end(evse_id, stop[0], stop[1], id_token=stop[2], final_wh=tx.get("wh"))
+            else:
+                self._end(evse_id, "AbnormalCondition", reason, final_wh=tx.get("wh"))
         self._recovered = []
