@@ -105,8 +105,9 @@ class Block:
             return {"status": "UnknownConnector"}  # F05.FR.03
         tx = self.st.blocks.get("transactions")
         t = tx.active(evse_id) if tx is not None else None
-        if t is not None and t.get("auth"):
-            return {"status": "OngoingAuthorizedTransaction"}  # F05.FR.02
+        # F05.FR.02; a stopping transaction still has its relay closed: no unlock under load
+        if t is not None and (t.get("auth") or t.get("ending")):
+            return {"status": "OngoingAuthorizedTransaction"}
         lock = hw.lock
         if isinstance(lock, NoLock):  # no lock fitted: a captive cable
             return {"status": "UnlockFailed", "statusInfo": {"reasonCode": "FixedCable"}}

@@ -110,7 +110,8 @@ def test_ev_not_reacting_relay_opens_after_the_reaction_bound_then_Ended(csms, s
 def test_power_cut_while_waiting_for_the_relay_ends_once_with_the_stop_reason(csms, station, tmp_path):
     """The stop is persisted before the offer is withdrawn: a power cut while the relay is
     still closed ends the transaction on restart exactly once, stoppedReason Remote, and a
-    second RequestStopTransaction while waiting changes nothing. The bound is made long
+    second RequestStopTransaction while waiting changes nothing (nor does UnlockConnector
+    unlock a cable under load). The bound is made long
     (60 s) so that the cut surely comes while waiting."""
     data = str(tmp_path / "cut-data")
     ident = "CUT7"
@@ -128,6 +129,10 @@ def test_power_cut_while_waiting_for_the_relay_ends_once_with_the_stop_reason(cs
     u = wait_event(csms, st, lambda x: x["triggerReason"] == "Trigger", "triggered event")
     assert u["transactionInfo"]["chargingState"] == "SuspendedEVSE"
     assert csms.call(ident, "RequestStopTransaction", {"transactionId": tid})["status"] == "Accepted"
+    # F05: the cable stays locked while the relay is closed
+    r = csms.call(ident, "UnlockConnector", {"evseId": 1, "connectorId": 1})
+    assert r["status"] == "OngoingAuthorizedTransaction"
+    assert st.status()["evses"][0]["locked"]
     time.sleep(0.3)
     assert [x["eventType"] for x in tx_events(csms, ident)[n:]] == ["Updated"]
     assert not [x for x in tx_events(csms, ident) if ended(x)], "Ended sent while the relay was closed"
