@@ -388,3 +388,24 @@ def test_board_lock_feedback_gates_the_relay():
     fb.value(0)                                   # lock forced open under load
     s.step(now + 20)
     assert not s.relay_closed() and "lock" in s.faults()
+
+
+def test_no_cable_at_boot_leaves_the_rated_power_in_the_device_model():
+    # the PP is read at construction now: max_current is 0 before the station exists, but
+    # EVSE.Power's maxLimit is the EVSE's rating, not "no cable"
+    import os
+    from firmware import dm_table
+    from firmware.device_model import DeviceModel
+    from firmware.storage import Store
+    e = _board()
+    machine.created[("adc", 39)].source = lambda: _pp_raw(None)
+    assert e.max_current == 0 and e.rated_current == 16
+    d = "/tmp/ppdm-" + "".join("%02x" % b for b in os.urandom(6))
+    os.mkdir(d)
+    try:
+        dm = DeviceModel(Store(d), [e], dm_table.TABLE)
+        assert dm.max_limit("EVSE", "Power", evse=1) == 16 * 3 * 230
+    finally:
+        for n in os.listdir(d):
+            os.remove(d + "/" + n)
+        os.rmdir(d)
