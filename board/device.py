@@ -35,6 +35,9 @@ class BoardEvse(hal.Evse):
         if c["pp"]:
             x = c["pp"]
             self.pp = pilot_mod.Proximity(x["adc_pin"], x["pullup_ohm"], x["supply_mv"])
+            self._pp_limit(self.pp.cable)
+        elif self.cable_amps:
+            self._pp_limit(self.cable_amps)
         self.rcd = None
         if c["rcd"]:
             x = c["rcd"]
@@ -54,9 +57,17 @@ class BoardEvse(hal.Evse):
         elif name in f:
             f.discard(name)
 
+    def _pp_limit(self, amps):
+        # 0 (no cable, short) reaches safety as max_current 0: it opens the relay at once
+        r = self.rated_current
+        self.max_current = amps if amps < r else r
+
     def fast(self, now):
-        """Pilot burst and the fault inputs that must be seen within the 100 ms budget."""
+        """Pilot burst, proximity pilot and the fault inputs that must be seen within the
+        100 ms budget. Allocation-free."""
         self.pilot.sample()
+        if self.pp is not None:
+            self._pp_limit(self.pp.sample())
         self._flag("diode", self.pilot.diode_fault())
         if self.rcd is not None and not self.rcd.testing:
             # a failed self-test keeps the fault until the next successful test
@@ -65,11 +76,6 @@ class BoardEvse(hal.Evse):
             self._flag("lock", self.lock.fault(now))
 
     async def slow(self):
-        if self.pp is not None:
-            amps = self.pp.amps() or 0
-            self.max_current = min(self.rated_current, amps)
-        elif self.cable_amps:
-            self.max_current = min(self.rated_current, self.cable_amps)
         if self.temp is not None:
             self._flag("overtemp", self.temp.over())
         ok = await self.meter.update()

@@ -13,6 +13,10 @@ from firmware.compat import ticks_ms, ticks_diff
 # Upper edges (volts) of the +side level per state, IEC 61851-1 nominal 12/9/6/3/0/-12 V
 # with the decision points half-way between nominal levels.
 _EDGES = ((10.5, "A"), (7.5, "B"), (4.5, "C"), (1.5, "D"), (-1.5, "E"))
+# Two successive samples closer than this (volts) sit on a plateau, not on an edge or a
+# spike: above what +/- 0.5 V of ADC noise makes between two samples (1 V), well below a
+# state step (3 V).
+FLAT_V = 1.5
 
 
 def classify(high_v):
@@ -50,7 +54,7 @@ class Pilot:
     """hal.Pilot on LEDC PWM + ADC1 bursts.
 
     cal = (raw_at_minus_12V, raw_at_plus_12V) from read_u16, measured per board.
-    debounce: bursts a new state must persist; a drop to A is taken at once (unplug)."""
+    debounce: bursts a new state must persist; a drop to A (unplug) needs at most two."""
 
     def __init__(self, pwm_pin, adc_pin, cal=(2000, 62000), invert=False, samples=64,
                  debounce=3, diode_v=-10.5, freq=1000, max_age_ms=250):
@@ -66,6 +70,7 @@ class Pilot:
         # thresholds in raw counts so that a burst needs no float arithmetic
         self._edges = tuple((self.raw_of(e), st) for e, st in _EDGES)
         self._diode_raw = self.raw_of(diode_v)
+        self._flat = int(FLAT_V / self._v_per_raw)
         self.samples = samples
         self.debounce = debounce
         self._offer = 0
@@ -122,12 +127,24 @@ class Pilot:
         return "F"
 
     def sample(self):
-        """Read one burst and update the debounced state. Allocation-free."""
+        """Read one burst and update the debounced state. Allocation-free.
+
+        A level is taken only from samples that agree with the one before (within
+        FLAT_V, both on the same side of 0 V): samples on a rising or falling edge (finite
+        rise time, the line's and the ADC filter's RC) and isolated spikes differ from
+        their neighbour and are left out, so at 10 % duty or 96 % duty the few samples of
+        the short phase are not dragged towards the other level."""
         read = self._read
         zero = self._raw_zero
+        tol = self._flat
+        ntol = -tol
         hi_sum = hi_n = lo_sum = lo_n = 0
+        hp_sum = hp_n = lp_sum = lp_n = 0   # the flat ("plateau") samples of each side
+        run = 0                             # successive flat samples so far
+        h1 = h2 = -1                        # the two highest +side samples
         mx = 0
         mn = 65535
+        prev = -65536
         n = self.samples
         while n:  # a while loop: range() would allocate an iterator per burst
             n -= 1
@@ -136,21 +153,62 @@ class Pilot:
                 mx = v
             if v < mn:
                 mn = v
+            d = v - prev
             if v >= zero:
                 hi_sum += v
                 hi_n += 1
+                if v > h2:
+                    if v > h1:
+                        h2 = h1
+                        h1 = v
+                    else:
+                        h2 = v
+                if ntol <= d <= tol and prev >= zero:
+                    # the higher of the pair: on a shoulder of the phase the other one
+                    # has started down the edge already
+                    hp_sum += v if d > 0 else prev
+                    hp_n += 1
+                    run += 1
+                else:
+                    run = 0
             else:
                 lo_sum += v
                 lo_n += 1
+                if ntol <= d <= tol and prev < zero:
+                    run += 1
+                    # three in a row: two samples either side of the trough of a -12 V
+                    # phase too short to settle (96 % duty) agree, but are not a plateau
+                    if run >= 2:
+                        lp_sum += v if d < 0 else prev
+                        lp_n += 1
+                else:
+                    run = 0
+            prev = v
         self.min_raw = mn
         self.max_raw = mx
-        self.high_raw = hi_sum // hi_n if hi_n else mx
-        self.low_raw = lo_sum // lo_n if lo_n else mn
+        if hp_n:
+            self.high_raw = hp_sum // hp_n
+        elif hi_n and self._offer:
+            # PWM runs but no two +side samples in a row agree (10 % duty sampled coarsely:
+            # one sample per phase sits on the edge). The second highest: edges only pull
+            # down, and one spike is left out; never the mean, which an edge drags from B
+            # down to C.
+            self.high_raw = h2 if hi_n >= 2 else h1
+        elif lp_n:
+            self.high_raw = lp_sum // lp_n   # steady level below 0 V: F, or E
+        else:
+            self.high_raw = hi_sum // hi_n if hi_n else (lo_sum // lo_n if lo_n else mx)
+        if lp_n:
+            self.low_raw = lp_sum // lp_n
+        else:
+            self.low_raw = lo_sum // lo_n if lo_n else mn
         self._update(self._classify_raw(self.high_raw))
         self.last_ms = ticks_ms()
-        # Diode check needs the -side: only while PWM runs and a vehicle is connected.
+        # Diode check needs a flat -side: only while PWM runs and a vehicle is connected. A
+        # burst without one (96 % duty: the -12 V phase is shorter than the fall time) can
+        # not tell, so it neither counts towards the fault nor clears it.
         pwm_on = self._offer is not None and self._offer > 0
-        if pwm_on and lo_n >= 2 and self._state in ("B", "C", "D"):
+        if pwm_on and lp_n and self._state in ("B", "C", "D"):
             if self.low_raw > self._diode_raw:
                 self._diode_n += 1
                 if self._diode_n >= self.debounce:
@@ -166,16 +224,18 @@ class Pilot:
         if st == self._state:
             self._cand_n = 0
             return
-        if st == "A":
-            self._state = "A"
-            self._cand_n = 0
-            return
         if st != self._cand:
             self._cand = st
             self._cand_n = 1
         else:
             self._cand_n += 1
-        if self._cand_n >= self.debounce:
+        # A drop to A (unplug) needs two bursts, not `debounce`: still faster than any other
+        # change, but one glitching burst neither opens the relay under load nor ends the
+        # transaction as an EV-side disconnect.
+        need = self.debounce
+        if st == "A" and need > 2:
+            need = 2
+        if self._cand_n >= need:
             self._state = st
             self._cand_n = 0
 
@@ -194,12 +254,24 @@ def cable_amps(ohms):
 
 
 class Proximity:
-    """PP read through a pull-up `pullup_ohm` to `supply_mv` on an ADC1 pin."""
+    """PP read through a pull-up `pullup_ohm` to `supply_mv` on an ADC1 pin.
 
-    def __init__(self, adc_pin, pullup_ohm=1000, supply_mv=3300):
+    sample() is for the fast path: one ADC read compared against the decision points
+    converted to microvolts at start-up (no float, no allocation), debounced over
+    `debounce` equal readings. `cable` holds the result: amps, 0 = no cable or a short."""
+
+    def __init__(self, adc_pin, pullup_ohm=1000, supply_mv=3300, debounce=2):
         self._adc = adc(adc_pin)
+        self._read = self._adc.read_uv  # bound once: binding per read would allocate
         self.pullup = pullup_ohm
         self.supply_uv = supply_mv * 1000
+        # ohms < edge  <=>  uv < edge * supply / (pullup + edge), rounded up: exact on ints
+        self._uv_edges = tuple((-(-edge * self.supply_uv // (pullup_ohm + edge)), amps or 0)
+                               for edge, amps in _PP_RANGES)
+        self.debounce = debounce
+        self.cable = self._classify(self._read())
+        self._cand = self.cable
+        self._cand_n = 0
 
     def ohms(self):
         uv = self._adc.read_uv()
@@ -209,3 +281,24 @@ class Proximity:
 
     def amps(self):
         return cable_amps(self.ohms())
+
+    def _classify(self, uv):
+        for edge, amps in self._uv_edges:
+            if uv < edge:
+                return amps
+        return 0
+
+    def sample(self):
+        """One reading; returns the debounced cable rating in A (0 = none)."""
+        a = self._classify(self._read())
+        if a == self.cable:
+            self._cand_n = 0
+        elif a != self._cand:
+            self._cand = a
+            self._cand_n = 1
+        else:
+            self._cand_n += 1
+        if self._cand_n >= self.debounce:
+            self.cable = a
+            self._cand_n = 0
+        return self.cable

@@ -259,7 +259,9 @@ class DeviceModel:
                     self._store(i, e, c, 0, v)
             i = self._row("EVSE", None, "Power", None)
             if i >= 0:
-                self._hi[_key(i, e, 0, 0)] = float(ev.max_current * ev.phases * NOMINAL_VOLTAGE)
+                # the rating, not max_current: a board's PP sets that to 0 without a cable
+                amps = getattr(ev, "rated_current", ev.max_current)
+                self._hi[_key(i, e, 0, 0)] = float(amps * ev.phases * NOMINAL_VOLTAGE)
         i = self._row("ChargingStation", None, "SupplyPhases", None)
         if i >= 0 and evses:
             self._store(i, 0, 0, 0, phases)

@@ -106,9 +106,10 @@ class Block:
             self._apply(e)
 
     def _apply(self, e):
-        amps = e.hw.max_current if e.limit is None else e.limit
         self._lock(e)
-        e.safety.permit(e.authorized, e.available, amps)
+        # no limit: None lets safety follow the hardware maximum live (a PP that reads a
+        # cable only after the card was presented), not a copy taken now
+        e.safety.permit(e.authorized, e.available, e.limit)
 
     def _lock(self, e):
         """Socket lock (no-op for tethered cables): engaged before energy is permitted on a

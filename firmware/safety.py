@@ -6,7 +6,8 @@ network can not delay it.
 
 API
     s = Safety(evse_hw, allow_ventilation=False)   # opens the relay at once
-    s.permit(authorized, available, amps)          # from the charging logic, any time
+    s.permit(authorized, available, amps)          # from the charging logic, any time;
+                                                   # amps None = evse_hw.max_current
     events = s.step(now_ms)                        # every <= 20 ms from the safety task
     await run([s1, s2], period_ms=10, on_events=fn, tick=None)  # fn(safety, events)
     s.state(), s.relay_closed(), s.faults(), s.offered(), s.status()
@@ -20,10 +21,26 @@ API
 
 Relay rules: it closes only while the pilot is C (or D with ventilation allowed), the
 charging logic permits (authorized, available, amps >= 6 after clamping to
-evse_hw.max_current, re-read every step) and no blocking fault is active.
+evse_hw.max_current, re-read every step), the hardware allows energy (max_current >= 6 or
+None), a lock with feedback reports locked, and no blocking fault is active.
 It closes in the same step those hold (IEC 61851-1 allows 3 s after B->C). It opens in the
-same step the EV leaves C or a blocking fault appears; with a 10 ms period and the pilot
-driver's debounce this stays well inside 100 ms.
+same step the EV leaves C, a blocking fault appears, the lock reports unlocked or the
+hardware limit drops below 6 A; with a 10 ms period and the pilot driver's debounce this
+stays well inside 100 ms.
+
+Lock (evse_hw.lock.locked(): True/False, None = no feedback, which does not gate):
+    relay open,   lock False     the relay waits; after LOCK_TRAVEL_MS of waiting with
+                                 everything else ready, the "lock" fault latches
+    relay closed, lock False     the relay opens in this step and "lock" latches; it stays
+                                 until the lock reports locked again or the EV is unplugged
+The charging logic locks before it permits and unlocks only once the relay is open.
+
+Two ways energy is taken away, told apart by who says so:
+    who                              how                         relay
+    hardware: evse_hw.max_current    PP reads no cable (0 A),    opens in this step
+              < 6 A                  short, invalid coding
+    charging logic: permit() with    deauthorised, unavailable,  PWM stops, relay waits
+              amps < 6               smart charging below 6 A    for the EV (see below)
 
 Withdrawn permission (deauthorised, unavailable, amps < 6): the PWM stops at once (100 %
 duty, state x1) and the relay stays closed until the EV answers by leaving C, at the latest
@@ -39,7 +56,8 @@ Faults (board-reported through evse_hw.faults(), plus ones detected here):
     welding    yes     feedback shows open, then unplugged, +5 s        relay feedback here
     contactor  yes     30 s after the condition cleared                  relay feedback here
     overtemp   yes     60 s after the sensor is back below its limit     board sensor
-    lock       yes     5 s after the lock reports the right position     board lock
+    lock       yes     5 s after the lock reports the right position     board lock,
+                       (here: locked again, or the EV unplugged)          lock feedback here
     meter      no      as soon as the meter answers again                board meter
 Unknown names block and recover 10 s after they clear. While a blocking fault is active the
 pilot shows a steady +12 V (no PWM) so that the unplug (state A) can be seen.
@@ -50,6 +68,7 @@ STOP_REACTION_MS = 6000
 CURRENT_REACTION_MS = 5000
 FEEDBACK_MS = 300        # contactor travel time before the auxiliary contact must agree
 MIN_AMPS = 6
+LOCK_TRAVEL_MS = 1000    # a commanded lock that has not confirmed by then is a fault
 
 # name -> (blocks charging, needs replug, hold ms after the condition cleared)
 POLICY = {
@@ -82,13 +101,15 @@ class Safety:
         self._stop_ms = None     # when permission was withdrawn with the relay closed
         self._latched = {}       # name -> [cleared_since_ms or None, replugged]
         self._blocking = 0       # number of latched faults that block charging
-        self._own = set()        # faults detected here (pilot, welding, contactor)
+        self._own = set()        # faults detected here (pilot, welding, contactor, lock)
+        self._lock_wait = None   # since when the relay waits for the lock to confirm
+        self._lock_lost = False  # the lock failed us; cleared when locked again or at A
 
     # ---------------------------------------------------------------- inputs
     def permit(self, authorized, available, amps):
         self._auth = bool(authorized)
         self._avail = bool(available)
-        self._amps = amps or 0
+        self._amps = amps if amps is None else (amps or 0)
 
     # ---------------------------------------------------------------- views
     def state(self):
@@ -120,7 +141,8 @@ class Safety:
             self._state = st
             ev = [("pilot", st)]
 
-        self._detect(now, st)
+        lk = hw.lock.locked()
+        self._detect(now, st, lk)
         raw = hw.faults()
         own = self._own
         if raw or own or self._latched:
@@ -130,13 +152,18 @@ class Safety:
         # reports a weaker cable, or to 0 when no cable is inserted.
         amps = self._amps
         m = hw.max_current
-        if m is not None and amps > m:
+        if amps is None:
+            amps = 0 if m is None else m
+        elif m is not None and amps > m:
             amps = m
         if amps < MIN_AMPS:
             amps = 0
         ev_ready = st == "C" or (st == "D" and self.allow_ventilation)
         permitted = self._auth and self._avail and amps > 0
-        if self._blocking or not ev_ready:
+        # The hardware takes the energy away (no cable, lock open): no reaction time for
+        # the EV, unlike a permission withdrawn by the charging logic.
+        cut = lk is False or (m is not None and m < MIN_AMPS)
+        if self._blocking or not ev_ready or cut:
             want = False
             self._stop_ms = None
         elif permitted:
@@ -148,6 +175,14 @@ class Safety:
             want = ticks_diff(now, self._stop_ms) < STOP_REACTION_MS
         else:
             want = False
+        if lk is False and permitted and ev_ready and not self._blocking:
+            # everything else is ready, the relay only waits for the lock to confirm
+            if self._lock_wait is None:
+                self._lock_wait = now
+            elif ticks_diff(now, self._lock_wait) >= LOCK_TRAVEL_MS:
+                self._lock_lost = True
+        elif self._lock_wait is not None:
+            self._lock_wait = None
         if want != self._closed:
             ev = self._set_relay(now, want, ev)
 
@@ -170,7 +205,7 @@ class Safety:
         ev.append(("relay", closed))
         return ev
 
-    def _detect(self, now, st):
+    def _detect(self, now, st, lk):
         own = self._own
         # Safety never drives -12 V itself, so E or F always means a broken pilot circuit
         if st == "E" or st == "F":
@@ -178,6 +213,16 @@ class Safety:
                 own.add("pilot")
         elif own and "pilot" in own:
             own.discard("pilot")
+        # lock feedback gone while energised (forced, broken): latch before the relay logic
+        # so that the relay opens in this very step
+        if lk is False:
+            if self._closed:
+                self._lock_lost = True
+        if self._lock_lost and (lk is not False or st == "A"):
+            self._lock_lost = False
+        lost = self._lock_lost
+        if lost != ("lock" in own):
+            own.add("lock") if lost else own.discard("lock")
         fb = self.hw.relay.feedback()
         if fb is None:
             return

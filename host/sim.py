@@ -153,8 +153,17 @@ def add_sim_commands(console, board):
         e.faults().discard(args[1])
         return {}
 
+    def lock(args):
+        # break the socket lock (forced open, feedback unlocked) or mend it
+        e = evse(args, "lock N broken|ok")
+        if args[1] not in ("broken", "ok"):
+            raise ConsoleError("usage: lock N broken|ok")
+        e.lock.broken = args[1] == "broken"
+        return {}
+
     for name, fn in (("plug", plug), ("unplug", unplug), ("ev", ev), ("stubborn", stubborn),
-                     ("tap", tap), ("power", power), ("fault", fault), ("clear", clear)):
+                     ("tap", tap), ("power", power), ("fault", fault), ("clear", clear),
+                     ("lock", lock)):
         console.commands[name] = fn
 
 

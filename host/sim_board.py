@@ -96,16 +96,19 @@ class SimMeter(hal.Meter):
 
 
 class SimLock(hal.Lock):
+    """Socket lock with feedback that follows the command at once. `broken` (console
+    `lock N broken`): forced open, the feedback reads unlocked whatever is commanded, until
+    `lock N ok`; safety must then open the relay and latch the "lock" fault."""
+
     def __init__(self):
-        self._locked = False
+        self._want = False
         self.broken = False
 
     def set(self, locked):
-        if not self.broken:
-            self._locked = bool(locked)
+        self._want = bool(locked)
 
     def locked(self):
-        return self._locked
+        return False if self.broken else self._want
 
 
 class SimReader(hal.Reader):

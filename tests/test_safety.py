@@ -339,6 +339,143 @@ def test_evse_limit_is_reread_every_step():
     r.hw.max_current = 13          # e.g. the proximity pilot found a 13 A cable
     r.run(20)
     assert r.pilot.current() == 13 and r.relay._closed is True
-    r.hw.max_current = 0           # no cable: no offer at all
-    r.run(20)
+    r.hw.max_current = 0           # no cable: no offer at all, and no energy at once
+    r.s.step(r.now + 10)
     assert r.pilot.current() == 0
+    assert r.relay._closed is False, "max_current 0 opens in the same step"
+
+
+# ---------------------------------------------------------------- lock before energy
+class FakeLock:
+    """Lock with feedback; `log` is shared with a RecordingRelay to prove the order."""
+
+    def __init__(self, log=None, fb=False):
+        self.fb = fb
+        self.log = log if log is not None else []
+
+    def set(self, locked):
+        self.log.append(("lock", locked))
+
+    def locked(self):
+        return self.fb
+
+
+def lock_rig():
+    r = Rig()
+    r.hw.lock = FakeLock()
+    return r
+
+
+def test_relay_waits_for_lock_feedback():
+    r = lock_rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "C"
+    r.run(500)
+    assert r.relay._closed is False, "closed with the lock still open"
+    assert r.pilot.current() == 16 and not r.s.faults()
+    r.hw.lock.fb = True
+    r.s.step(r.now + 10)
+    assert r.relay._closed is True, "closes in the step the lock confirms"
+
+
+def test_lock_not_confirming_is_a_lock_fault():
+    r = lock_rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "C"
+    r.run(safety.LOCK_TRAVEL_MS + 50)
+    assert "lock" in r.s.faults() and r.s.blocked()
+    assert r.pilot.current() == 0, "no PWM while faulted"
+    assert r.relay._closed is False
+
+
+def test_lock_dropping_out_opens_the_relay_in_the_same_step():
+    r = lock_rig()
+    r.hw.lock.fb = True
+    r.charging()
+    r.hw.lock.fb = False           # forced open under load
+    evs = r.s.step(r.now + 10)
+    assert r.relay._closed is False
+    assert ("relay", False) in evs and ("fault", "lock") in evs
+    r.now += 10
+    r.run(10000)
+    assert r.relay._closed is False and "lock" in r.s.faults(), "held while still unlocked"
+    r.hw.lock.fb = True            # locked again: the lock policy's 5 s, then energy again
+    r.run(4900)
+    assert r.relay._closed is False
+    r.run(200)
+    assert r.relay._closed is True and not r.s.faults()
+
+
+def test_lock_fault_after_dropout_clears_on_unplug():
+    r = lock_rig()
+    r.hw.lock.fb = True
+    r.charging()
+    r.hw.lock.fb = False
+    r.run(20)
+    assert "lock" in r.s.faults() and r.relay._closed is False
+    r.pilot.st = "A"
+    r.run(5100)
+    assert not r.s.faults()
+
+
+def test_lock_without_feedback_does_not_gate():
+    r = Rig()
+    assert r.hw.lock.locked() is None      # hal.NoLock
+    r.charging()
+    assert r.relay._closed is True
+
+
+def test_pp_no_cable_opens_in_the_same_step_permission_below_6a_waits():
+    # hardware: the proximity pilot reads no cable -> no reaction time for the EV
+    r = Rig()
+    r.s.permit(True, True, None)   # no smart-charging limit: follow max_current
+    r.pilot.st = "B"
+    r.run(50)
+    r.pilot.st = "C"
+    r.run(30)
+    assert r.relay._closed is True and r.pilot.current() == 32
+    r.hw.max_current = 0
+    r.s.step(r.now + 10)
+    assert r.relay._closed is False and r.pilot.current() == 0
+    # charging logic: a limit below 6 A is withdrawn permission, the EV gets its time
+    q = Rig()
+    q.charging(16)
+    q.s.permit(True, True, 3)
+    q.run(1000)
+    assert q.relay._closed is True and q.pilot.current() == 0
+    q.run(safety.STOP_REACTION_MS)
+    assert q.relay._closed is False
+
+
+def test_permit_without_limit_follows_the_evse_maximum_live():
+    # card presented before the cable: the PP read 0 A when permission was given
+    r = Rig(max_current=0)
+    r.s.permit(True, True, None)
+    r.pilot.st = "C"
+    r.run(100)
+    assert r.relay._closed is False and r.pilot.current() == 0
+    r.hw.max_current = 20          # the cable is in: 20 A coding
+    r.run(20)
+    assert r.pilot.current() == 20 and r.relay._closed is True
+
+
+def test_locked_charging_steps_do_not_allocate():
+    try:
+        import gc
+        import micropython  # noqa: F401
+    except ImportError:
+        from fake_machine import portable
+        portable.skip("heap accounting is only meaningful on micropython")
+    r = Rig(feedback=True)
+    r.hw.lock = FakeLock(fb=True)
+    r.charging()
+    step = r.s.step
+    now = r.now
+    step(now)
+    gc.collect()
+    before = gc.mem_alloc()
+    for i in range(200):
+        now += 10
+        step(now)
+    grew = gc.mem_alloc() - before
+    assert grew <= 64, grew
