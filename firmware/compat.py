@@ -113,11 +113,20 @@ def iso8601(unix_seconds=None):
         y, mo, d, rem // 3600, rem // 60 % 60, rem % 60, ms)
 
 
-def parse_iso8601(s):
+_naive_seen = False  # a date-time without UTC offset was read (warned about once)
+
+
+def parse_iso8601(s, naive_utc=True):
     """Parse an RFC 3339 date-time into unix seconds (float; whole seconds as an int where
-    floats are single precision). Raises ValueError."""
+    floats are single precision). Raises ValueError.
+
+    A date-time without UTC offset ("2026-12-02T16:31:09.123", which some CSMS libraries
+    send) is not RFC 3339; it is read as UTC, with one warning per boot, unless naive_utc
+    is False. What the station sends always carries its Z (iso8601)."""
+    global _naive_seen
     try:
-        if len(s) < 19 or s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":":
+        if len(s) < 19 or s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":" \
+                or s[16] != ":":
             raise ValueError
         y, mo, d = int(s[0:4]), int(s[5:7]), int(s[8:10])
         hh, mm, ss = int(s[11:13]), int(s[14:16]), int(s[17:19])
@@ -136,12 +145,21 @@ def parse_iso8601(s):
             off = 0
         elif len(tz) == 6 and tz[0] in "+-" and tz[3] == ":":
             off = (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * (1 if tz[0] == "+" else -1)
+        elif tz == "" and naive_utc:
+            off = 0
         else:
             raise ValueError
         if not (1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 61):
             raise ValueError
     except (ValueError, IndexError):
         raise ValueError("not an RFC 3339 date-time: %r" % (s,))
+    if tz == "" and not _naive_seen:
+        _naive_seen = True
+        try:
+            from firmware import log  # here, not at the top: log imports this module
+            log.warn("clock", "date-time without UTC offset read as UTC: %r" % (s[:40],))
+        except ImportError:  # compat used without the rest of the firmware (tools)
+            pass
     t = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss - off
     return t if SINGLE_FLOAT else t + frac
 

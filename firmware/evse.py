@@ -208,6 +208,13 @@ class Block:
                                 not self.st.dm.get("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"):
                             e.held = True  # E09.FR.03: EV side unplugged, the cable stays locked
                         self._lock(e)
+                        if e.connected():
+                            # Occupied first: its StatusNotification is queued before the
+                            # TransactionEvent (Started) the "pilot" listeners queue, as the
+                            # E02/E03 sequence diagrams draw it. Not on unplug: ending the
+                            # transaction may apply a scheduled Unavailable, and the connector
+                            # goes from Occupied straight to that (G01.FR.05)
+                            self.refresh(e.id)
                         self.st.emit("pilot", e.id, old, value)
                     elif kind == "relay":
                         log.info("evse", "EVSE %d relay %s" % (e.id, "closed" if value else "open"))

@@ -188,6 +188,7 @@ class Block:
         saved = station.store.load("boot.json") or {}
         self.reason = saved.get("reason") or "PowerUp"
         self._boot_now = compat.asyncio.Event()
+        self._triggered = False  # the next BootNotification answers a TriggerMessage
         self._hb_changed = compat.asyncio.Event()
         self._booting = False
         self.reset_scheduled = None  # Reset type waiting for "idle" (B12.FR.01)
@@ -286,10 +287,12 @@ class Block:
             cs["serialNumber"] = b.serial[:25]
         if b.firmware_version:
             cs["firmwareVersion"] = b.firmware_version[:50]
-        return {"reason": self.reason, "chargingStation": cs}
+        return {"reason": "Triggered" if self._triggered else self.reason, "chargingStation": cs}
 
     def boot_now(self):
-        """TriggerMessage(BootNotification) while Pending: resend without waiting."""
+        """TriggerMessage(BootNotification) while Pending or Rejected: send one now, before
+        the interval is over, with reason Triggered."""
+        self._triggered = True
         self._boot_now.set()
 
     async def _boot_loop(self):
@@ -298,13 +301,17 @@ class Block:
         try:
             while st.running and st.connected and st.boot_status != "Accepted":
                 wait_s = DEFAULT_RETRY_S
+                payload = self.boot_payload()
+                self._triggered = False
                 try:
-                    resp = await st.call("BootNotification", self.boot_payload(), wait_online=False)
+                    resp = await st.call("BootNotification", payload, wait_online=False)
                 except Offline:
                     return
                 except (CallError, compat.TimeoutError) as e:
                     log.warn("boot", "BootNotification failed: %r" % (e,))
                 else:
+                    # all of it before the next await: the CSMS's next CALL may already be
+                    # read and is handled as soon as this task awaits (see rpc.py)
                     adopt_time(resp, st)
                     status = resp["status"]
                     interval = resp.get("interval", 0)

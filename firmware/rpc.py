@@ -1,6 +1,14 @@
 # OCPP-J RPC framing (OCPP 2.0.1 part 4): CALL [2, id, action, payload],
 # CALLRESULT [3, id, payload], CALLERROR [4, id, code, description, details].
 # At most one CALL from the station is outstanding; CSMS CALLs are answered meanwhile.
+#
+# The reply to the station's CALL takes effect before the next incoming frame is handled:
+# the receive loop wakes the waiting caller and then waits until call() has handed the reply
+# over (HANDOFF_MS at most). The caller runs on, up to its next await, before the receive
+# loop resumes, so whatever it does with the result synchronously (boot status, the
+# HeartbeatInterval of a BootNotificationResponse, an Authorize result, a TransactionEvent's
+# idTokenInfo) is in place when the CSMS's next CALL, often in the same TCP segment, reaches
+# the gate and the handlers. Callers therefore apply a result without awaiting anything first.
 import json
 
 from firmware import compat, log
@@ -10,6 +18,7 @@ CALLRESULT = 3
 CALLERROR = 4
 
 MAX_ID_LEN = 36
+HANDOFF_MS = 1000  # longest the receive loop waits for the caller to take its reply
 MAX_DESCRIPTION = 255
 
 
@@ -44,14 +53,16 @@ class Rpc:
         self._ws = None
         self.link_ev = compat.asyncio.Event()  # set exactly while a WebSocket is attached
         self.trace = False
-        # Set by the station: returns a CallError to refuse a CSMS request (e.g. SecurityError
-        # while BootNotification is Rejected), or None to let it through.
+        # Set by the station: gate(action, payload) returns a CallError to refuse a CSMS request
+        # (e.g. SecurityError while BootNotification is Rejected), or None to let it through.
         self.gate = None
         self._seq = 0
         self._prefix = "%x-" % compat.random_int(0, 0xFFFFFF)
         self._pending_id = None
         self._reply = None
         self._reply_ev = compat.asyncio.Event()
+        self._taken = compat.asyncio.Event()  # call() has taken the reply _on_reply stored
+        self.handoff_ms = HANDOFF_MS
         self._call_lock = compat.asyncio.Lock()
         # Length of the frame being handled, for the BytesPerMessage limits: handlers compare
         # it instead of serialising the request again (a multi-KB copy on a small heap).
@@ -112,6 +123,9 @@ class Rpc:
                 await compat.wait_for_ms(self._reply_ev.wait(), timeout_ms)
             finally:
                 self._pending_id = None
+                # lets the receive loop go on (also after a timeout or cancellation); it runs
+                # again only when this task next awaits, i.e. after the caller used the reply
+                self._taken.set()
             reply = self._reply
             self._reply = None
             if reply is None:
@@ -171,17 +185,20 @@ class Rpc:
         if kind == CALL and type(kind) is int:
             await self._on_call(msg)
         elif kind == CALLRESULT and type(kind) is int:
-            self._on_reply(msg, 3)
+            if self._on_reply(msg, 3):
+                await self._handoff()
         elif kind == CALLERROR and type(kind) is int:
-            self._on_reply(msg, 5)
+            if self._on_reply(msg, 5):
+                await self._handoff()
         else:
             await self._error(mid, "MessageTypeNotSupported", "unknown message type id %r" % (kind,))
 
     def _on_reply(self, msg, length):
+        """Store the reply for the waiting call(); True when it was one."""
         mid = msg[1]
         if mid != self._pending_id or self._reply is not None:
             log.warn("ocpp", "ignoring reply with unexpected id %s" % mid)
-            return
+            return False
         if len(msg) != length or (length == 3 and not isinstance(msg[2], dict)):
             msg = [CALLERROR, mid, "FormatViolation", "malformed reply frame", {}]
         elif length == 5:
@@ -189,7 +206,21 @@ class Rpc:
             msg = [CALLERROR, mid, code if isinstance(code, str) else "GenericError",
                    desc if isinstance(desc, str) else "", details if isinstance(details, dict) else {}]
         self._reply = msg
+        self._taken.clear()
         self._reply_ev.set()
+        return True
+
+    async def _handoff(self):
+        # Usually taken within two loop turns (the woken caller, and its wait_for where that
+        # wraps a task); plain yields are cheaper than the bounded wait, which is for the rest.
+        for _ in range(3):
+            await compat.sleep_ms(0)
+            if self._taken.is_set():
+                return
+        try:
+            await compat.wait_for_ms(self._taken.wait(), self.handoff_ms)
+        except compat.TimeoutError:
+            log.warn("ocpp", "reply not taken within %d ms, going on" % self.handoff_ms)
 
     async def _on_call(self, msg):
         mid = msg[1]
@@ -202,7 +233,7 @@ class Rpc:
             return
         try:
             if self.gate is not None:
-                refused = self.gate(action)
+                refused = self.gate(action, payload)
                 if refused is not None:
                     raise refused
             handler = self.handlers.get(action)

@@ -197,8 +197,11 @@ class Station:
         else:
             self._accepted_ev.clear()
 
-    def _gate(self, action):
-        if self.boot_status == "Rejected":
+    def _gate(self, action, payload):
+        # B03.FR.08: while Rejected every CSMS request gets SecurityError, except a
+        # TriggerMessage for a BootNotification: the CSMS may end the wait early (TC_B_31).
+        if self.boot_status == "Rejected" and not (
+                action == "TriggerMessage" and payload.get("requestedMessage") == "BootNotification"):
             return CallError("SecurityError", "station is not accepted by the CSMS")
         return None
 

@@ -23,7 +23,10 @@ Error codes (OCPP-J 2.0.1 edition 3, part 4 table 8; the errata change none of t
   enum, minimum/maximum, date-time that is not RFC 3339.
 
 check_response is lenient about unknown properties (a CSMS may add fields the
-station can ignore); everything it needs is still checked. When the table is
+station can ignore) and about date-times without UTC offset (read as UTC: some CSMS
+libraries send them, and a refused BootNotificationResponse would keep the station from
+ever booting, whereas a refused request at least shows the CSMS its error); everything
+it needs is still checked. When the table is
 missing or damaged, checks are skipped (None) and known_action accepts any name,
 rather than refusing all traffic; table_ok() reports it. date-time strings longer
 than 64 characters are refused without parsing (RFC 3339 allows unbounded fractions;
@@ -179,7 +182,7 @@ class _Walk:
                         return None
                 return (PROPERTY, "", "%s not in enum" % _show(v))
             if k == _DATETIME:
-                if _datetime_ok(v):
+                if _datetime_ok(v, self.strict):
                     return None
                 return (PROPERTY, "", "%s is not an RFC 3339 date-time" % _show(v))
             n = len(node)
@@ -270,22 +273,24 @@ def _show(v):
 _DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
 
 
-def _datetime_ok(s):
-    """RFC 3339 shape; parse_iso8601 checks separators and ranges, this the digits."""
+def _datetime_ok(s, strict):
+    """RFC 3339 shape; parse_iso8601 checks separators and ranges, this the digits. Not
+    strict (responses): a date-time without UTC offset passes, read as UTC."""
     n = len(s)
-    if n < 20 or n > _MAX_DATETIME:
+    if n < 19 or n > _MAX_DATETIME or (strict and n < 20):
         return False
     for i in _DIGITS:
         if not "0" <= s[i] <= "9":
             return False
     if s[n - 1] not in "Zz":
-        if n < 25:
+        if n >= 25 and s[n - 6] in "+-":  # the offset's digits (int() would take " 1", "+1")
+            for i in (n - 5, n - 4, n - 2, n - 1):
+                if not "0" <= s[i] <= "9":
+                    return False
+        elif strict:
             return False
-        for i in (n - 5, n - 4, n - 2, n - 1):
-            if not "0" <= s[i] <= "9":
-                return False
     try:
-        parse_iso8601(s)
+        parse_iso8601(s, not strict)
     except ValueError:
         return False
     return True

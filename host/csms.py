@@ -94,9 +94,13 @@ class _Tap:
                     continue
                 if frame[1] in self.session.replies:
                     self.session.replies[frame[1]] = frame
+                if frame[1] in self.session.chased:
+                    self.session.chased.discard(frame[1])
+                    continue  # answers a frame sent by an after_reply hook: recorded only
             if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2 and frame[2] in self.csms.hold:
                 continue  # recorded, never answered: lets tests exercise the station's timeouts
             if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2:
+                self.session.in_actions[frame[1]] = (frame[2], frame[3])
                 fail = self.csms.call_errors.get(frame[2])
                 code = fail(self.session.id, frame[3]) if fail is not None else None
                 if code:
@@ -108,7 +112,20 @@ class _Tap:
         frame = self.csms._record(self.session, "out", text)
         if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2:
             self.session.out_actions[frame[1]] = frame[2]
+        chase = None
+        if isinstance(frame, list) and len(frame) >= 3 and frame[0] in (3, 4):
+            req = self.session.in_actions.pop(frame[1], None)
+            hook = self.csms.after_reply.get(req[0]) if req and frame[0] == 3 else None
+            if hook is not None:
+                chase = hook(self.session.id, req[1], frame[2])
         await self.ws.send(text)
+        # the hook's frames follow the CALLRESULT at once, on the same connection, with
+        # nothing awaited in between: a CSMS that acts on its own answer without delay
+        for t in chase or ():
+            f = self.csms._record(self.session, "out", t)
+            self.session.out_actions[f[1]] = f[2]
+            self.session.chased.add(f[1])
+            await self.ws.send(t)
 
 
 class Session(ocpp.v201.ChargePoint):
@@ -120,6 +137,8 @@ class Session(ocpp.v201.ChargePoint):
         self.raw_waiters = {}
         self.replies = {}
         self.out_actions = {}
+        self.in_actions = {}  # id of a station CALL not answered yet -> (action, payload)
+        self.chased = set()  # ids of CALLs sent by after_reply hooks, not answered yet
         self.ws = ws
         super().__init__(cp_id, _Tap(csms, self, ws), response_timeout=30)
 
@@ -198,6 +217,10 @@ class Csms:
         self.hold = set()  # actions whose station CALLs are recorded but left unanswered
         # action -> fn(cp_id, payload) -> errorCode to answer with a CALLERROR, or None
         self.call_errors = {}
+        # action -> fn(cp_id, request payload, response payload) -> raw CALL frames (text) to
+        # send right behind the CALLRESULT to that station CALL, or None. Their replies are
+        # only recorded (reply_to() finds them).
+        self.after_reply = {}
         self.auth_failures = 0
         self.connections = 0
         self._last_payload = {}
@@ -217,6 +240,15 @@ class Csms:
         return [m["frame"][3] for m in self.messages
                 if m["dir"] == "in" and m["frame"][0] == 2
                 and (action is None or m["frame"][2] == action) and (cp is None or m["cp"] == cp)]
+
+    def reply_to(self, msg_id, cp=None):
+        """The station's CALLRESULT / CALLERROR frame answering the CSMS CALL `msg_id`, or None."""
+        for m in self.messages:
+            f = m["frame"]
+            if m["dir"] == "in" and isinstance(f, list) and len(f) >= 3 and f[0] in (3, 4) \
+                    and f[1] == msg_id and (cp is None or m["cp"] == cp):
+                return f
+        return None
 
     def _record(self, session, direction, text):
         try:

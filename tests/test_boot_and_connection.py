@@ -151,3 +151,32 @@ def test_TC_P_01_CS_data_transfer_unknown_vendor(csms, station):
         r = csms.call(st.identity, "DataTransfer", payload)
         assert r["status"] == "UnknownVendorId", data
     assert st.status()["connected"] is True
+
+
+def test_B01_boot_response_time_without_utc_offset_read_as_utc(csms, station):
+    """Some CSMS libraries answer currentTime without UTC offset. Tolerated in what the
+    station receives: read as UTC (the station's clock follows it), one warning in the log;
+    what it sends keeps its Z."""
+    naive = "2026-12-02T16:31:09.123"
+
+    def reply(cp, payload):
+        return {"currentTime": naive, "interval": 300, "status": "Accepted"}
+    csms.csms.responders["BootNotification"] = reply
+    csms.csms.responders["Heartbeat"] = lambda cp, payload: {"currentTime": naive}
+    st = station()
+    cp = st.identity
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", cp), 15, "boot accepted")
+    assert st.status()["boot"] == "Accepted"
+    r = csms.call(cp, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: csms.csms.calls("Heartbeat", cp), 10, "triggered Heartbeat")
+    stamp = csms.csms.calls("StatusNotification", cp)[0]["timestamp"]
+    # the clock was set to that time, read as UTC (the station's stamps end in Z)
+    assert stamp.startswith("2026-12-02T16:3") and stamp.endswith("Z"), stamp
+    clock = csms.call(cp, "GetVariables", {"getVariableData": [
+        {"component": {"name": "ClockCtrlr"}, "variable": {"name": "DateTime"}}]})
+    assert clock["getVariableResult"][0]["attributeValue"].startswith("2026-12-02T16:3")
+    time.sleep(0.3)  # let the log reach the file
+    with open(st.log_path) as f:
+        warnings = [ln for ln in f if "without UTC offset" in ln]
+    assert len(warnings) == 1, warnings

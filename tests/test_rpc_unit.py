@@ -121,3 +121,61 @@ def test_trace_never_logs_passwords():
     assert "SecurityCtrlr" in text and "SetNetworkProfile" in text  # the frames were traced
     for secret in ("Sup3r-Secret", "An0ther-Secret", "Third-Secret"):
         assert secret not in text, text
+
+
+class _ChasingWs(FakeWs):
+    """A CSMS that answers each CALL and sends its next CALL right behind the answer, both
+    already waiting when the station reads the first (one TCP segment)."""
+
+    def __init__(self, reply, chase):
+        FakeWs.__init__(self)
+        self.reply = reply
+        self.chase = chase
+
+    async def send(self, text):
+        await FakeWs.send(self, text)
+        frame = self.out[-1]
+        if frame[0] == 2:
+            self.feed(json.dumps([3, frame[1], self.reply]))
+            for c in self.chase:
+                self.feed(c)
+            self.chase = ()
+
+
+def test_call_result_takes_effect_before_the_next_incoming_call():
+    # B01/B03: what the caller does with a CALLRESULT (boot status, HeartbeatInterval) is done
+    # before the CSMS's next CALL, queued behind the result, reaches a handler or the gate
+    rpc = Rpc(_NoValidation())
+    state = {"boot": None}
+    seen = []
+    rpc.register("DataTransfer", lambda p: seen.append(state["boot"]) or {"status": "Accepted"})
+    rpc.gate = lambda action, payload: seen.append(("gate", state["boot"])) and None
+    ws = _ChasingWs({"status": "Accepted"}, ['[2, "n1", "DataTransfer", {"vendorId": "x"}]'])
+
+    async def run():
+        task = compat.create_task(rpc.serve(ws))
+        await compat.sleep_ms(1)
+        body = await rpc.call("BootNotification", {})
+        state["boot"] = body["status"]  # no await between the reply and applying it
+        for _ in range(100):
+            if len(ws.out) >= 2:
+                break
+            await compat.sleep_ms(2)
+        task.cancel()
+    compat.run(run())
+    assert seen == [("gate", "Accepted"), "Accepted"], seen
+    assert ws.out[1] == [3, "n1", {"status": "Accepted"}]
+
+
+def test_reply_nobody_takes_does_not_hold_the_link():
+    # the hand-off is bounded: a reply whose caller never resumes delays the next frame by
+    # at most handoff_ms, it does not stop the dispatcher
+    rpc = Rpc(_NoValidation())
+    rpc.handoff_ms = 30
+    rpc.register("DataTransfer", lambda p: {"status": "Accepted"})
+    ws = FakeWs()
+    rpc._pending_id = "orphan"  # as if a caller were waiting, but none is
+    ws.feed('[3, "orphan", {}]')
+    ws.feed('[2, "n2", "DataTransfer", {"vendorId": "x"}]')
+    _serve(ws, rpc, lambda: ws.out)
+    assert ws.out == [[3, "n2", {"status": "Accepted"}]]

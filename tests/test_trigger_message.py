@@ -19,6 +19,8 @@ def test_TC_F_23_CS_trigger_status_notification_specific_and_all(csms, station):
     st = station(args=["--evses", "2"])
     cp = st.identity
     booted(csms, cp)
+    # both boot StatusNotifications (B01.FR.05) are in before the trigger's are counted
+    csms.wait_for(lambda: len(csms.csms.calls("StatusNotification", cp)) >= 2, 10, "boot statuses")
     r, t = trigger(csms, cp, "StatusNotification", {"id": 2, "connectorId": 1})
     assert r["status"] == "Accepted"
     got = csms.wait_for(lambda: after_reply(csms, cp, t, "StatusNotification"), 5, "status")
@@ -75,3 +77,29 @@ def test_TC_B_02_CS_trigger_boot_notification_while_pending(csms, station):
     assert r["status"] == "Accepted"
     booted(csms, cp, 2, timeout=5)  # well before the 60 s interval
     assert st.status()["boot"] == "Accepted"
+
+
+def test_TC_B_31_trigger_boot_notification_while_rejected(csms, station):
+    """B03 / F06 (TC_B_31_CSMS is the CSMS side): while Rejected the CSMS may trigger a
+    BootNotification before the interval is over. The TriggerMessage is accepted, the
+    BootNotification follows with reason Triggered; every other request still gets
+    SecurityError (B03.FR.08), TriggerMessage for another message included."""
+    replies = ["Rejected", "Accepted"]
+
+    def boot(cp, payload):
+        status = replies.pop(0) if len(replies) > 1 else replies[0]
+        return {"currentTime": "2026-11-24T10:00:00.000Z", "interval": 60, "status": status}
+    csms.csms.responders["BootNotification"] = boot
+    st = station()
+    cp = st.identity
+    csms.wait_for(lambda: cp in csms.csms.sessions and csms.csms.calls("BootNotification", cp), 15, "boot")
+    st.wait_status(lambda s: s["boot"] == "Rejected", 5, "Rejected")
+    hb = csms.raw(cp, '[2,"t1","TriggerMessage",{"requestedMessage":"Heartbeat"}]', reply_id="t1")
+    assert hb[0] == 4 and hb[2] == "SecurityError", hb
+    r, t = trigger(csms, cp, "BootNotification")
+    assert r["status"] == "Accepted"
+    booted(csms, cp, 2, timeout=10)  # well before the 60 s interval
+    boots = csms.csms.calls("BootNotification", cp)
+    assert [b["reason"] for b in boots] == ["PowerUp", "Triggered"]
+    assert st.status()["boot"] == "Accepted"
+    assert not after_reply(csms, cp, 0, "Heartbeat")

@@ -197,8 +197,10 @@ def sites(s, doc, value, tokens, out):
         if "enum" in s:
             out.append(("bad_enum", PROPERTY, tokens, lambda _v: "NotAnEnumValue"))
         elif s.get("format") == "date-time":
-            for b in _BAD_STAMPS[:4]:
+            for b in _BAD_STAMPS[:3] + _BAD_STAMPS[4:5]:
                 out.append(("bad_datetime", PROPERTY, tokens, lambda _v, b=b: b))
+            # no UTC offset: refused in requests, read as UTC in responses
+            out.append(("naive_datetime", PROPERTY, tokens, lambda _v: "2024-01-01T00:00:00.250"))
         elif "maxLength" in s:
             out.append(("too_long", PROPERTY, tokens,
                         lambda _v, n=s["maxLength"]: "x" * n + "€"))
@@ -277,7 +279,7 @@ def test_corpus_is_large_and_covers_every_kind():
         kinds[c[3]] = kinds.get(c[3], 0) + 1
     assert len(CORPUS) > 3000
     for k in ("valid", "wrong_type", "bool_for_int", "too_long", "bad_enum", "bad_datetime",
-              "below_min", "drop_required", "extra_property", "extra_allowed",
+              "naive_datetime", "below_min", "drop_required", "extra_property", "extra_allowed",
               "too_many_items", "empty_array", "not_object"):
         assert kinds.get(k, 0) >= 5, (k, kinds)
 
@@ -292,8 +294,8 @@ def test_agrees_with_jsonschema_and_codes_match_mutation():
             assert got is None, (action, slot, kind, payload, got)
             continue
         assert not ref, (action, slot, kind, payload)
-        if kind == "extra_property" and slot == 1:
-            assert got is None, (action, kind, got)  # responses tolerate unknown fields
+        if kind in ("extra_property", "naive_datetime") and slot == 1:
+            assert got is None, (action, kind, got)  # responses tolerate these
             continue
         assert got is not None, (action, slot, kind, payload)
         assert got[0] == code, (action, slot, kind, path, got)
@@ -309,6 +311,13 @@ def test_response_leniency_is_only_about_unknown_properties():
     assert validate.check_response("Heartbeat", ok) is None
     bad = {"currentTime": "2024-05-06 07:08:09", "extra": 1}
     assert validate.check_response("Heartbeat", bad)[0] == PROPERTY
+    # ... and about a missing UTC offset, which requests still may not omit
+    assert validate.check_response("Heartbeat", {"currentTime": "2024-05-06T07:08:09.123"}) is None
+    reserve = {"id": 1, "idToken": {"idToken": "AB12", "type": "ISO14443"},
+               "expiryDateTime": "2024-05-06T07:08:09.123"}
+    assert validate.check_request("ReserveNow", reserve)[0] == PROPERTY
+    reserve["expiryDateTime"] += "Z"
+    assert validate.check_request("ReserveNow", reserve) is None
     assert validate.check_response("Heartbeat", {})[0] == OCCURRENCE
 
 
