@@ -210,12 +210,31 @@ def _hook_link():
     WebSocket.recv = recorded_recv
 
 
+def _small_outbox(max_bytes):
+    from firmware.msg_queue import MessageQueue
+    init = MessageQueue.__init__
+
+    def small(self, station, *args, **kw):
+        init(self, station, *args, **kw)
+        self.max_bytes = max_bytes
+
+    MessageQueue.__init__ = small
+
+
 def main(argv):
+    """argv: TRACE [--outbox-bytes N] host.sim arguments. --outbox-bytes shrinks the outbox
+    so that a short script reaches its compaction."""
     trace_path, args = argv[0], argv[1:]
+    outbox = None
+    if args and args[0] == "--outbox-bytes":
+        outbox = int(args[1])
+        args = args[2:]
     data_dir = args[args.index("--data-dir") + 1]
     from firmware.compat import makedirs
     makedirs(data_dir)
     install(data_dir, trace_path)
+    if outbox is not None:
+        _small_outbox(outbox)
     from host import sim
     try:
         return sim.main(args)

@@ -4,7 +4,8 @@ local list), shared by tests/test_power_cut_points.py and `python -m tools cutpo
 1. record(): one run of a full script on the power-cut double (tests/cutfs.py): boot, a
    charging session with meter values, an offline period with events queued, the drain after
    the reconnect, a local list update (SendLocalList Full, then Differential), a second session
-   and a Reset (plus an auth cache snapshot). The trace numbers every create, write, sync, rename and remove.
+   and a Reset (plus an auth cache snapshot; the outbox is made small enough to be compacted
+   on the way). The trace numbers every create, write, sync, rename and remove.
 2. For a cut before operation N, snapshot(N) rebuilds what littlefs would have kept, and
    recover() starts a station on it against the CSMS under a fresh identity, lets it boot and
    drain, and stops it.
@@ -13,7 +14,8 @@ local list), shared by tests/test_power_cut_points.py and `python -m tools cutpo
    (transactionId, seqNo) came with two contents across the run and the recovery; every
    transaction is complete (Started, each seqNo, Ended) and its energy never goes down; every
    document is readable; the station booted to Accepted; the local list is at least at the
-   last version whose SendLocalList the station had accepted.
+   last version whose SendLocalList the station had accepted, and holds exactly that
+   version's cards.
 Cuts that leave the same directory share one recovery run: the station cannot tell them apart.
 """
 import binascii
@@ -29,7 +31,11 @@ from tests.proxy import LinkProxy
 
 ARGS = ["--evses", "1"] + set_args("SampledDataCtrlr.TxUpdatedInterval=1", *FAST_RECONNECT)
 TX = "TransactionEvent"
+# The outbox of the script's station, in bytes: small enough that the journal is compacted
+# (rewritten and renamed) during the run, large enough that the offline period fits.
+OUTBOX_BYTES = 3000
 CARDS = ("11AA22BB", "33CC44DD", "55EE66FF")
+LIST_AT = {0: set(), 1: {CARDS[0], CARDS[1]}, 2: {CARDS[1], CARDS[2]}}  # by list version
 
 
 # ------------------------------------------------------------------ the trace
@@ -98,12 +104,15 @@ class Trace:
 
 
 # ------------------------------------------------------------------ 1. the recorded run
-def record(target, csms, workdir, identity="CUT1"):
-    """Run the script on the double; returns the Trace."""
+def record(target, csms, workdir, identity="CUT1", outbox_bytes=OUTBOX_BYTES):
+    """Run the script on the double; returns the Trace. outbox_bytes: a smaller outbox, so
+    the script also cuts inside its compaction."""
     trace_path = os.path.join(workdir, "trace.jsonl")
     data = os.path.join(workdir, "orig-data")
     proxy = LinkProxy(csms.csms.port)
     launcher = interpreter(target) + ["-m", "tests.cutfs", trace_path]
+    if outbox_bytes:
+        launcher += ["--outbox-bytes", str(outbox_bytes)]
     st = StationProc(target, proxy.url(), identity, data, ARGS, launcher=launcher)
     c = csms.csms
     try:
@@ -186,7 +195,8 @@ def unreadable(d):
 def recover(target, csms, files, identity, d):
     """Start a station on `files`, let it boot and drain, stop it. Returns what it showed."""
     write_files(files, d)
-    out = {"unreadable_before": unreadable(d), "boot": None, "list_version": None, "error": None}
+    out = {"unreadable_before": unreadable(d), "boot": None, "list_version": None,
+           "listed": set(), "error": None}
     st = StationProc(target, csms.csms.url(), identity, d, ARGS)
     try:
         s = st.wait_status(lambda s: s["boot"] == "Accepted" and s["connected"] and s["queue"] == 0
@@ -194,6 +204,9 @@ def recover(target, csms, files, identity, d):
                            60, "booted and drained")
         out["boot"] = s["boot"]
         out["list_version"] = csms.call(identity, "GetLocalListVersion", {})["versionNumber"]
+        # which cards the station itself finds in its list (not asking the CSMS first)
+        assert st.cmd("set AuthCtrlr.LocalPreAuthorize true")["ok"]
+        out["listed"] = {c for c in CARDS if st.cmd("auth %s" % c).get("source") == "list"}
     except AssertionError as e:
         out["error"] = str(e)[-2000:]
     finally:
@@ -245,6 +258,8 @@ def problems(trace, n, rec):
     if accepted and (rec["list_version"] is None or rec["list_version"] < max(accepted)):
         out.append("local list version %s after SendLocalList %d was accepted"
                    % (rec["list_version"], max(accepted)))
+    if rec["list_version"] is not None and LIST_AT.get(rec["list_version"]) != rec["listed"]:
+        out.append("local list version %s holds %s" % (rec["list_version"], sorted(rec["listed"])))
     return out
 
 
@@ -296,10 +311,10 @@ def sample(states, trace, k):
     return sorted(chosen)
 
 
-def run(target, csms, workdir, states=None, workers=2, progress=None):
+def run(target, csms, workdir, states=None, workers=2, progress=None, outbox_bytes=OUTBOX_BYTES):
     """Record the script, then check every cut point, or only those of `states` of the
     distinct states (see sample()). Returns a Result."""
-    trace = record(target, csms, workdir)
+    trace = record(target, csms, workdir, outbox_bytes=outbox_bytes)
     res = Result(trace)
     all_states = trace.snapshots()
     keep = range(len(all_states)) if states is None else sample(all_states, trace, states)

@@ -33,6 +33,8 @@ def test_E11_E12_E13_D01_B12_power_cut_points_sampled(target, csms, tmp_path):
     assert any(p.get("offline") for p in txs), "no event was queued offline"
     assert [p["eventType"] for p in txs].count("Ended") >= 2, txs
     assert cutpoints._accepted_list_versions(trace, len(trace.ops)) == [1, 2]
+    # the outbox was compacted: its journal rewritten and renamed into place
+    assert ["r", "queue.jnl.tmp", "queue.jnl"] in trace.ops, "no outbox compaction"
     assert res.states == SAMPLE and res.cuts >= SAMPLE, (res.states, res.cuts)
     assert not res.failed, "%s\n%s" % (res.line(target), _report(res))
 
@@ -90,7 +92,7 @@ def _trace_file(path, recs):
 
 def _recovery(frames=(), seclog=()):
     return {"error": None, "boot": "Accepted", "unreadable_before": [], "unreadable_after": [],
-            "list_version": 0, "frames": list(frames), "seclog": list(seclog)}
+            "list_version": 0, "listed": set(), "frames": list(frames), "seclog": list(seclog)}
 
 
 def _ev(seq, kind="Updated", **extra):
@@ -138,3 +140,8 @@ def test_cut_checks_find_a_lost_event_and_a_reused_seqno(tmp_path):
                                               [2, "m9", "TransactionEvent", _ev(1, "Ended")]],
                                              [["2026-12-02T10:00:00Z", "StartupOfTheDevice", None]]))
     assert any("arrived twice with different content" in p for p in ps), ps
+    # a local list whose version and cards disagree
+    bad = _recovery()
+    bad["list_version"], bad["listed"] = 2, {cutpoints.CARDS[0], cutpoints.CARDS[1]}
+    ps = cutpoints.problems(tr, 0, bad)
+    assert ps and ps[0].startswith("local list version 2 holds"), ps
