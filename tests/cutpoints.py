@@ -67,9 +67,10 @@ class Trace:
             out[op[0]] = out.get(op[0], 0) + 1
         return out
 
-    def snapshot(self, n):
-        """{name: bytes} that survives a cut before operation n (ops 0..n-1 done)."""
-        files = {}
+    def snapshot(self, n, base=None):
+        """{name: bytes} that survives a cut before operation n (ops 0..n-1 done) of a run
+        that started on the files `base`."""
+        files = dict(base or {})
         for op in self.ops[:n]:
             kind = op[0]
             if kind == "c":
@@ -86,12 +87,12 @@ class Trace:
                 files.pop(op[1], None)
         return files
 
-    def snapshots(self):
+    def snapshots(self, base=None):
         """[(key, files, [N, ...])]: every cut point 0..len(ops), grouped by surviving state."""
         groups = {}
         order = []
         for n in range(len(self.ops) + 1):
-            files = self.snapshot(n)
+            files = self.snapshot(n, base)
             h = hashlib.sha1()
             for name in sorted(files):
                 h.update(name.encode() + b"\0" + files[name] + b"\0")
@@ -192,12 +193,16 @@ def unreadable(d):
     return bad
 
 
-def recover(target, csms, files, identity, d):
-    """Start a station on `files`, let it boot and drain, stop it. Returns what it showed."""
+def recover(target, csms, files, identity, d, outbox_bytes=OUTBOX_BYTES):
+    """Start a station on `files`, let it boot and drain, stop it. Returns what it showed.
+    It runs on the double too, so its own trace ("trace") can be cut again (run(nested=))."""
     write_files(files, d)
     out = {"unreadable_before": unreadable(d), "boot": None, "list_version": None,
-           "listed": set(), "error": None}
-    st = StationProc(target, csms.csms.url(), identity, d, ARGS)
+           "listed": set(), "error": None, "trace": d + ".trace.jsonl"}
+    launcher = interpreter(target) + ["-m", "tests.cutfs", out["trace"]]
+    if outbox_bytes:
+        launcher += ["--outbox-bytes", str(outbox_bytes)]
+    st = StationProc(target, csms.csms.url(), identity, d, ARGS, launcher=launcher)
     try:
         s = st.wait_status(lambda s: s["boot"] == "Accepted" and s["connected"] and s["queue"] == 0
                            and all(e["transaction"] is None for e in s["evses"]),
@@ -223,8 +228,11 @@ def recover(target, csms, files, identity, d):
 
 
 # ------------------------------------------------------------------ 3. the checks
-def problems(trace, n, rec):
-    """What went wrong for a cut before operation n, given the recovery `rec`; [] if nothing."""
+def problems(trace, n, rec, earlier=()):
+    """What went wrong for a cut before operation n of `trace`, given the recovery `rec`;
+    [] if nothing. earlier: [(trace, n)] of the runs cut before this one (a cut during a
+    recovery), whose promises and frames count as well."""
+    history = list(earlier) + [(trace, n)]
     out = []
     if rec["error"]:
         out.append("recovery: " + rec["error"])
@@ -233,28 +241,32 @@ def problems(trace, n, rec):
     for key in ("unreadable_before", "unreadable_after"):
         if rec[key]:
             out.append("%s: %s" % (key, rec[key]))
-    sent = [f for c, f in trace.sent if c <= n]
-    answered = {f[1] for c, f in trace.received if c <= n and f[0] == 3}
-    calls = {f[1]: f for f in sent if f[0] == 2}
+    sent = [f for t, m in history for c, f in t.sent if c <= m]
+    answered = {f[1] for t, m in history for c, f in t.received if c <= m and f[0] == 3}
+    calls = {}
+    for f in sent:
+        if f[0] == 2:
+            calls.setdefault(f[1], []).append(f)
     resent = rec["frames"]
-    for c, mid, action, payload in trace.puts:
-        if c > n:
-            continue
-        frame = [2, mid, action, payload]
-        if mid in answered and calls.get(mid) == frame:
-            continue
-        if frame not in resent:
-            out.append("lost: acknowledged %s %s %s" % (action, mid, json.dumps(payload)[:200]))
-    for c, entry in trace.logged:
-        if c <= n and entry not in rec["seclog"]:
-            out.append("lost: acknowledged security log record %s" % (entry,))
+    for t, m in history:
+        for c, mid, action, payload in t.puts:
+            if c > m:
+                continue
+            frame = [2, mid, action, payload]
+            if mid in answered and frame in calls.get(mid, ()):
+                continue
+            if frame not in resent:
+                out.append("lost: acknowledged %s %s %s" % (action, mid, json.dumps(payload)[:200]))
+        for c, entry in t.logged:
+            if c <= m and entry not in rec["seclog"]:
+                out.append("lost: acknowledged security log record %s" % (entry,))
     events = [(0, f[3]) for f in sent if f[0] == 2 and f[2] == TX]
     events += [(0, f[3]) for f in resent if f[2] == TX]
     try:
         check_transactions(events)
     except AssertionError as e:
         out.append("transactions: %s" % e)
-    accepted = _accepted_list_versions(trace, n)
+    accepted = [v for t, m in history for v in _accepted_list_versions(t, m)]
     if accepted and (rec["list_version"] is None or rec["list_version"] < max(accepted)):
         out.append("local list version %s after SendLocalList %d was accepted"
                    % (rec["list_version"], max(accepted)))
@@ -276,15 +288,26 @@ class Result:
         self.trace = trace
         self.cuts = 0
         self.states = 0
-        self.failed = {}   # N -> [problem]
+        self.failed = {}   # N, or (first N, N of the recovery) for a second cut -> [problem]
+        self.nested_cuts = 0
+        self.nested_states = 0
 
-    def lost(self):
-        return sum(1 for ps in self.failed.values() if any(p.startswith("lost") for p in ps))
+    def _count(self, second, lost):
+        return sum(1 for n, ps in self.failed.items() if isinstance(n, tuple) == second
+                   and any(p.startswith("lost") for p in ps) == lost)
+
+    def lost(self, second=False):
+        """Cut points (second=True: second cuts during a restart) where an event was lost."""
+        return self._count(second, True)
+
+    def other(self, second=False):
+        """... where something else was wrong (and nothing lost)."""
+        return self._count(second, False)
 
     def line(self, target):
         return "%s: %d cut points (%d distinct states), %d lost, %d with other problems" % (
-            target, self.cuts, self.states, self.lost(),
-            sum(1 for ps in self.failed.values() if not any(p.startswith("lost") for p in ps)))
+            target, self.cuts + self.nested_cuts, self.states + self.nested_states,
+            self.lost() + self.lost(True), self.other() + self.other(True))
 
 
 def sample(states, trace, k):
@@ -311,46 +334,87 @@ def sample(states, trace, k):
     return sorted(chosen)
 
 
-def run(target, csms, workdir, states=None, workers=2, progress=None, outbox_bytes=OUTBOX_BYTES):
-    """Record the script, then check every cut point, or only those of `states` of the
-    distinct states (see sample()). Returns a Result."""
-    trace = record(target, csms, workdir, outbox_bytes=outbox_bytes)
-    res = Result(trace)
-    all_states = trace.snapshots()
-    keep = range(len(all_states)) if states is None else sample(all_states, trace, states)
-    jobs = [(i, all_states[i][1], all_states[i][2]) for i in keep]
-    res.states = len(jobs)
-    res.cuts = sum(len(ns) for _, _, ns in jobs)
+def _restart_all(target, csms, workdir, jobs, workers, check, progress=None):
+    """jobs: [(tag, files, payload)]; restarts a station on each `files` (`workers` at a
+    time) and calls check(payload, recovery) under a lock. Returns {tag: recovery}."""
     lock = threading.Lock()
     queue = list(jobs)
+    recs = {}
 
     def worker():
         while True:
             with lock:
                 if not queue:
                     return
-                i, files, ns = queue.pop(0)
-            ident = "R%d-%d" % (i, int(time.time() * 1000) % 100000)
-            rec = recover(target, csms, files, ident, os.path.join(workdir, "cut%d" % i))
-            for n in ns:
-                ps = problems(trace, n, rec)
-                if ps:
-                    with lock:
-                        res.failed[n] = ps
-            if progress is not None:
-                with lock:
-                    progress(i, ns, rec)
+                tag, files, payload = queue.pop(0)
+            ident = "R%s-%d" % (tag, int(time.time() * 1000) % 100000)
+            rec = recover(target, csms, files, ident, os.path.join(workdir, "cut%s" % tag))
+            with lock:
+                recs[tag] = rec
+                check(payload, rec)
+                if progress is not None:
+                    progress(tag, payload, rec)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return recs
+
+
+def run(target, csms, workdir, states=None, workers=2, progress=None, nested=0,
+        outbox_bytes=OUTBOX_BYTES):
+    """Record the script, then check every cut point, or only those of `states` of the
+    distinct states (see sample()). nested: for that many of the states restarted (sampled
+    the same way), cut the restart itself at every one of its operations, restart on that,
+    and check again (a second power cut during the recovery). Returns a Result."""
+    trace = record(target, csms, workdir, outbox_bytes=outbox_bytes)
+    res = Result(trace)
+    all_states = trace.snapshots()
+    keep = range(len(all_states)) if states is None else sample(all_states, trace, states)
+    jobs = [(str(i), all_states[i][1], all_states[i][2]) for i in keep]
+    res.states = len(jobs)
+    res.cuts = sum(len(ns) for _, _, ns in jobs)
+
+    def check(ns, rec):
+        for n in ns:
+            ps = problems(trace, n, rec)
+            if ps:
+                res.failed[n] = ps
+
+    recs = _restart_all(target, csms, workdir, jobs, workers, check, progress)
+    if not nested:
+        return res
+    picked = sample([all_states[i] for i in keep], trace, nested)
+    jobs2 = []
+    for j in picked:
+        tag, files, ns = jobs[j]
+        rec = recs[tag]
+        if rec["error"] or not os.path.exists(rec["trace"]):
+            continue
+        t2 = Trace(rec["trace"])
+        for k, (_, files2, ns2) in enumerate(t2.snapshots(files)):
+            jobs2.append(("%s.%d" % (tag, k), files2, (ns, t2, ns2)))
+    res.nested_states = len(jobs2)
+    res.nested_cuts = sum(len(p[0]) * len(p[2]) for _, _, p in jobs2)
+
+    def check2(payload, rec):
+        ns, t2, ns2 = payload
+        for n in ns:
+            for n2 in ns2:
+                ps = problems(t2, n2, rec, earlier=[(trace, n)])
+                if ps:
+                    res.failed[(n, n2)] = ps
+
+    _restart_all(target, csms, workdir, jobs2, workers, check2, progress)
     return res
 
 
 def describe(trace, n):
     """The operation a cut at n interrupts, for failure reports."""
+    if isinstance(n, tuple):
+        return "%s, then op %d of the restart" % (describe(trace, n[0]), n[1])
     if n >= len(trace.ops):
         return "after the last operation"
     op = trace.ops[n]

@@ -17,8 +17,8 @@ SAMPLE = 10  # distinct surviving states per runtime; each costs one station boo
 
 def _report(res):
     lines = []
-    for n, ps in sorted(res.failed.items())[:8]:
-        lines.append("cut before op %d (%s): %s" % (n, cutpoints.describe(res.trace, n),
+    for n, ps in sorted(res.failed.items(), key=str)[:8]:
+        lines.append("cut before op %s (%s): %s" % (n, cutpoints.describe(res.trace, n),
                                                      "; ".join(p[:400] for p in ps[:3])))
     return "\n".join(lines)
 
@@ -145,3 +145,26 @@ def test_cut_checks_find_a_lost_event_and_a_reused_seqno(tmp_path):
     bad["list_version"], bad["listed"] = 2, {cutpoints.CARDS[0], cutpoints.CARDS[1]}
     ps = cutpoints.problems(tr, 0, bad)
     assert ps and ps[0].startswith("local list version 2 holds"), ps
+
+
+def test_cut_checks_during_a_restart_count_the_first_run(tmp_path):
+    """A second cut, during the restart: what the first run promised must still arrive, and
+    what the restart itself got answered counts as delivered."""
+    upd = _ev(0, "Started")
+    first = _trace_file(str(tmp_path / "t1"), [
+        ["w", "queue.jnl", 10], ["s", "queue.jnl", 0, "00"],
+        ["put", 2, "m1", "TransactionEvent", upd],
+        ["tx", 2, json.dumps([2, "m1", "TransactionEvent", upd])],
+    ])
+    again = _trace_file(str(tmp_path / "t2"), [
+        ["tx", 0, json.dumps([2, "m1", "TransactionEvent", upd])],
+        ["w", "queue.jnl", 10],
+        ["rx", 1, json.dumps([3, "m1", {}])],
+        ["s", "queue.jnl", 0, "00"],
+    ])
+    end = [2, "e1", "TransactionEvent", _ev(1, "Ended")]
+    # cut before the restart received the answer: m1 is still owed
+    ps = cutpoints.problems(again, 0, _recovery([end]), earlier=[(first, 2)])
+    assert len(ps) == 1 and ps[0].startswith("lost: acknowledged TransactionEvent m1"), ps
+    # cut after: the CSMS had answered m1
+    assert cutpoints.problems(again, 1, _recovery([end]), earlier=[(first, 2)]) == []
