@@ -326,11 +326,12 @@ def sample(states, trace, k):
                     chosen.append(index[n])
     chosen = chosen[:k // 2]
     step = len(states) / float(max(1, k - len(chosen)))
-    i = 0.0
-    while len(chosen) < k and i < len(states):
-        if int(i) not in chosen:
-            chosen.append(int(i))
-        i += step
+    spread = [int(j * step) for j in range(len(states))]
+    for i in spread + list(range(len(states))):  # then any left, if the spread collided
+        if len(chosen) >= k:
+            break
+        if i < len(states) and i not in chosen:
+            chosen.append(i)
     return sorted(chosen)
 
 
