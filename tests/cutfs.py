@@ -15,8 +15,13 @@ The numbered operations (the cut points) are: create, write, sync, rename, remov
 
 TRACE also records, with the count of operations done at that moment, the station's view of
 what it promised: every put() into the outbox and every security-log append that returned
-(acknowledged), every frame sent and every frame received. A record with count c happened before operation c was attempted,
-so it belongs to every cut at N >= c.
+(acknowledged), every frame sent and every frame received. A record with count c happened
+before operation c was attempted, so it belongs to every cut at N >= c.
+
+Why a recording and not real cuts: one run of the script gives every cut point, and cuts
+that leave the same directory need only one restart. The station process cannot tell the
+difference, since a cut before operation N leaves exactly the files and the frames recorded
+up to N.
 
 Trace lines (JSON):  ["c", name] create   ["w", name, nbytes] write
   ["s", name, replace, hex] sync: `replace` 1 when the data replaces the content (the first
