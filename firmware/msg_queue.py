@@ -148,7 +148,7 @@ class MessageQueue:
 
     def _reset(self):
         try:
-            os.remove(self.path)
+            storage.fs.remove(self.path)
         except OSError:
             pass
         self._size = 0

@@ -1,4 +1,4 @@
-"""python -m tools <command> [args]: build | deploy | flash | diag | bench | gen-schemas | coverage"""
+"""python -m tools <command> [args]: build | deploy | flash | diag | bench | cutpoints | gen-schemas | coverage"""
 import importlib
 import sys
 
@@ -8,6 +8,7 @@ COMMANDS = {
     "flash": ("tools.flash", "erase + write a MicroPython image you supply, with esptool"),
     "diag": ("tools.diag", "serial console client for a running station"),
     "bench": ("tools.bench", "footprint and performance figures"),
+    "cutpoints": ("tools.cutpoints", "power cut before every flash operation of a full script"),
     "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
     "coverage": ("tools.coverage", "Part 6 test cases of a profile that have a test (--missing)"),
 }
