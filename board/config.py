@@ -2,12 +2,24 @@
 # Every error is one line naming the offending key path, e.g. "evses[0].pilot.adc_pin: ...".
 # Strict: unknown keys are refused (with a "did you mean" hint), protections (rcd,
 # temperature, relay.feedback_pin) and the pp/lock parts are left out only by an explicit
-# null, and pins are checked against the ESP32 (the only chip supported). Runs on the
+# null, and pins are checked against the chip (ESP32, ESP32-S3, ESP32-C3). Runs on the
 # device once at boot and is unloaded afterwards; tools/deploy.py runs it on the host.
 import json
 
 PATH = "/config.json"
-ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)   # ADC2 is unusable while WiFi runs
+# What each chip's pins can do (Espressif's ESP-IDF GPIO pages): name, highest GPIO, GPIOs
+# missing below it, SPI flash range (refused), first input-only GPIO, ADC1 range (ADC2 is
+# unusable while WiFi runs), strapping pins and other pins that only warn, why they warn,
+# and the UART / I2C ids the chip has.
+CHIPS = (
+    ("esp32", "ESP32", 39, (20, 24, 28, 29, 30, 31), 6, 11, 34, 32, 39, (0, 2, 5, 12, 15),
+     (1, 3), "the USB serial console (UART0)", (1, 2), (0, 1)),
+    ("esp32s3", "ESP32-S3", 48, (22, 23, 24, 25), 26, 32, 99, 1, 10, (0, 3, 45, 46),
+     (19, 20, 33, 34, 35, 36, 37), "USB-JTAG (19, 20) or octal flash/PSRAM (33-37)", (1, 2),
+     (0, 1)),
+    ("esp32c3", "ESP32-C3", 21, (), 12, 17, 99, 0, 4, (2, 8, 9), (18, 19), "USB-JTAG",
+     (1,), (0,)),
+)
 METERS = ("sdm630", "sdm120", "s0", "none")
 READERS = ("mfrc522", "pn532_uart", "pn532_i2c", "none")
 SECRET_WORDS = ("password", "secret", "key", "psk", "token")
@@ -21,6 +33,7 @@ class ConfigError(ValueError):
 # Per validate(): pins in use as [gpio, path, shared-bus tag] and the boot warnings.
 _pins = []
 _warn = []
+_chip = [CHIPS[0]]
 
 
 def _typename(v):
@@ -49,28 +62,28 @@ def _take(src, key, path, typ, default=_REQ, choices=None, lo=None, hi=None):
 
 
 def _pin(src, key, path, default=_REQ, use="i", bus=None):
-    """A GPIO number checked against the ESP32: `use` is "i" input, "o" output (or open
+    """A GPIO number checked against the chip: `use` is "i" input, "o" output (or open
     drain), "a" analog input (ADC1). `bus` tags pins a shared bus may repeat (RS485)."""
-    v = _take(src, key, path, int, default, lo=0, hi=39)
+    c = _chip[0]
+    v = _take(src, key, path, int, default, lo=0, hi=c[2])
     if v is None:
         return None
     p = path + "." + key
-    if v in (20, 24, 28, 29, 30, 31):
-        raise ConfigError("%s: the ESP32 has no GPIO%d" % (p, v))
-    if 6 <= v <= 11:
-        raise ConfigError("%s: GPIO%d is wired to the SPI flash (GPIO6-11 are not usable)"
-                          % (p, v))
-    if use == "o" and v >= 34:
-        raise ConfigError("%s: GPIO%d is input-only (GPIO34-39 can not drive an output)"
-                          % (p, v))
-    if use == "a" and v < 32:
-        raise ConfigError("%s: GPIO%d is not an ADC1 pin (use one of %s)" % (
-            p, v, ", ".join(str(x) for x in ADC1_PINS)))
-    if v in (0, 2, 5, 12, 15):
+    if v in c[3]:
+        raise ConfigError("%s: the %s has no GPIO%d" % (p, c[1], v))
+    if c[4] <= v <= c[5]:
+        raise ConfigError("%s: GPIO%d is wired to the SPI flash (GPIO%d-%d are not usable)"
+                          % (p, v, c[4], c[5]))
+    if use == "o" and v >= c[6]:
+        raise ConfigError("%s: GPIO%d is input-only (GPIO%d-%d can not drive an output)"
+                          % (p, v, c[6], c[2]))
+    if use == "a" and not c[7] <= v <= c[8]:
+        raise ConfigError("%s: GPIO%d is not an ADC1 pin (use GPIO%d-%d)" % (p, v, c[7], c[8]))
+    if v in c[9]:
         _warn.append("%s: GPIO%d is a strapping pin; make sure the circuit does not pull it "
                      "at reset or the board may not boot" % (p, v))
-    elif v in (1, 3):
-        _warn.append("%s: GPIO%d is the USB serial console (UART0)" % (p, v))
+    elif v in c[10]:
+        _warn.append("%s: GPIO%d is used by %s" % (p, v, c[11]))
     _pins.append((v, p, bus))
     return v
 
@@ -204,7 +217,7 @@ def _evse(e, path, n):
     t = _take(m, "type", mp, str, "none", choices=METERS)
     meter = {"type": t}
     if t in ("sdm630", "sdm120"):
-        u = _take(m, "uart", mp, int, 2, choices=(1, 2))
+        u = _take(m, "uart", mp, int, _chip[0][12][-1], choices=_chip[0][12])
         tag = "uart%d" % u   # EVSEs may share one RS485 bus (different addr)
         meter.update({
             "uart": u,
@@ -222,7 +235,7 @@ def _evse(e, path, n):
             "min_pulse_ms": _take(m, "min_pulse_ms", mp, int, 30, lo=1, hi=1000),
             "edge": _take(m, "edge", mp, str, "falling", choices=("falling", "rising")),
         })
-        if meter["pin"] >= 34:
+        if meter["pin"] >= _chip[0][6]:
             _warn.append("%s.pin: GPIO%d has no internal pull-up: fit one for the S0 output"
                          % (mp, meter["pin"]))
         # a valid S0 pulse is >= min_pulse_ms on and as long off: the pulse rate at full
@@ -251,10 +264,10 @@ def _reader(r):
             "baudrate": _take(r, "baudrate", path, int, 1000000, lo=100000, hi=10000000),
         })
     elif t == "pn532_uart":
-        out.update({"uart": _take(r, "uart", path, int, 1, choices=(1, 2)),
+        out.update({"uart": _take(r, "uart", path, int, 1, choices=_chip[0][12]),
                     "tx": _pin(r, "tx", path, use="o"), "rx": _pin(r, "rx", path)})
     elif t == "pn532_i2c":
-        out.update({"i2c": _take(r, "i2c", path, int, 0, choices=(0, 1)),
+        out.update({"i2c": _take(r, "i2c", path, int, 0, choices=_chip[0][13]),
                     "scl": _pin(r, "scl", path, use="o"), "sda": _pin(r, "sda", path, use="o")})
     out["scan_ms"] = _take(r, "scan_ms", path, int, 300, lo=50, hi=5000)
     return _only(r, out, path)
@@ -277,8 +290,12 @@ def validate(raw):
     del _warn[:]
     if not isinstance(raw, dict):
         raise ConfigError("config: the top level must be a JSON object")
+    chip = _take(raw, "chip", "", str, "esp32", choices=[c[0] for c in CHIPS])
+    for c in CHIPS:
+        if c[0] == chip:
+            _chip[0] = c
     st = _take(raw, "station", "", dict)
-    cfg = {"station": _only(st, {
+    cfg = {"chip": chip, "station": _only(st, {
         "identity": _take(st, "identity", "station", str),
         "csms_url": _take(st, "csms_url", "station", str),
         "password": _take(st, "password", "station", str, None),
@@ -315,6 +332,7 @@ def validate(raw):
     cfg["warnings"] = _warn[:]
     del _pins[:]
     del _warn[:]
+    _chip[0] = CHIPS[0]
     return cfg
 
 

@@ -282,3 +282,65 @@ def test_s0_meter_edge_and_pulse_rate_fit_the_evse():
     assert err(raw).startswith("evses[0].meter.min_pulse_ms: 30 ms on + off is too slow")
     raw["evses"][0]["meter"]["min_pulse_ms"] = 10
     config.validate(raw)
+
+
+def _chip_config(chip, pins):
+    """The example re-wired for another chip: pins = (pwm, cp adc, pp adc, relay, feedback,
+    rcd, rcd test, ntc adc)."""
+    raw = example()
+    raw["chip"] = chip
+    e = raw["evses"][0]
+    pwm, adc, pp, relay, fb, rcd, test, ntc = pins
+    e["pilot"].update(pwm_pin=pwm, adc_pin=adc)
+    e["pp"]["adc_pin"] = pp
+    e["relay"].update(pin=relay, feedback_pin=fb)
+    e["rcd"].update(pin=rcd, test_pin=test)
+    e["temperature"]["adc_pin"] = ntc
+    e["meter"] = {"type": "none"}
+    raw["reader"] = {"type": "none"}
+    return raw
+
+
+S3 = (4, 1, 2, 5, 6, 7, 15, 8)
+C3 = (6, 0, 1, 7, 10, 4, 5, 3)
+
+
+def test_pins_are_checked_against_the_esp32_s3_and_c3():
+    c = config.validate(_chip_config("esp32s3", S3))
+    assert c["chip"] == "esp32s3" and c["evses"][0]["pilot"]["adc_pin"] == 1
+    assert config.validate(_chip_config("esp32c3", C3))["chip"] == "esp32c3"
+    assert config.validate(example())["chip"] == "esp32", "the default"
+    raw = _chip_config("esp32s3", S3)
+    raw["evses"][0]["pilot"]["adc_pin"] = 36
+    assert err(raw) == "evses[0].pilot.adc_pin: GPIO36 is not an ADC1 pin (use GPIO1-10)"
+    raw = _chip_config("esp32s3", S3)
+    raw["evses"][0]["relay"]["pin"] = 27
+    assert "GPIO27 is wired to the SPI flash (GPIO26-32" in err(raw)
+    raw["evses"][0]["relay"]["pin"] = 22
+    assert err(raw) == "evses[0].relay.pin: the ESP32-S3 has no GPIO22"
+    raw["evses"][0]["relay"]["pin"] = 38          # no input-only pins on the S3
+    config.validate(raw)
+    raw["evses"][0]["relay"]["pin"] = 35
+    assert any("GPIO35 is used by USB-JTAG (19, 20) or octal" in w
+               for w in config.validate(raw)["warnings"])
+    raw["evses"][0]["relay"]["pin"] = 3
+    assert any("GPIO3 is a strapping pin" in w for w in config.validate(raw)["warnings"])
+    raw = _chip_config("esp32c3", C3)
+    raw["evses"][0]["relay"]["pin"] = 13
+    assert "GPIO13 is wired to the SPI flash (GPIO12-17" in err(raw)
+    raw["evses"][0]["relay"]["pin"] = 22
+    assert "22 out of range 0..21" in err(raw)
+    raw["evses"][0]["relay"]["pin"] = 7
+    raw["evses"][0]["temperature"]["adc_pin"] = 5
+    assert "GPIO5 is not an ADC1 pin (use GPIO0-4)" in err(raw)
+    raw = _chip_config("esp32c3", C3)
+    raw["evses"][0]["meter"] = {"type": "sdm120", "uart": 2, "tx": 20, "rx": 21}
+    assert "evses[0].meter.uart: 2 is not one of 1" in err(raw), "the C3 has no UART2"
+    raw["evses"][0]["meter"]["uart"] = 1
+    raw["evses"][0]["relay"]["pin"] = 9
+    assert any("GPIO9 is a strapping pin" in w for w in config.validate(raw)["warnings"])
+    raw = example()
+    raw["chip"] = "esp32-s3"
+    assert err(raw) == "chip: 'esp32-s3' is not one of esp32, esp32s3, esp32c3"
+    raw["chip"] = "esp32"                          # a failed S3 check leaves no state behind
+    config.validate(raw)
