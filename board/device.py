@@ -96,7 +96,8 @@ def _meter(c, pil, relay, buses, data_dir):
     # S0 pulses and the estimate count from boot: their register is kept in the data directory
     if t == "s0":
         saved = SavedEnergy(Store(data_dir), "s0-meter%d.json" % c["id"])
-        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"], saved, relay)
+        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], m["min_pulse_ms"], saved, relay,
+                              m["edge"])
     saved = SavedEnergy(Store(data_dir), "estimated-meter%d.json" % c["id"])
     return meters.EstimatedMeter(pil, relay, c["phases"], c["nominal_voltage"], saved)
 

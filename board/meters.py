@@ -105,46 +105,95 @@ class _Kept(Meter):
         return self.last_error is not None
 
 
-class S0Meter(_Kept):
-    """Pulse output (DIN 43864 / IEC 62053-31): counts falling edges of at least
-    `min_pulse_ms`; power from the interval between the last pulses. The pulses only count
-    up from boot, so the register is kept in `saved` (see _Kept)."""
+_WRAP = 0x3FFFFFFF   # the IRQ's pulse count wraps here: a small int, no allocation in an ISR
+_units = [0]         # next PCNT unit to hand out (one per S0 meter)
 
-    def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, saved=None, relay=None):
+
+class S0Meter(_Kept):
+    """Pulse output (DIN 43864 / IEC 62053-31), counted without ever reading the pin late:
+    - by the ESP32 pulse counter (machine.Counter, MicroPython >= 1.25) where the firmware
+      has it: the hardware counts while the CPU is busy or the event loop stalls; its glitch
+      filter is at most ~13 us, so bounce is also bounded by the rate rule below;
+    - else on the pin IRQ's `edge` itself (a hard IRQ where the port has one, timestamped
+      at the edge): an edge counts when it comes at least 2 x min_pulse_ms after the last
+      counted one (a valid pulse is >= min_pulse_ms on and as long off), so bounce on either
+      transition is rejected.
+    update() takes the pulses counted since its last call; power comes from the interval
+    between counted pulses. The register is kept in `saved` (see _Kept)."""
+
+    def __init__(self, pin, pulses_per_kwh=1000, min_pulse_ms=30, saved=None, relay=None,
+                 edge="falling"):
         _Kept.__init__(self, saved, relay)
         self.pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
         self.wh_per_pulse = 1000.0 / pulses_per_kwh
         self.min_pulse_ms = min_pulse_ms
-        self.count = 0
-        self.rejected = 0
-        self._fall = None
-        self._prev = None   # ms of the previous accepted pulse
-        self._last = None
+        self._dead = 2 * min_pulse_ms
+        self.count = 0          # pulses taken into the register since boot
+        self.rejected = 0       # edges refused as bounce
+        self._n = 0             # IRQ path: pulses counted by the handler (wraps at _WRAP)
+        self._seen = 0          # ... of which update() has taken
+        self._t_edge = None     # ms of the last counted edge (IRQ path)
+        self._tc = None         # ms of the last pulse the power figure is based on
         self._w = 0.0
-        self.pin.irq(self._edge, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+        self._wmax = 0.0
+        self._t_upd = None
+        self._ctr = None
+        ctr = getattr(machine, "Counter", None)
+        if ctr is not None:
+            try:
+                self._ctr = ctr(_units[0], self.pin, filter_ns=min_pulse_ms * 1000000,
+                                edge=ctr.RISING if edge == "rising" else ctr.FALLING)
+                _units[0] += 1
+            except (ValueError, OSError, TypeError):
+                self._ctr = None    # no unit left: count in the IRQ
+        if self._ctr is None:
+            trig = machine.Pin.IRQ_RISING if edge == "rising" else machine.Pin.IRQ_FALLING
+            try:
+                self.pin.irq(self._edge, trig, hard=True)
+            except (TypeError, ValueError):
+                self.pin.irq(self._edge, trig)
+        self.mode = "pcnt" if self._ctr is not None else "irq"
 
     def _edge(self, pin):
-        # soft IRQ: only integer work, no allocation
+        # the IRQ itself is the pulse: no pin.value() read, no allocation (hard IRQ safe)
         now = ticks_ms()
-        if pin.value() == 0:
-            self._fall = now
-        elif self._fall is not None:
-            if ticks_diff(now, self._fall) >= self.min_pulse_ms:
-                self.count += 1
-                self._prev = self._last
-                self._last = self._fall
-            else:
-                self.rejected += 1
-            self._fall = None
+        t = self._t_edge
+        if t is not None and 0 <= ticks_diff(now, t) < self._dead:
+            self.rejected += 1
+            return
+        self._t_edge = now
+        self._n = (self._n + 1) & _WRAP
+
+    def _take(self, now):
+        """(new pulses, ms of the last one) since the previous call."""
+        if self._ctr is not None:
+            n = self._ctr.value(0)      # read and zero in one step: no count is skipped
+            # a conforming meter gives at most one pulse per 2 x min_pulse_ms
+            t = self._t_upd
+            most = n if t is None else ticks_diff(now, t) // self._dead + 1
+            if n > most:
+                self.rejected += n - most
+                n = most
+            return (n if n > 0 else 0), now
+        n = (self._n - self._seen) & _WRAP
+        self._seen = (self._seen + n) & _WRAP
+        return n, self._t_edge
 
     async def update(self, now=None):
         now = ticks_ms() if now is None else now
-        if self._prev is not None and self._last is not None:
-            dt = ticks_diff(self._last, self._prev)
-            since = ticks_diff(now, self._last)
+        n, t = self._take(now)
+        self._t_upd = now
+        if n:
+            self.count += n
+            if self._tc is not None and t is not None:
+                span = ticks_diff(t, self._tc)
+                self._wmax = n * self.wh_per_pulse * 3600000.0 / span if span > 0 else 0.0
+            self._tc = t
+        if self._tc is not None:
             # power decays once pulses stop coming as fast as before
-            span = dt if since < dt else since
-            self._w = self.wh_per_pulse * 3600000.0 / span if span > 0 else 0.0
+            since = ticks_diff(now, self._tc)
+            w = self.wh_per_pulse * 3600000.0 / since if since > 0 else self._wmax
+            self._w = w if w < self._wmax else self._wmax
         return self._keep(self._counted())
 
     def _counted(self):

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(bool(missing), reason="virtual board needs %s on
 CONFIG = {
     "station": {"identity": "VB001", "csms_url": "ws://127.0.0.1:9/ocpp", "data_dir": "vbdata"},
     "wifi": None, "watchdog_ms": 0,
-    "evses": [{"pilot": {"pwm_pin": 25, "adc_pin": 36}, "relay": {"pin": 26},
+    "evses": [{"pilot": {"pwm_pin": 25, "adc_pin": 36},
+               "relay": {"pin": 26, "feedback_pin": None},
+               "pp": None, "rcd": None, "lock": None, "temperature": None,
                "cable_amps": 16}],
 }
 

@@ -1,5 +1,6 @@
 # tools: build (.mpy for every module + size table + manifest, loadable by micropython),
 # deploy/flash command construction, diag's reply matching, command dispatch.
+import json
 import os
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_built_mpy_files_load_under_micropython(built, tmp_path):
 def test_deploy_commands(tmp_path):
     (tmp_path / "firmware").mkdir()
     cfg = tmp_path / "c.json"
-    cfg.write_text("{}")
+    cfg.write_text(open(os.path.join(ROOT, "board", "config.example.json")).read())
     cmds = deploy.deploy("/dev/pts/7", str(tmp_path), str(cfg), resume=True, dry_run=True,
                          log=lambda s: None)
     assert all(c[1:4] == ["connect", "/dev/pts/7", "resume"] for c in cmds)
@@ -80,6 +81,43 @@ def test_deploy_commands(tmp_path):
         deploy.deploy("x", str(tmp_path / "nope"), dry_run=True)
     with pytest.raises(SystemExit, match="not found"):
         deploy.deploy("x", str(tmp_path), str(tmp_path / "missing.json"), dry_run=True)
+
+
+def test_deploy_validates_the_config_before_copying_anything(tmp_path):
+    # a fake mpremote first on PATH records every call: none may happen for a bad config
+    dist = tmp_path / "dist"
+    (dist / "firmware").mkdir(parents=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bindir / "mpremote"
+    fake.write_text("#!/bin/sh\necho \"$@\" >> %s\n" % calls)
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]))
+    raw = json.load(open(os.path.join(ROOT, "board", "config.example.json")))
+    raw["evses"][0]["max_curent"] = 16
+
+    def run(cfg_text):
+        cfg = tmp_path / "config.json"
+        cfg.write_text(cfg_text)
+        return subprocess.run([sys.executable, "-m", "tools", "deploy", "/dev/null",
+                               "--config", str(cfg), "--dist", str(dist)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    for text, why in ((json.dumps(raw), "evses[0].max_curent: unknown key (did you mean "
+                       "max_current?)"), ("{not json", "is not valid JSON")):
+        p = run(text)
+        assert p.returncode != 0
+        assert "Traceback" not in p.stderr and why in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "nothing copied" in p.stderr
+        assert not calls.exists(), "mpremote was invoked for a refused config"
+    raw["evses"][0]["rcd"] = None
+    del raw["evses"][0]["max_curent"]
+    p = run(json.dumps(raw))
+    assert p.returncode == 0, p.stderr
+    assert "config warning: evses[0].rcd is null" in p.stdout
+    assert calls.read_text().count("connect /dev/null") == 3
 
 
 def test_flash_commands_and_refusals(tmp_path):

@@ -29,6 +29,31 @@ def commands(connect, dist, config=None, resume=False, reset=False, romfs=False,
     return cmds
 
 
+def check_config(path, log=print):
+    """Validate `path` with the board's own validator before anything is copied: a config
+    the board would refuse at boot never reaches it."""
+    import sys
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from board import config as board_config
+    try:
+        cfg = board_config.validate(_read_json(path))
+    except board_config.ConfigError as e:
+        raise SystemExit("config %s refused, nothing copied: %s" % (path, e))
+    for w in cfg["warnings"]:
+        log("config warning: %s" % w)
+    return cfg
+
+
+def _read_json(path):
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise SystemExit("config %s is not valid JSON, nothing copied: %s" % (path, e))
+
+
 def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=False,
            dry_run=False, log=print, timeout=300, dest=":"):
     dist = dist or os.path.join(ROOT, "dist")
@@ -37,6 +62,8 @@ def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=Fal
     if config and not os.path.isfile(config):
         raise SystemExit("config file %s not found (start from board/config.example.json)"
                          % config)
+    if config:
+        check_config(config, log)
     cmds = commands(connect, dist, config, resume, reset, romfs, dest)
     for i, c in enumerate(cmds, 1):
         log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))

@@ -62,10 +62,18 @@ class Pin:
         old = self._v
         self._v = 1 if v else 0
         self.writes += 1
+        if old != self._v:
+            for c in getattr(self, "_counters", ()):
+                c._edge(self._v)
         if self._irq is not None and old != self._v:
             edge = Pin.IRQ_RISING if self._v else Pin.IRQ_FALLING
             if self._trigger & edge:
-                self._irq(self)
+                if getattr(self, "_hard", False) or not stalled[0]:
+                    self._irq(self)
+                elif len(pending) < SCHED_DEPTH:
+                    pending.append(self)   # a soft IRQ waits for the scheduler
+                else:
+                    dropped[0] += 1        # scheduler queue full: the callback is lost
         return None
 
     def __call__(self, v=None):
@@ -80,6 +88,86 @@ class Pin:
     def irq(self, handler=None, trigger=3, hard=False):
         self._irq = handler
         self._trigger = trigger
+        self._hard = hard
+
+
+# Late delivery of soft IRQs: while stalled[0] (the VM busy in a long C call: a flash write,
+# a TLS handshake, a blocking print), soft pin IRQs queue up to SCHED_DEPTH entries and run
+# at run_scheduled(), when the pin may long have changed again; hard IRQs run at the edge.
+stalled = [False]
+pending = []
+dropped = [0]
+SCHED_DEPTH = 8
+
+
+def stall(on=True):
+    stalled[0] = on
+    if not on:
+        run_scheduled()
+
+
+def run_scheduled():
+    while pending:
+        p = pending.pop(0)
+        if p._irq is not None:
+            p._irq(p)
+
+
+class Counter:
+    """machine.Counter (ESP32 PCNT) as documented: counts `edge`s of `src` in hardware,
+    whatever the CPU does; value([v]) reads (and sets) the count atomically. The hardware
+    register is 16-bit: like the ESP32 port, overflows at +-32000 are carried in software."""
+    RISING = 1
+    FALLING = 2
+    UP = 1
+    DOWN = -1
+
+    def __new__(cls, cid, *args, **kw):
+        c = created.get(("counter", cid))
+        if c is None:
+            c = object.__new__(cls)
+            c.id = cid
+            c.src = None
+            created[("counter", cid)] = c
+        return c
+
+    def __init__(self, cid, src=None, **kw):
+        if src is not None or kw:
+            self.init(src, **kw)
+
+    def init(self, src=None, edge=RISING, direction=UP, filter_ns=0):
+        if self.src is not None:
+            self.src._counters.remove(self)
+        self.src = src if src is not None else self.src
+        self.edge = edge
+        self.direction = direction
+        self.filter_ns = filter_ns
+        self._hw = 0
+        self._over = 0
+        self.overflows = 0
+        if self.src is not None:
+            if not hasattr(self.src, "_counters"):
+                self.src._counters = []
+            self.src._counters.append(self)
+
+    def _edge(self, level):
+        if (self.edge == Counter.RISING) == bool(level):
+            self._hw += self.direction
+            if abs(self._hw) >= 32000:
+                self._over += self._hw
+                self._hw = 0
+                self.overflows += 1
+
+    def value(self, v=None):
+        old = self._over + self._hw
+        if v is not None:
+            self._over, self._hw = v, 0
+        return old
+
+    def deinit(self):
+        if self.src is not None:
+            self.src._counters.remove(self)
+            self.src = None
 
 
 class PWM:
@@ -328,3 +416,6 @@ def reset_all():
     """Forget every peripheral (tests call this between cases)."""
     created.clear()
     WDT.instance = None
+    stalled[0] = False
+    del pending[:]
+    dropped[0] = 0
