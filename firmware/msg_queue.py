@@ -17,9 +17,11 @@
 # `put` is synchronous: a caller that derives state from the message (a transaction's next
 # seqNo) saves that state right after `put` without yielding, so no delivery can happen in
 # between; after a power cut between the two, `pending()` lets the caller re-derive it.
-# `put` does not compact: the sender compacts between deliveries once the dead records
-# outweigh the live ones. Only a put that finds the byte budget used up while dead records
-# remain (a full outbox whose Updated events were dropped offline) compacts at once.
+# `put` does not compact: once the dead records outweigh the live ones, a delivery wakes
+# the compactor task, which copies the live records a few KB at a time, yielding between
+# steps, then copies the records appended meanwhile as they are (they name messages by id,
+# so they stay valid anywhere) and renames. Only a put that finds the byte budget used up
+# while dead records remain (Updated events dropped while offline) compacts at once.
 import json
 
 from firmware import compat, log
@@ -29,6 +31,7 @@ from firmware.storage import sync
 
 JOURNAL = "queue.jnl"
 TX = "TransactionEvent"
+COMPACT_STEP = 4096  # bytes copied by the compactor between two yields
 
 
 class QueueFull(Exception):
@@ -68,6 +71,8 @@ class MessageQueue:
         self._size = 0
         self._flight = None  # messageId handed to the sender and not yet answered
         self.compactions = 0
+        self._compacting = False
+        self._compact_ev = compat.asyncio.Event()
         self._wake = compat.asyncio.Event()
         self._listeners = {}
         self._recover()
@@ -84,7 +89,7 @@ class MessageQueue:
         mid = self.st.rpc.next_id()
         line = storage.line(["a", mid, action, payload])
         if self._size + len(line) > self.max_bytes:
-            if self._live + len(line) > self.max_bytes:
+            if self._live + len(line) > self.max_bytes or self._compacting:
                 raise QueueFull("outbox full (%d bytes)" % self._live)
             self._compact()
         off = self._append(line)
@@ -139,13 +144,23 @@ class MessageQueue:
     def _find(self, mid, f=None):
         """Index of the pending message `mid`, or None."""
         k = _key(mid)
-        hits = [i for i, x in enumerate(self._keys) if x == k]
-        if len(hits) <= 1:
-            return hits[0] if hits else None
-        for i in hits:  # a key collision: the record's own id decides
-            r = _record(f, self._offs[i]) if f is not None else self._read(self._offs[i])
-            if r is not None and r[0][1] == mid:
-                return i
+        keys = self._keys
+        first = None
+        for i in range(len(keys)):
+            if keys[i] != k:
+                continue
+            if first is not None:
+                return self._settle(mid, k, f)
+            first = i
+        return first
+
+    def _settle(self, mid, k, f):
+        for i in range(len(self._keys)):  # a key collision: the record's own id decides
+            if self._keys[i] == k:
+                off = self._offs[i]
+                r = _record(f, off) if f is not None else self._read(off)
+                if r is not None and r[0][1] == mid:
+                    return i
         return None
 
     def _recover(self):
@@ -199,7 +214,7 @@ class MessageQueue:
     def _retire(self, i, mid):
         """Retire pending message number i, whose id is mid."""
         self._drop(i)
-        if not self._offs and self._size > 4096:
+        if not self._offs and self._size > 4096 and not self._compacting:
             self._reset()
         else:
             self._append(storage.line(["d", mid]))
@@ -214,24 +229,86 @@ class MessageQueue:
         return dead > self._live and self._size > self.max_bytes // 4
 
     def _compact(self):
-        """Rewrite the journal with only the pending records (atomic via rename). Streams
-        one record at a time; the pending records keep their order and their ids."""
-        new = []
-        size = 0
-        with self.store.open(JOURNAL, "rb") as src, self.store.open(JOURNAL + ".tmp", "wb") as out:
-            for off in self._offs:
-                src.seek(off)
-                line = src.readline()  # pending records are complete lines: copied as they are
-                out.write(line)
-                new.append(size)
-                size += len(line)
-            sync(out)
-        self.store.bytes_written += size
-        self.store.commit_tmp(JOURNAL)
-        self._offs = new
-        self._size = size
-        self._live = size
-        self.compactions += 1
+        """Rewrite the journal with only the pending records, at once (put's last resort)."""
+        it = self._compaction(0x7FFFFFFF)
+        for _ in it:
+            pass
+
+    async def _compactor(self):
+        while True:
+            await self._compact_ev.wait()
+            self._compact_ev.clear()
+            if not self._should_compact():
+                continue
+            it = self._compaction(COMPACT_STEP)
+            try:
+                for _ in it:
+                    await compat.sleep_ms(0)
+            except OSError as e:
+                log.warn("queue", "compaction failed: %r" % e)
+            finally:
+                it.close()  # when cancelled at a pause (MicroPython would not close it)
+
+    def _compaction(self, step):
+        """A generator that rewrites the journal with only the pending records (atomic via
+        rename), pausing after every `step` bytes copied. Between pauses the queue is used
+        as usual: records appended meanwhile are copied at the end as they are."""
+        self._compacting = True
+        try:
+            snap = self._size
+            old = list(self._offs)
+            new = []
+            size = 0
+            with self.store.open(JOURNAL + ".tmp", "wb") as out:
+                src = None
+                n = 0
+                for off in old:
+                    if src is None:  # not held across a pause: appends go on meanwhile
+                        src = self.store.open(JOURNAL, "rb")
+                    src.seek(off)
+                    line = src.readline()  # pending records are complete lines
+                    out.write(line)
+                    new.append(size)
+                    size += len(line)
+                    n += len(line)
+                    if n >= step:
+                        n = 0
+                        src.close()
+                        src = None
+                        yield
+                if src is not None:
+                    src.close()
+                # no pause from here on: the tail appended meanwhile, then the switch
+                tail = self._size - snap
+                if tail:
+                    with self.store.open(JOURNAL, "rb") as src:
+                        src.seek(snap)
+                        while True:
+                            b = src.read(512)
+                            if not b:
+                                break
+                            out.write(b)
+                sync(out)
+            self.store.bytes_written += size + tail
+            self.store.commit_tmp(JOURNAL)
+            j = 0
+            offs = self._offs
+            for i in range(len(offs)):  # both lists ascend; retired entries are skipped
+                if offs[i] < snap:
+                    while old[j] != offs[i]:
+                        j += 1
+                    offs[i] = new[j]
+                else:
+                    offs[i] = size + offs[i] - snap
+            self._size = size + tail
+            self.compactions += 1
+        except OSError:
+            self.store.remove(JOURNAL + ".tmp")  # flash full: give the space back
+            raise
+        finally:
+            self._compacting = False
+        if not self._offs and self._size > 4096:
+            self._reset()
 
     def _make_room(self):
         # E04/E12 storage full: sacrifice intermediate Updated events, never Started/Ended
@@ -258,6 +335,7 @@ class MessageQueue:
     # ---------------------------------------------------------------- delivery
     def _start(self):
         self.st.spawn(self._sender())
+        self.st.spawn(self._compactor())
 
     def _sender(self):
         return send_loop(self.st, self._wake, self._head, self._done, self._attempt_policy,
@@ -282,10 +360,7 @@ class MessageQueue:
         if i is not None:
             self._retire(i, mid)
         if self._offs and self._should_compact():
-            try:
-                self._compact()  # between deliveries, not inside a caller's put()
-            except OSError as e:
-                log.warn("queue", "compaction failed: %r" % e)
+            self._compact_ev.set()  # the compactor task, not a caller's put()
         if err is not None:
             return
         for fn in self._listeners.get(action, ()):

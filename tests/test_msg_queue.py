@@ -328,18 +328,63 @@ def test_E04_make_room_drops_an_updated_behind_the_one_in_flight():
     assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [2, 3]
 
 
-def test_sender_compacts_between_deliveries_not_in_put():
+def test_deliveries_wake_the_compactor_and_it_keeps_what_happens_meanwhile():
     st = FakeStation(_dir())
     q = MessageQueue(st)
     q.max_bytes = 4000
     for i in range(10):
         q.put("TransactionEvent", _tx(i))
-    assert q.compactions == 0
     for _ in range(6):
         _deliver(q)
-    assert q.compactions >= 1
-    assert q._size == st.store.size(JOURNAL) and q._size - q._live <= q._live
-    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [6, 7, 8, 9]
+    assert q.compactions == 0 and q._compact_ev.is_set()  # not inside put() or _done()
+    it = q._compaction(1)  # pauses after every record
+    next(it)
+    q.put("TransactionEvent", _tx(10))
+    _deliver(q)  # seqNo 6 answered while its record is being copied
+    item = q._head()  # seqNo 7 on the wire during the switch
+    next(it)
+    q.put("TransactionEvent", _tx(11))
+    for _ in it:
+        pass
+    assert q.compactions == 1
+    assert q._size == st.store.size(JOURNAL)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [7, 8, 9, 10, 11]
+    q._done(item, {}, None)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [8, 9, 10, 11]
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [8, 9, 10, 11]
+
+
+def test_compactor_task_yields_between_steps():
+    from firmware import msg_queue
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.max_bytes = 8000
+    for i in range(20):
+        q.put("TransactionEvent", _tx(i))
+    for _ in range(12):
+        _deliver(q)
+    ticks = []
+
+    async def ticker():
+        while True:
+            ticks.append(q.compactions)
+            await compat.sleep_ms(0)
+
+    async def run():
+        t = compat.create_task(ticker())
+        c = compat.create_task(q._compactor())
+        await _until(lambda: q.compactions == 1)
+        c.cancel()
+        t.cancel()
+    step = msg_queue.COMPACT_STEP
+    msg_queue.COMPACT_STEP = 1
+    try:
+        compat.run(run())
+    finally:
+        msg_queue.COMPACT_STEP = step
+    assert q.compactions == 1 and not q._compacting
+    assert ticks.count(0) >= 8, ticks  # other tasks ran while the 8 records were copied
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == list(range(12, 20))
 
 
 def test_restart_keeps_the_unanswered_message_in_flight_and_its_id():
