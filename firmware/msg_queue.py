@@ -87,6 +87,8 @@ class MessageQueue:
         if len(self._offs) >= self.max_items:
             self._make_room()
         mid = self.st.rpc.next_id()
+        while self._find(mid, verify=True) is not None:  # a boot drew an earlier prefix
+            mid = self.st.rpc.next_id()
         line = storage.line(["a", mid, action, payload])
         if self._size + len(line) > self.max_bytes:
             if self._live + len(line) > self.max_bytes or self._compacting:
@@ -141,8 +143,9 @@ class MessageQueue:
         except OSError:
             return None
 
-    def _find(self, mid, f=None):
-        """Index of the pending message `mid`, or None."""
+    def _find(self, mid, f=None, verify=False):
+        """Index of the pending message `mid`, or None. A lone key match is trusted unless
+        `verify` (an answer must never retire another message: one record read)."""
         k = _key(mid)
         keys = self._keys
         first = None
@@ -152,6 +155,10 @@ class MessageQueue:
             if first is not None:
                 return self._settle(mid, k, f)
             first = i
+        if first is not None and verify:
+            r = self._read(self._offs[first])
+            if r is None or r[0][1] != mid:
+                return None
         return first
 
     def _settle(self, mid, k, f):
@@ -356,7 +363,7 @@ class MessageQueue:
     def _done(self, item, resp, err):
         action, payload, mid = item[0], item[1], item[2]
         self._flight = None
-        i = self._find(mid)
+        i = self._find(mid, verify=True)
         if i is not None:
             self._retire(i, mid)
         if self._offs and self._should_compact():

@@ -426,3 +426,28 @@ def test_id_key_collisions_are_settled_by_the_record():
         assert [m for m, _, _ in _reopen(st).pending()] == [ids[1], ids[3]]
     finally:
         msg_queue._key = key
+
+
+def test_an_answer_for_an_id_not_pending_retires_nothing():
+    from firmware import msg_queue
+    key = msg_queue._key
+    msg_queue._key = lambda mid: 7  # the unknown id has the key of a pending message
+    try:
+        st = FakeStation(_dir())
+        q = MessageQueue(st)
+        mid = q.put("TransactionEvent", _tx(0, "Ended"))
+        q._done(("TransactionEvent", {}, "not-queued"), {}, None)
+        assert [m for m, _, _ in q.pending()] == [mid]
+    finally:
+        msg_queue._key = key
+
+
+def test_put_never_reuses_the_id_of_a_pending_message():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    first = q.put("TransactionEvent", _tx(0))
+    st2 = FakeStation(st.store.dir)  # the next boot draws the same id prefix
+    q2 = MessageQueue(st2)
+    second = q2.put("TransactionEvent", _tx(1))
+    assert second != first
+    assert [m for m, _, _ in _reopen(st).pending()] == [first, second]
