@@ -9,8 +9,8 @@
 # yielding. A power cut between the two leaves the newer seqNo in the queue, so start-up
 # re-derives the next seqNo from both. An event the outbox refuses is parked with its
 # seqNo (tx_unsent.json) and queued later, see _enqueue. Transactions still open at
-# start-up are ended with stoppedReason PowerLoss (Reboot after a local/remote reset): the EV and its
-# authorization may be gone, and a new session needs a new authorization anyway.
+# start-up are ended with stoppedReason PowerLoss (Reboot after a local/remote reset): the
+# EV and its authorization may be gone, and a new session needs a new authorization anyway.
 #
 # Public API for other blocks:
 #   tx.active(evse_id) -> dict | None          the open transaction ({"id", "seq", ...})
