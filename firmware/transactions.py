@@ -588,8 +588,8 @@ class Block:
             self._found(found, p)
             for i in range(len(unsent)):  # cut between put() and saving the park
                 q = unsent[i]
-                if q["seqNo"] == p.get("seqNo") and \
-                        q["transactionInfo"]["transactionId"] == p["transactionInfo"]["transactionId"]:
+                tid = p["transactionInfo"]["transactionId"]
+                if q["seqNo"] == p.get("seqNo") and q["transactionInfo"]["transactionId"] == tid:
                     unsent.pop(i)
                     break
         for p in unsent:
