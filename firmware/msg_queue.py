@@ -4,14 +4,25 @@
 # A message is appended to a journal (with its final messageId) before `put` returns, and is
 # marked done only when the CSMS answered it or the retry policy gave up, so a resend after
 # a network or power loss is byte-for-byte the same frame. The journal lives in the data
-# directory:  ["a", msgId, action, payload] adds a message, ["d", offset] retires the one
-# whose record starts at `offset`. RAM holds only the list of pending offsets.
+# directory:  ["a", msgId, action, payload] adds a message, ["d", msgId] retires it.
+#
+# A message is known by its messageId, never by where it sits in the file (the libocpp
+# MessageQueue idea): the one in flight is retired by its id when its answer comes, whatever
+# compaction or a full outbox did meanwhile, and it is never the one `_make_room` drops.
+# RAM holds, per pending message, three small ints (no heap object each: 500 messages cost
+# ~6 KB on the ESP32, where 500 id strings would cost ~18 KB): a 30-bit key of its id (a
+# collision is settled by reading the record), and the offset and length of its record,
+# which are only a read cache, rebuilt by recovery and compaction.
 #
 # `put` is synchronous: a caller that derives state from the message (a transaction's next
 # seqNo) saves that state right after `put` without yielding, so no delivery can happen in
 # between; after a power cut between the two, `pending()` lets the caller re-derive it.
+# `put` does not compact: once the dead records outweigh the live ones, a delivery wakes
+# the compactor task, which copies the live records a few KB at a time, yielding between
+# steps, then copies the records appended meanwhile as they are (they name messages by id,
+# so they stay valid anywhere) and renames. Only a put that finds the byte budget used up
+# while dead records remain (Updated events dropped while offline) compacts at once.
 import json
-import os
 
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
@@ -20,21 +31,28 @@ from firmware.storage import sync
 
 JOURNAL = "queue.jnl"
 TX = "TransactionEvent"
+COMPACT_STEP = 4096  # bytes copied by the compactor between two yields
 
 
 class QueueFull(Exception):
     pass
 
 
+def _key(mid):
+    return hash(mid) & 0x3FFFFFFF
+
+
 def _record(f, off):
-    """The "a" record that starts at `off` in the open journal `f`, or None."""
+    """(record, line length) of the "a" record that starts at `off` in the open journal
+    `f`, or None."""
     try:
         f.seek(off)
-        rec = json.loads(f.readline())
+        line = f.readline()
+        rec = json.loads(line)
     except (OSError, ValueError):
         return None
     if isinstance(rec, list) and len(rec) == 4 and rec[0] == "a":
-        return rec
+        return rec, len(line)
     return None
 
 
@@ -45,8 +63,16 @@ class MessageQueue:
         self.path = self.store.path(JOURNAL)
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._pending = []  # journal offsets of undelivered records, oldest first
+        # pending messages, oldest first, as parallel lists of small ints (see the header)
+        self._keys = []
+        self._offs = []
+        self._lens = []
+        self._live = 0      # bytes of the pending records; the rest of the journal is dead
         self._size = 0
+        self._flight = None  # messageId handed to the sender and not yet answered
+        self.compactions = 0
+        self._compacting = False
+        self._compact_ev = compat.asyncio.Event()
         self._wake = compat.asyncio.Event()
         self._listeners = {}
         self._recover()
@@ -56,16 +82,23 @@ class MessageQueue:
 
     # ---------------------------------------------------------------- public
     def put(self, action, payload):
-        """Persist a message for in-order delivery; returns its messageId."""
-        if len(self._pending) >= self.max_items:
+        """Persist a message for in-order delivery; returns its messageId. Raises QueueFull
+        or OSError (flash full) and then leaves nothing behind: no id is reserved."""
+        if len(self._offs) >= self.max_items:
             self._make_room()
         mid = self.st.rpc.next_id()
+        while self._find(mid, verify=True) is not None:  # a boot drew an earlier prefix
+            mid = self.st.rpc.next_id()
         line = storage.line(["a", mid, action, payload])
         if self._size + len(line) > self.max_bytes:
+            if self._live + len(line) > self.max_bytes or self._compacting:
+                raise QueueFull("outbox full (%d bytes)" % self._live)
             self._compact()
-            if self._size + len(line) > self.max_bytes:
-                raise QueueFull("outbox full (%d bytes)" % self._size)
-        self._pending.append(self._append(line))
+        off = self._append(line)
+        self._keys.append(_key(mid))
+        self._offs.append(off)
+        self._lens.append(len(line))
+        self._live += len(line)
         self._wake.set()
         return mid
 
@@ -74,145 +107,267 @@ class MessageQueue:
         self._listeners.setdefault(action, []).append(fn)
 
     def depth(self):
-        return len(self._pending)
+        return len(self._offs)
 
     def pending(self):
         """Yield (messageId, action, payload) of undelivered messages, oldest first. The scan
         reads through one open journal handle: consume it without awaiting, and close() the
         generator when leaving the loop early (MicroPython does not close it on release)."""
         try:
-            f = open(self.path, "rb")
+            f = self.store.open(JOURNAL, "rb")
         except OSError:
             return
         try:
-            for off in list(self._pending):
-                rec = _record(f, off)
-                if rec is not None:
+            for off in list(self._offs):
+                r = _record(f, off)
+                if r is not None:
+                    rec = r[0]
                     yield rec[1], rec[2], rec[3]
         finally:
             f.close()
 
     def idle(self):
-        return not self._pending
+        return not self._offs
 
     # ---------------------------------------------------------------- journal
     def _append(self, data):
-        off = self._size
         self.store.append_raw(JOURNAL, data)
+        off = self._size
         self._size += len(data)
         return off
 
     def _read(self, off):
         try:
-            with open(self.path, "rb") as f:
+            with self.store.open(JOURNAL, "rb") as f:
                 return _record(f, off)
         except OSError:
             return None
 
+    def _find(self, mid, f=None, verify=False):
+        """Index of the pending message `mid`, or None. A lone key match is trusted unless
+        `verify` (an answer must never retire another message: one record read)."""
+        k = _key(mid)
+        keys = self._keys
+        first = None
+        for i in range(len(keys)):
+            if keys[i] != k:
+                continue
+            if first is not None:
+                return self._settle(mid, k, f)
+            first = i
+        if first is not None and verify:
+            r = self._read(self._offs[first])
+            if r is None or r[0][1] != mid:
+                return None
+        return first
+
+    def _settle(self, mid, k, f):
+        for i in range(len(self._keys)):  # a key collision: the record's own id decides
+            if self._keys[i] == k:
+                off = self._offs[i]
+                r = _record(f, off) if f is not None else self._read(off)
+                if r is not None and r[0][1] == mid:
+                    return i
+        return None
+
     def _recover(self):
         self.store.recover_tmp(JOURNAL)  # an interrupted _compact
-        pending = []
-        done = set()
         size = 0
         torn = False
-        for off, line in self.store.lines(JOURNAL):
-            size = off + len(line)
-            torn = not line.endswith(b"\n")
-            if torn:
-                break
-            try:
-                rec = json.loads(line)
-                if rec[0] == "a":
-                    pending.append(off)
-                elif rec[0] == "d":
-                    done.add(rec[1])
-            except (ValueError, IndexError, TypeError, KeyError):
-                log.warn("queue", "skipping corrupt journal record at %d" % off)
+        f = None
+        try:
+            f = self.store.open(JOURNAL, "rb")
+        except OSError:
+            pass
+        try:
+            for off, line in self.store.lines(JOURNAL):
+                size = off + len(line)
+                torn = not line.endswith(b"\n")
+                if torn:
+                    break
+                try:
+                    rec = json.loads(line)
+                    if rec[0] == "a":
+                        self._keys.append(_key(rec[1]))
+                        self._offs.append(off)
+                        self._lens.append(len(line))
+                        self._live += len(line)
+                    elif rec[0] == "d":
+                        # an int is a journal written before "d" carried the messageId
+                        i = self._find(rec[1], f) if isinstance(rec[1], str) else \
+                            (self._offs.index(rec[1]) if rec[1] in self._offs else None)
+                        if i is not None:
+                            self._drop(i)
+                except (ValueError, IndexError, TypeError, KeyError):
+                    log.warn("queue", "skipping corrupt journal record at %d" % off)
+        finally:
+            if f is not None:
+                f.close()
         self._size = size
         if torn:
             # a record torn by a power cut was never acknowledged; terminate it so the next
             # append starts on a fresh line
             self._append(b"\n")
-        self._pending = [o for o in pending if o not in done]
-        if self._pending:
-            log.info("queue", "recovered %d undelivered messages" % len(self._pending))
+        if self._offs:
+            log.info("queue", "recovered %d undelivered messages" % len(self._offs))
         elif self._size:
             self._reset()
 
-    def _retire(self, off):
-        self._pending.remove(off)
-        if not self._pending and self._size > 4096:
+    def _drop(self, i):
+        self._live -= self._lens.pop(i)
+        self._keys.pop(i)
+        return self._offs.pop(i)
+
+    def _retire(self, i, mid):
+        """Retire pending message number i, whose id is mid."""
+        self._drop(i)
+        if not self._offs and self._size > 4096 and not self._compacting:
             self._reset()
         else:
-            self._append(storage.line(["d", off]))
+            self._append(storage.line(["d", mid]))
 
     def _reset(self):
-        try:
-            storage.fs.remove(self.path)
-        except OSError:
-            pass
+        self.store.remove(JOURNAL)
         self._size = 0
+        self._live = 0
+
+    def _should_compact(self):
+        dead = self._size - self._live
+        return dead > self._live and self._size > self.max_bytes // 4
 
     def _compact(self):
-        """Rewrite the journal with only the pending records (atomic via rename)."""
-        tmp = self.path + ".tmp"
-        new = []
-        size = 0
-        with open(self.path, "rb") as src, open(tmp, "wb") as out:
-            for off in self._pending:
-                src.seek(off)
-                line = src.readline()  # pending records are complete lines: copied as they are
-                if not line.endswith(b"\n"):
-                    continue
-                out.write(line)
-                new.append(size)
-                size += len(line)
-            sync(out)
-        self.store.bytes_written += size
-        self.store.commit_tmp(JOURNAL)
-        self._pending = new
-        self._size = size
+        """Rewrite the journal with only the pending records, at once (put's last resort)."""
+        it = self._compaction(0x7FFFFFFF)
+        for _ in it:
+            pass
+
+    async def _compactor(self):
+        while True:
+            await self._compact_ev.wait()
+            self._compact_ev.clear()
+            if not self._should_compact():
+                continue
+            it = self._compaction(COMPACT_STEP)
+            try:
+                for _ in it:
+                    await compat.sleep_ms(0)
+            except OSError as e:
+                log.warn("queue", "compaction failed: %r" % e)
+            finally:
+                it.close()  # when cancelled at a pause (MicroPython would not close it)
+
+    def _compaction(self, step):
+        """A generator that rewrites the journal with only the pending records (atomic via
+        rename), pausing after every `step` bytes copied. Between pauses the queue is used
+        as usual: records appended meanwhile are copied at the end as they are."""
+        self._compacting = True
+        try:
+            snap = self._size
+            old = list(self._offs)
+            new = []
+            size = 0
+            with self.store.open(JOURNAL + ".tmp", "wb") as out:
+                src = None
+                n = 0
+                for off in old:
+                    if src is None:  # not held across a pause: appends go on meanwhile
+                        src = self.store.open(JOURNAL, "rb")
+                    src.seek(off)
+                    line = src.readline()  # pending records are complete lines
+                    out.write(line)
+                    new.append(size)
+                    size += len(line)
+                    n += len(line)
+                    if n >= step:
+                        n = 0
+                        src.close()
+                        src = None
+                        yield
+                if src is not None:
+                    src.close()
+                # no pause from here on: the tail appended meanwhile, then the switch
+                tail = self._size - snap
+                if tail:
+                    with self.store.open(JOURNAL, "rb") as src:
+                        src.seek(snap)
+                        while True:
+                            b = src.read(512)
+                            if not b:
+                                break
+                            out.write(b)
+                sync(out)
+            self.store.bytes_written += size + tail
+            self.store.commit_tmp(JOURNAL)
+            j = 0
+            offs = self._offs
+            for i in range(len(offs)):  # both lists ascend; retired entries are skipped
+                if offs[i] < snap:
+                    while old[j] != offs[i]:
+                        j += 1
+                    offs[i] = new[j]
+                else:
+                    offs[i] = size + offs[i] - snap
+            self._size = size + tail
+            self.compactions += 1
+        except OSError:
+            self.store.remove(JOURNAL + ".tmp")  # flash full: give the space back
+            raise
+        finally:
+            self._compacting = False
+        if not self._offs and self._size > 4096:
+            self._reset()
 
     def _make_room(self):
         # E04/E12 storage full: sacrifice intermediate Updated events, never Started/Ended
-        # or security events.
+        # or security events, and never the message in flight: its answer must find it.
         victim = None
         try:
-            with open(self.path, "rb") as f:  # one handle for the scan, closed before _retire
-                for off in self._pending:
-                    rec = _record(f, off)
-                    if rec is not None and rec[2] == TX and rec[3].get("eventType") == "Updated":
-                        victim = off, rec[3].get("seqNo")
+            with self.store.open(JOURNAL, "rb") as f:  # one scan handle, closed before _retire
+                for i in range(len(self._offs)):
+                    r = _record(f, self._offs[i])
+                    if r is None:
+                        continue
+                    rec = r[0]
+                    if rec[1] != self._flight and rec[2] == TX \
+                            and rec[3].get("eventType") == "Updated":
+                        victim = i, rec[1], rec[3].get("seqNo")
                         break
         except OSError:
             pass
         if victim is None:
             raise QueueFull("outbox full of messages that must not be dropped")
-        log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s" % victim[1])
-        self._retire(victim[0])
+        log.warn("queue", "outbox full: dropping TransactionEvent seqNo %s" % victim[2])
+        self._retire(victim[0], victim[1])
 
     # ---------------------------------------------------------------- delivery
     def _start(self):
         self.st.spawn(self._sender())
+        self.st.spawn(self._compactor())
 
     def _sender(self):
         return send_loop(self.st, self._wake, self._head, self._done, self._attempt_policy,
                          "queue")
 
     def _head(self):
-        while self._pending:
-            off = self._pending[0]
-            rec = self._read(off)
-            if rec is not None:
-                return rec[2], rec[3], rec[1], off
-            log.error("queue", "unreadable record at %d dropped" % off)
-            self._retire(off)
+        while self._offs:
+            r = self._read(self._offs[0])
+            if r is not None:
+                rec = r[0]
+                self._flight = rec[1]
+                return rec[2], rec[3], rec[1], None
+            log.error("queue", "unreadable record at %d dropped" % self._offs[0])
+            self._drop(0)  # no id to retire it by: recovery drops it again
+        self._flight = None
         return None
 
     def _done(self, item, resp, err):
-        action, payload, _, off = item
-        if self._pending and self._pending[0] == off:
-            self._retire(off)
+        action, payload, mid = item[0], item[1], item[2]
+        self._flight = None
+        i = self._find(mid, verify=True)
+        if i is not None:
+            self._retire(i, mid)
+        if self._offs and self._should_compact():
+            self._compact_ev.set()  # the compactor task, not a caller's put()
         if err is not None:
             return
         for fn in self._listeners.get(action, ()):

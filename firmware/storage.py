@@ -82,6 +82,10 @@ class Store:
             except OSError:
                 pass
 
+    def open(self, name, mode="rb"):
+        """A file of the data directory, for readers that seek (the outbox journal)."""
+        return open(self.path(name), mode)
+
     def exists(self, name):
         return path_exists(self.path(name))
 

@@ -7,9 +7,10 @@
 # Every TransactionEvent goes through station.queue.put(), which persists it before it
 # returns; the EVSE's small state document (tx<N>.json) is written right after, without
 # yielding. A power cut between the two leaves the newer seqNo in the queue, so start-up
-# re-derives the next seqNo from both. Transactions still open at start-up are ended with
-# stoppedReason PowerLoss (Reboot after a local/remote reset): the EV and its
-# authorization may be gone, and a new session needs a new authorization anyway.
+# re-derives the next seqNo from both. An event the outbox refuses is parked with its
+# seqNo (tx_unsent.json) and queued later, see _enqueue. Transactions still open at
+# start-up are ended with stoppedReason PowerLoss (Reboot after a local/remote reset): the
+# EV and its authorization may be gone, and a new session needs a new authorization anyway.
 #
 # Energy stops before the transaction ends (E06/E07 "stops the energy transfer, then sends
 # Ended"): a stop while the relay is closed first withdraws permission (safety stops the PWM
@@ -39,6 +40,10 @@ HOUSEKEEPING_MS = 250
 # How much longer than safety's EV reaction bound a stop waits for the relay to open
 # before it sends Ended anyway (a stalled safety loop; welding is safety's fault path).
 STOP_MARGIN_MS = 1000
+UNSENT = "tx_unsent.json"   # TransactionEvents the outbox refused, see _enqueue
+MAX_UNSENT = 8
+UNSENT_RETRY_MS = 5000
+_DROPPED, _QUEUED, _PARKED, _PARKED_IN_RAM = 0, 1, 2, 3
 # Replug-only faults end the session; the others suspend it until they clear.
 FAULT_REASON = {"rcd": "GroundFault"}
 
@@ -55,6 +60,8 @@ class Block:
         self._pending = {}    # evse id -> authorization waiting for a start point
         self._recovered = []  # transactions found open at start-up
         self._held = {}       # evse id -> token that releases a cable left locked (E09.FR.03)
+        self._unsent = []     # TransactionEvent payloads the outbox refused, in order
+        self._unsent_ms = None  # when _flush_unsent last ran
         r = station.rpc
         r.register("GetTransactionStatus", self._on_get_status)
         station.queue.on_reply(TX, self._on_reply)
@@ -180,34 +187,89 @@ class Block:
         # TriggerMessage(TransactionEvent) reports the current state even if unchanged (F06)
         if state != tx.get("state") or event_type == "Started" or trigger == "Trigger":
             info["chargingState"] = state
-            tx["state"] = state
         if stopped_reason:
             info["stoppedReason"] = stopped_reason
         if tx.get("rsid") is not None:
             info["remoteStartId"] = tx["rsid"]
-            tx["rsid"] = None
         p = {"eventType": event_type, "timestamp": compat.iso8601(), "triggerReason": trigger,
              "seqNo": tx["seq"], "transactionInfo": info}
         if not self.online():
             p["offline"] = True
         if not tx.get("evse_sent"):
             p["evse"] = {"id": evse_id, "connectorId": 1}
-            tx["evse_sent"] = True
         if id_token:
             p["idToken"] = id_token
         if meter:
             p["meterValue"] = meter
-        try:
-            self.st.queue.put(TX, p)
-        except (QueueFull, OSError) as e:
-            log.error("tx", "TransactionEvent seqNo %d lost: %s" % (tx["seq"], e))
+        kept = self._enqueue(p)
+        if kept == _DROPPED:
+            return  # the transaction is as before: the next event reuses this seqNo
+        # the event is queued or parked: what it reported is now the CSMS's view
+        if "chargingState" in info:
+            tx["state"] = state
+        tx["rsid"] = None
+        tx["evse_sent"] = True
         # no await between put() and this save: see the header comment
         tx["seq"] += 1
         tx["wh"] = self._energy(evse_id)
-        if event_type == "Ended":
+        if event_type == "Ended" and kept != _PARKED_IN_RAM:
             self.st.store.remove(_doc(evse_id))
-        else:
+        elif event_type != "Ended":
             self._save(evse_id, tx)
+
+    # An event the outbox refused (QueueFull, or OSError from a full flash) is parked in
+    # UNSENT, with its seqNo, and put again in order every UNSENT_RETRY_MS: the CSMS sees it
+    # late but sees it, with no seqNo gap and no seqNo reused. While a transaction has
+    # parked events its later ones are parked behind them (order within a transaction);
+    # only an Updated that finds the park full is dropped, and then it consumes no seqNo.
+    def _enqueue(self, p):
+        tid = p["transactionInfo"]["transactionId"]
+        why = "earlier events of the transaction wait"
+        if not self._parked(tid):
+            try:
+                self.st.queue.put(TX, p)
+                return _QUEUED
+            except (QueueFull, OSError) as e:
+                why = repr(e)
+        if p["eventType"] == "Updated" and len(self._unsent) >= MAX_UNSENT:
+            log.error("tx", "TransactionEvent Updated of %s dropped (seqNo %d stays free): %s"
+                      % (tid, p["seqNo"], why))
+            return _DROPPED
+        self._unsent.append(p)
+        log.error("tx", "TransactionEvent %s seqNo %d of %s not queued (%s): kept, and retried"
+                  % (p["eventType"], p["seqNo"], tid, why))
+        return _PARKED if self._save_unsent() else _PARKED_IN_RAM
+
+    def _parked(self, tid):
+        for q in self._unsent:
+            if q["transactionInfo"]["transactionId"] == tid:
+                return True
+        return False
+
+    def _save_unsent(self):
+        try:
+            if self._unsent:
+                self.st.store.save(UNSENT, self._unsent)
+            else:
+                self.st.store.remove(UNSENT)
+            return True
+        except OSError as e:
+            log.error("tx", "cannot save the parked TransactionEvents: %r" % e)
+            return False
+
+    def _flush_unsent(self):
+        n = 0
+        while self._unsent:
+            try:
+                self.st.queue.put(TX, self._unsent[0])
+            except (QueueFull, OSError):
+                break
+            self._unsent.pop(0)
+            n += 1
+        if n:
+            self._save_unsent()  # no await since put(): see the header comment
+            log.info("tx", "%d parked TransactionEvents queued, %d still waiting"
+                     % (n, len(self._unsent)))
 
     def _save(self, evse_id, tx):
         doc = {}
@@ -529,6 +591,11 @@ class Block:
                 log.exc("tx", "housekeeping", e)
 
     def _timers(self):
+        now = compat.ticks_ms()
+        if self._unsent and (self._unsent_ms is None or
+                             compat.ticks_diff(now, self._unsent_ms) >= UNSENT_RETRY_MS):
+            self._unsent_ms = now
+            self._flush_unsent()
         if not self._pending and not self.tx:
             return  # no session: nothing to time out (runs every HOUSEKEEPING_MS)
         now = compat.ticks_ms()
@@ -566,6 +633,8 @@ class Block:
                 in_queue = True
                 break
         scan.close()  # releases the journal handle at once
+        for p in self._unsent:  # parked events are still to be delivered
+            in_queue = in_queue or tid is None or p["transactionInfo"]["transactionId"] == tid
         resp = {"messagesInQueue": in_queue}
         if tid is not None:
             resp["ongoingIndicator"] = self.find(tid)[1] is not None
@@ -574,19 +643,23 @@ class Block:
     # ---------------------------------------------------------------- power-loss recovery
     def _recover(self):
         ev_ids = self.st.board.ids
-        found = {}  # transactionId -> [highest seqNo queued, ended, evse id]
+        found = {}  # transactionId -> [highest seqNo queued or parked, ended, evse id]
+        unsent = self.st.store.load(UNSENT, None) or []
         for _, action, p in self.st.queue.pending():
             if action != TX:
                 continue
-            tid = p["transactionInfo"]["transactionId"]
-            rec = found.get(tid)
-            if rec is None:
-                rec = found[tid] = [-1, False, None]
-            rec[0] = max(rec[0], p.get("seqNo", 0))
-            if p.get("eventType") == "Ended":
-                rec[1] = True
-            if p.get("evse"):
-                rec[2] = p["evse"].get("id")
+            self._found(found, p)
+            for i in range(len(unsent)):  # cut between put() and saving the park
+                q = unsent[i]
+                tid = p["transactionInfo"]["transactionId"]
+                if q["seqNo"] == p.get("seqNo") and q["transactionInfo"]["transactionId"] == tid:
+                    unsent.pop(i)
+                    break
+        for p in unsent:
+            self._found(found, p)
+        self._unsent = unsent
+        if unsent:
+            log.warn("tx", "%d TransactionEvents wait for room in the outbox" % len(unsent))
         docs = {}
         for evse_id in ev_ids:
             d = self.st.store.load(_doc(evse_id))
@@ -614,6 +687,18 @@ class Block:
             self._recovered.append(evse_id)
             log.warn("tx", "EVSE %d: transaction %s was open at start-up (next seqNo %d)"
                      % (evse_id, tid, d["seq"]))
+
+    @staticmethod
+    def _found(found, p):
+        tid = p["transactionInfo"]["transactionId"]
+        rec = found.get(tid)
+        if rec is None:
+            rec = found[tid] = [-1, False, None]
+        rec[0] = max(rec[0], p.get("seqNo", 0))
+        if p.get("eventType") == "Ended":
+            rec[1] = True
+        if p.get("evse"):
+            rec[2] = p["evse"].get("id")
 
     def _end_recovered(self):
         prov = self.st.blocks.get("provisioning")

@@ -1,6 +1,6 @@
 # The persistent outbox (firmware/msg_queue.py) on its own: journal recovery after power cuts,
 # byte-exact offsets with non-ASCII payloads, compaction, full storage, in-order delivery with
-# identical resends. Portable: runs under pytest and under micropython (mprun, driven by
+# identical resends, and the message in flight known by its id (issue #11 item 3). Portable: runs under pytest and under micropython (mprun, driven by
 # test_portable_micropython.py).
 import json
 import os
@@ -66,6 +66,13 @@ def _reopen(st):
     return MessageQueue(FakeStation(st.store.dir))
 
 
+def _deliver(q, resp=None):
+    """The sender's step without the network: take the head, and its answer arrives."""
+    item = q._head()
+    q._done(item, {} if resp is None else resp, None)
+    return item[2]
+
+
 def test_put_survives_restart_in_order():
     st = FakeStation(_dir())
     q = MessageQueue(st)
@@ -128,9 +135,8 @@ def test_delivered_messages_stay_delivered_after_restart():
     q = MessageQueue(st)
     for i in range(4):
         q.put("TransactionEvent", _tx(i))
-    off = q._pending[0]
-    q._retire(off)
-    q._retire(q._pending[0])
+    _deliver(q)
+    _deliver(q)
     assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [2, 3]
 
 
@@ -156,15 +162,20 @@ def test_full_queue_drops_updated_never_started_or_ended():
     assert all(p.get("eventType") != "Updated" for _, a, p in q.pending() if a == "TransactionEvent")
 
 
-def test_compaction_keeps_pending_and_offsets_valid():
+def test_compaction_with_a_message_in_flight_keeps_it_and_retires_it_by_id():
     st = FakeStation(_dir())
     q = MessageQueue(st)
     q.max_bytes = 4000
     for i in range(6):
         q.put("TransactionEvent", _tx(i, token="ß" * 20))
-    for _ in range(4):
-        q._retire(q._pending[0])
-    q._compact()
+    for _ in range(3):
+        _deliver(q)
+    item = q._head()  # seqNo 3 is on the wire
+    assert item[1]["seqNo"] == 3
+    q._compact()  # moves every pending record
+    assert q._offs[0] == 0
+    assert [p["seqNo"] for _, _, p in q.pending()] == [3, 4, 5]
+    q._done(item, {}, None)  # its answer retires seqNo 3 and only it
     assert [p["seqNo"] for _, _, p in q.pending()] == [4, 5]
     assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [4, 5]
     assert st.store.size(JOURNAL) == q._size
@@ -204,3 +215,239 @@ def test_sender_yields_when_the_link_is_gone_before_the_flag_says_so():
     assert q.idle()
     first, second = [i for i, x in enumerate(trace) if x == "call"][:2]
     assert "tick" in trace[first:second], trace[:20]
+
+
+# ------------------------------------------------ the message in flight is known by its id
+class GatedStation(FakeStation):
+    """A CSMS that holds each answer until the test releases it, so the test can act while a
+    message is on the wire; with `auto` set it answers at once."""
+
+    def __init__(self, d):
+        FakeStation.__init__(self, d)
+        self.release = compat.asyncio.Event()
+        self.auto = False
+
+    async def call(self, action, payload, msg_id=None, wait_online=True):
+        self.sent.append((msg_id, action, json.dumps(payload)))
+        if not self.auto:
+            await self.release.wait()
+            self.release.clear()
+        return {}
+
+
+async def _until(cond, n=200):
+    for _ in range(n):
+        if cond():
+            return True
+        await compat.sleep_ms(5)
+    return cond()
+
+
+def _drive(st, q, while_in_flight):
+    """Start the sender, wait for the first message on the wire, run while_in_flight(),
+    then let the CSMS answer everything; returns the ids sent, in order."""
+    async def run():
+        task = compat.create_task(q._sender())
+        assert await _until(lambda: len(st.sent) == 1)
+        while_in_flight()
+        st.auto = True
+        st.release.set()
+        await _until(q.idle)
+        task.cancel()
+    compat.run(run())
+    return [s[0] for s in st.sent]
+
+
+def test_E13_ended_is_not_retired_by_the_answer_to_a_dropped_updated():
+    """Reproduces the field report: the outbox was full while an Updated was in flight; it
+    dropped that Updated and compacted, so the Ended moved to the Updated's old offset, and
+    the Updated's answer retired the Ended, which the CSMS never received."""
+    st = GatedStation(_dir())
+    q = MessageQueue(st)
+    q.max_items = 3
+    q.put("TransactionEvent", _tx(0))
+    ended = [q.put("TransactionEvent", _tx(1, "Ended"))]
+
+    def full_outbox():
+        q.put("TransactionEvent", _tx(2))
+        q.max_bytes = q._size + 50  # the next put must also compact
+        try:
+            ended.append(q.put("TransactionEvent", _tx(3, "Ended")))
+        except QueueFull:
+            pass
+    sent = _drive(st, q, full_outbox)
+    assert q.idle()
+    for mid in ended:
+        assert mid in sent, (mid, sent)
+
+
+def test_E13_no_double_send_when_a_put_compacts_during_a_delivery():
+    st = GatedStation(_dir())
+    q = MessageQueue(st)
+    ids = [q.put("TransactionEvent", _tx(i, token="ß" * 20)) for i in range(3)]
+    _deliver(q)  # seqNo 0 answered: the journal holds dead records
+
+    def compact_now():
+        q.max_bytes = q._size + 50
+        ids.append(q.put("TransactionEvent", _tx(3, token="ß" * 20)))
+        assert q._offs[0] == 0  # the message on the wire moved
+    sent = _drive(st, q, compact_now)
+    assert sent == ids[1:], sent  # each message exactly once, in order
+
+
+def test_E04_make_room_never_drops_the_message_in_flight():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.max_items = 3
+    q.put("TransactionEvent", _tx(0))
+    q.put("SecurityEventNotification", {"type": "StartupOfTheDevice", "timestamp": "x"})
+    q.put("TransactionEvent", _tx(1, "Ended"))
+    item = q._head()  # the Updated at the head is on the wire
+    try:
+        q.put("TransactionEvent", _tx(2, "Started"))
+    except QueueFull:
+        pass
+    else:
+        raise AssertionError("the Updated in flight was dropped to make room")
+    assert [p.get("seqNo") for _, _, p in q.pending()] == [0, None, 1]
+    q._done(item, {}, None)
+    assert [p.get("seqNo") for _, _, p in q.pending()] == [None, 1]
+
+
+def test_E04_make_room_drops_an_updated_behind_the_one_in_flight():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.max_items = 3
+    q.put("TransactionEvent", _tx(0))
+    q.put("TransactionEvent", _tx(1))
+    q.put("TransactionEvent", _tx(2, "Ended"))
+    item = q._head()
+    q.put("TransactionEvent", _tx(3, "Started"))
+    q._done(item, {}, None)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [2, 3]
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [2, 3]
+
+
+def test_deliveries_wake_the_compactor_and_it_keeps_what_happens_meanwhile():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.max_bytes = 4000
+    for i in range(10):
+        q.put("TransactionEvent", _tx(i))
+    for _ in range(6):
+        _deliver(q)
+    assert q.compactions == 0 and q._compact_ev.is_set()  # not inside put() or _done()
+    it = q._compaction(1)  # pauses after every record
+    next(it)
+    q.put("TransactionEvent", _tx(10))
+    _deliver(q)  # seqNo 6 answered while its record is being copied
+    item = q._head()  # seqNo 7 on the wire during the switch
+    next(it)
+    q.put("TransactionEvent", _tx(11))
+    for _ in it:
+        pass
+    assert q.compactions == 1
+    assert q._size == st.store.size(JOURNAL)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [7, 8, 9, 10, 11]
+    q._done(item, {}, None)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [8, 9, 10, 11]
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [8, 9, 10, 11]
+
+
+def test_compactor_task_yields_between_steps():
+    from firmware import msg_queue
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.max_bytes = 8000
+    for i in range(20):
+        q.put("TransactionEvent", _tx(i))
+    for _ in range(12):
+        _deliver(q)
+    ticks = []
+
+    async def ticker():
+        while True:
+            ticks.append(q.compactions)
+            await compat.sleep_ms(0)
+
+    async def run():
+        t = compat.create_task(ticker())
+        c = compat.create_task(q._compactor())
+        await _until(lambda: q.compactions == 1)
+        c.cancel()
+        t.cancel()
+    step = msg_queue.COMPACT_STEP
+    msg_queue.COMPACT_STEP = 1
+    try:
+        compat.run(run())
+    finally:
+        msg_queue.COMPACT_STEP = step
+    assert q.compactions == 1 and not q._compacting
+    assert ticks.count(0) >= 8, ticks  # other tasks ran while the 8 records were copied
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == list(range(12, 20))
+
+
+def test_restart_keeps_the_unanswered_message_in_flight_and_its_id():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    ids = [q.put("TransactionEvent", _tx(i)) for i in range(3)]
+    _deliver(q)
+    q._head()  # on the wire when the power is cut
+    q2 = _reopen(st)
+    assert [m for m, _, _ in q2.pending()] == ids[1:]
+    assert q2._head()[2] == ids[1]
+
+
+def test_recovery_reads_a_journal_that_retired_by_offset():
+    """Journals written before "d" carried the messageId (["d", offset])."""
+    st = FakeStation(_dir())
+    lines = [["a", "old1", "TransactionEvent", _tx(0)], ["a", "old2", "TransactionEvent", _tx(1)]]
+    data = b"".join((json.dumps(r) + "\n").encode() for r in lines)
+    data += (json.dumps(["d", 0]) + "\n").encode()
+    with open(st.store.path(JOURNAL), "wb") as f:
+        f.write(data)
+    q = MessageQueue(st)
+    assert [m for m, _, _ in q.pending()] == ["old2"]
+    _deliver(q)
+    assert list(_reopen(st).pending()) == []
+
+
+def test_id_key_collisions_are_settled_by_the_record():
+    from firmware import msg_queue
+    key = msg_queue._key
+    msg_queue._key = lambda mid: 7  # every id collides
+    try:
+        st = FakeStation(_dir())
+        q = MessageQueue(st)
+        ids = [q.put("TransactionEvent", _tx(i)) for i in range(4)]
+        q._done(("TransactionEvent", {}, ids[2]), {}, None)  # out of order, by id
+        _deliver(q)
+        assert [m for m, _, _ in q.pending()] == [ids[1], ids[3]]
+        assert [m for m, _, _ in _reopen(st).pending()] == [ids[1], ids[3]]
+    finally:
+        msg_queue._key = key
+
+
+def test_an_answer_for_an_id_not_pending_retires_nothing():
+    from firmware import msg_queue
+    key = msg_queue._key
+    msg_queue._key = lambda mid: 7  # the unknown id has the key of a pending message
+    try:
+        st = FakeStation(_dir())
+        q = MessageQueue(st)
+        mid = q.put("TransactionEvent", _tx(0, "Ended"))
+        q._done(("TransactionEvent", {}, "not-queued"), {}, None)
+        assert [m for m, _, _ in q.pending()] == [mid]
+    finally:
+        msg_queue._key = key
+
+
+def test_put_never_reuses_the_id_of_a_pending_message():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    first = q.put("TransactionEvent", _tx(0))
+    st2 = FakeStation(st.store.dir)  # the next boot draws the same id prefix
+    q2 = MessageQueue(st2)
+    second = q2.put("TransactionEvent", _tx(1))
+    assert second != first
+    assert [m for m, _, _ in _reopen(st).pending()] == [first, second]
