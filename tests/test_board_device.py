@@ -205,6 +205,16 @@ def test_watchdog_fed_only_while_healthy():
     assert b.feed_watchdog() is False
 
 
+def _rmtree(d):
+    for n in os.listdir(d):
+        p = d + "/" + n
+        if os.stat(p)[0] & 0x4000:
+            _rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(d)
+
+
 def _fake_rcm(trip, test_pin, delay_ms=40):
     """A residual-current monitor that takes realistic time: it trips delay_ms after the
     test current starts and releases delay_ms after it stops (~80 ms self-test)."""
@@ -293,6 +303,51 @@ def test_ev_plugged_in_at_power_up_is_seen_by_the_station():
     assert e.lock._pin.value() == 1, "lock engaged for the authorised, connected EV"
 
 
+def test_E01_ev_plugged_at_power_up_starts_EVConnected_transaction_on_the_real_station():
+    # The same power-up with the real Station (CSMS unreachable: the Started event is queued):
+    # TxStartPoint EVConnected fires for the EV that was in B before the station existed.
+    from board import main
+    from firmware.station import Station
+    c = cfg(temperature=None)
+    d = c["station"]["data_dir"] = DATA + "-station"
+    machine.reset_all()
+    b = device.EspBoard(c)
+    machine.created[("adc", 36)].source = PilotWave(9.0, -12.0, 100.0)
+    rcm = _fake_rcm(machine.created[("pin", 35)], machine.created[("pin", 27)])
+    made = []
+
+    def factory(bd, c):
+        st = Station(bd, "ws://127.0.0.1:9", "PWRUP1")
+        st.dm.csms_set_many([{"component": {"name": "TxCtrlr"},
+                              "variable": {"name": "TxStartPoint"},
+                              "attributeValue": "EVConnected"}], installer=True)
+        made.append(st)
+        return st
+
+    async def scenario():
+        r = asyncio.create_task(rcm)
+        t = asyncio.create_task(main.run(b, b.cfg, station_factory=factory))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if made and made[0].blocks["transactions"].active(1) is not None:
+                break
+        st = made[0]
+        tx = st.blocks["transactions"].active(1)
+        status = st.blocks["evse"].connector_status(1)
+        await st.stop()
+        t.cancel()
+        r.cancel()
+        return tx, status
+    try:
+        tx, status = asyncio.run(scenario())
+    finally:
+        b.stepper.stop()
+        _rmtree(d)
+    assert b.evses[0].rcd.last_test is True
+    assert tx is not None, "TxStartPoint EVConnected did not fire"
+    assert status == "Occupied"
+
+
 def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     # The EV leaves C while the station holds the event loop with blocking work (a call as
     # long as a DNS miss, journal appends + a document rename, a traced 20 KB frame): the
@@ -301,7 +356,8 @@ def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     import time
     from board import main
     from firmware import safety
-    b = make(rcd=None, temperature=None)
+    # no aux contact (the fake one would not follow): only the EV can open the relay here
+    b = make(rcd=None, temperature=None, relay={"pin": 26})
     adc = machine.created[("adc", 36)]
     relay = machine.created[("pin", 26)]
     wave = PilotWave(9.0, -12.0, 100.0, noise_v=0.3)
@@ -364,6 +420,7 @@ def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     print("relay open after C->B with the event loop held: %s ms" % result.get("open_ms"))
     assert result["closed"] == 1, (result, b.safeties[0].status())
     assert result["opened_while_held"], result
+    assert b.safeties[0].faults() == [], "opened by the EV leaving C, not by a fault"
     assert b.stepper.threaded, "the stepper runs on its own thread"
     assert result["wdt"] >= 1, "watchdog fed while healthy"
     assert safety.stall[1] > wakeups, "the event-loop heartbeat feeds the stall monitor"
@@ -487,3 +544,43 @@ def test_main_forgets_the_config_module_and_reports_bad_config():
     finally:
         builtins.print = orig
     assert lines and lines[0].startswith("CONFIG ERROR:") and "not found" in lines[0]
+
+
+def test_stepper_period_on_the_board_does_not_allocate():
+    # the stepper's thread: pilot burst + fault inputs, Safety.step, beat + watchdog policy
+    try:
+        import gc
+        import micropython  # noqa: F401
+    except ImportError:
+        from fake_machine import portable
+        portable.skip("heap accounting is only meaningful on micropython")
+    from firmware import safety
+    from firmware.stepper import Stepper
+    b = make(temperature=None, relay={"pin": 26})       # no aux contact: no contactor fault
+    wave = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)    # charging in C; precomputed: the
+    vals = [wave() for _ in range(64)]                 # fake ADC itself must not allocate
+    i = [0]
+
+    def src():
+        i[0] = (i[0] + 1) & 63
+        return vals[i[0]]
+    machine.created[("adc", 36)].source = src
+    s = safety.Safety(b.evses[0])
+    s.permit(True, True, 16)
+    st = Stepper([s], beat=b.beat)
+    b.stepper = st
+    now = ticks_ms()
+    for _ in range(20):
+        now += 10
+        st.step(now)
+    assert s.relay_closed()
+    while st.pop() is not None:
+        pass
+    gc.collect()
+    before = gc.mem_alloc()
+    for _ in range(200):
+        now += 10
+        st.step(now)
+    grew = gc.mem_alloc() - before
+    assert grew <= 64, grew
+    assert s.relay_closed() and st.pop() is None, "charging throughout, no events"

@@ -54,6 +54,7 @@ def make_board(data_dir):
     e["cable_amps"] = 16
     e["temperature"] = None
     e["rcd"] = {"pin": 35, "active_low": True}       # trip input; no self-test at boot
+    e["relay"] = {"pin": 26}     # no aux contact: the fake one would never follow the coil
     raw["reader"] = {"type": "none"}
     machine.reset_all()
     return device.EspBoard(config.validate(raw))
