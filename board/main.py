@@ -61,6 +61,10 @@ def board_status(args=None):
     """Console command `board`: pilot levels, relay, faults and safety state per EVSE."""
     b = ctx.get("board")
     out = {"ok": True, "safety": [s.status() for s in ctx.get("safeties", ())]}
+    st = ctx.get("stepper")
+    if st is not None:   # the safety thread's own lateness: what the relay deadline sees
+        out["stepper"] = {"late_ms": st.late[0], "periods": st.late[1], "errors": st.errors,
+                          "dropped": st.dropped, "thread": st.threaded}
     if b is not None and hasattr(b, "status"):
         out["evses"] = b.status()
     return out
