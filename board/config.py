@@ -318,7 +318,7 @@ def validate(raw):
     n = _take(raw, "ntp", "", dict, {})
     cfg["ntp"] = _only(n, {"host": _take(n, "host", "ntp", str, "pool.ntp.org"),
                            "every_s": _take(n, "every_s", "ntp", int, 3600, lo=60)}, "ntp")
-    cfg["watchdog_ms"] = _take(raw, "watchdog_ms", "", int, 8000, lo=0, hi=60000)
+    cfg["watchdog_ms"] = _take(raw, "watchdog_ms", "", int, 1500, lo=0, hi=2000)
     evs = _take(raw, "evses", "", list)
     if not evs:
         raise ConfigError("evses: at least one EVSE is required")

@@ -1,5 +1,6 @@
-# The ESP32 board: builds the hal objects from the validated config and runs the driver
-# loops (pilot bursts, fault inputs, meters, card reader) in one `poll()` coroutine set.
+# The ESP32 board: builds the hal objects from the validated config. The safety stepper
+# (firmware/stepper.py, its own thread) calls each BoardEvse.fast() and then beat(), which
+# feeds the watchdog; `poll()` runs the slow driver loops (meters, card reader) on asyncio.
 import machine
 
 from firmware import hal, log
@@ -9,8 +10,12 @@ from firmware.compat import asyncio, sleep_ms, ticks_ms, ticks_diff
 from board import pilot as pilot_mod
 from board import io, meters, modbus
 
-PILOT_PERIOD_MS = 20     # burst every 20 ms; with debounce 3 a change shows within ~60 ms
 SLOW_PERIOD_MS = 1000    # meters, temperature
+# The watchdog (1-2 s) is fed by the stepper while it and the pilot sampling are alive. A
+# hung event loop (no OCPP, no metering) is tolerated this long, so that a slow DNS miss or
+# a long print never resets a charger mid-session, then the feeding stops: the board resets
+# with its relays dropping open. The stepper keeps the EV safe meanwhile.
+LOOP_DEAD_MS = 60000
 
 
 class BoardEvse(hal.Evse):
@@ -137,41 +142,61 @@ class EspBoard(hal.Board):
         self.serial = "".join("%02x" % b for b in machine.unique_id())
         self._scan_ms = cfg["reader"]["scan_ms"]
         self._wdt = None
-        if watchdog and cfg["watchdog_ms"]:
-            self._wdt = machine.WDT(timeout=cfg["watchdog_ms"])
-        self.beat_ms = ticks_ms()      # last safety-loop heartbeat (main.py)
+        self._wdt_ms = cfg["watchdog_ms"] if watchdog else 0
+        self.beat_ms = ticks_ms()      # last stepper heartbeat
+        self.stepper = None            # set by main.py
+        self.safeties = None
         self.errors = 0
 
-    def beat(self):
-        self.beat_ms = ticks_ms()
+    def beat(self, now=None):
+        """Once per stepper period, on the stepper's thread: the ESP32 task watchdog is fed
+        per FreeRTOS task, so it is created here, by the task that feeds it."""
+        self.beat_ms = ticks_ms() if now is None else now
+        if self._wdt is None and self._wdt_ms:
+            self._wdt = machine.WDT(timeout=self._wdt_ms)
+        self.feed_watchdog(self.beat_ms)
 
     def healthy(self, now=None, max_age_ms=1000):
+        """Stepper beating, every pilot sampled within max_age_ms, and the event loop alive
+        within LOOP_DEAD_MS (see there)."""
         now = ticks_ms() if now is None else now
         if ticks_diff(now, self.beat_ms) > max_age_ms:
             return False
         for e in self.evses:
             if ticks_diff(now, e.pilot.last_ms) > max_age_ms:
                 return False
+        st = self.stepper
+        if st is not None and ticks_diff(now, st.loop_ms) > LOOP_DEAD_MS:
+            return False
         return True
 
-    def feed_watchdog(self):
-        """Feed only while the pilot sampling and the safety loop are alive, so that a hung
-        task ends in a reset with the relay dropping open."""
-        if self._wdt is not None and self.healthy():
+    def feed_watchdog(self, now=None):
+        """Feed only while healthy(), so that a hung stepper (or an event loop dead for
+        LOOP_DEAD_MS) ends in a reset with the relay dropping open."""
+        if self._wdt is not None and self.healthy(now):
             self._wdt.feed()
             return True
         return False
 
+    def idle(self):
+        """The stepper's work after Ctrl-C: relays open, watchdog fed (the plain REPL)."""
+        for e in self.evses:
+            e.relay.set(False)
+        if self._wdt is not None:
+            self._wdt.feed()
+
     def safe_stop(self):
         """Relays open, pilot at steady +12 V: used when the event loop ends (Ctrl-C)."""
+        if self.stepper is not None:
+            self.stepper.stop(idle=self.idle)
         for e in self.evses:
             e.relay.set(False)
             e.pilot.offer(0)
 
     def keep_watchdog_alive(self):
-        """After Ctrl-C nothing feeds the WDT (it can not be stopped on ESP32). With the relays
-        open it is safe to feed it from a timer so the plain REPL stays usable."""
-        if self._wdt is None:
+        """After Ctrl-C the WDT can not be stopped on ESP32. With the relays open it is safe
+        to go on feeding it: the idling stepper thread does; without one, a timer."""
+        if self._wdt is None or (self.stepper is not None and self.stepper.threaded):
             return
         wdt = self._wdt
         self._timer = machine.Timer(0)
@@ -193,17 +218,6 @@ class EspBoard(hal.Board):
                 e._flag("rcd", True)   # now, not at the next fast(): the station comes next
                 log.error("board", "EVSE %d RCD self-test failed" % e.id)
 
-    async def _fast_loop(self):
-        while True:
-            now = ticks_ms()
-            for e in self.evses:
-                try:
-                    e.fast(now)
-                except Exception as ex:  # keep sampling the other EVSEs
-                    self.errors += 1
-                    log.exc("board", "pilot loop", ex)
-            await sleep_ms(PILOT_PERIOD_MS)
-
     async def _slow_loop(self):
         while True:
             for e in self.evses:
@@ -224,7 +238,8 @@ class EspBoard(hal.Board):
             await sleep_ms(self._scan_ms)
 
     async def poll(self):
-        tasks = [asyncio.create_task(self._fast_loop()), asyncio.create_task(self._slow_loop())]
+        # the pilot and fault inputs are sampled by the safety stepper (BoardEvse.fast)
+        tasks = [asyncio.create_task(self._slow_loop())]
         if hasattr(self.reader, "scan"):
             tasks.append(asyncio.create_task(self._reader_loop()))
         await asyncio.gather(*tasks)

@@ -2,39 +2,25 @@
 # Start order matters: the board drivers and the safety loop run before anything touches
 # the network, and they never wait on it.
 #   1. load /config.json (on error: print it, stay in the REPL with the relays open)
-#   2. board drivers (pilot sampling, fault inputs, meters, reader)
-#   3. one Safety per EVSE, stepped every 10 ms; its events go to the station
-#   4. watchdog task: feeds only while sampling and the safety loop are alive
-#   5. WiFi (reconnect forever), NTP
-#   6. RCD self-test, awaited: it hides RCD trips, so nothing may permit charging meanwhile
-#   7. the OCPP station, the serial line console
-# Ctrl-C ends the loop: relays open, the watchdog is kept quiet, `from board import diag`.
+#   2. one Safety per EVSE and the safety stepper (firmware/stepper.py, its own thread):
+#      every 10 ms pilot burst + fault inputs, Safety.step, watchdog feed. Its events are
+#      buffered from power-up until the station consumes them (an EV plugged in at boot)
+#   3. board drivers (meters, reader) and the event-loop heartbeat the watchdog policy reads
+#   4. WiFi (reconnect forever), NTP
+#   5. RCD self-test, awaited: it hides RCD trips, so nothing may permit charging meanwhile
+#   6. the OCPP station, the serial line console
+# Ctrl-C ends the loop: relays open, the stepper only feeds the watchdog, `from board import diag`.
 import sys
 import json
 
 from firmware import compat, log
 from firmware.compat import asyncio
 from firmware import safety as safety_mod
+from firmware.stepper import Stepper
 
 # the running objects: board, safeties, cfg, wifi, station, console. The REPL helpers
 # (board/diag.py, imported only from the REPL) read them from here.
 ctx = {}
-
-
-def on_safety_event(s, events):
-    """Safety events become station events: station.on("safety", fn(evse_id, events))."""
-    station = ctx.get("station")
-    if station is not None:
-        try:
-            station.emit("safety", s.hw.id, events)
-        except Exception as e:
-            log.exc("main", "safety event listener", e)
-
-
-async def watchdog_task(board, period_ms=1000):
-    while True:
-        board.feed_watchdog()
-        await compat.sleep_ms(period_ms)
 
 
 def _stdin_reader():
@@ -75,6 +61,10 @@ def board_status(args=None):
     """Console command `board`: pilot levels, relay, faults and safety state per EVSE."""
     b = ctx.get("board")
     out = {"ok": True, "safety": [s.status() for s in ctx.get("safeties", ())]}
+    st = ctx.get("stepper")
+    if st is not None:   # the safety thread's own lateness: what the relay deadline sees
+        out["stepper"] = {"late_ms": st.late[0], "periods": st.late[1], "errors": st.errors,
+                          "dropped": st.dropped, "thread": st.threaded}
     if b is not None and hasattr(b, "status"):
         out["evses"] = b.status()
     return out
@@ -121,11 +111,19 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
         e.safety = s
         safeties.append(s)
     board.safeties = safeties
-    ctx.update(board=board, safeties=safeties, cfg=cfg)
+    stepper = Stepper(safeties, beat=board.beat)
+    board.stepper = stepper
+    ctx.update(board=board, safeties=safeties, cfg=cfg, stepper=stepper)
+    stepper.start()
+    try:
+        await _run(board, cfg, stepper, station_factory, console_reader)
+    finally:
+        stepper.stop(idle=board.idle)   # relays open; the thread goes on feeding the WDT
+
+
+async def _run(board, cfg, stepper, station_factory, console_reader):
     compat.create_task(board.poll())
-    # the safety loop beats once per period: the watchdog task checks that beat
-    compat.create_task(safety_mod.run(safeties, 10, on_safety_event, tick=board.beat))
-    compat.create_task(watchdog_task(board))
+    compat.create_task(stepper.watch_loop())
     await start_network(cfg)
     try:
         await board.rcd_self_test()
@@ -134,7 +132,7 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
     station = None
     try:
         station = station_factory(board, cfg)
-    except Exception as e:  # a broken station must not take the safety loop down
+    except Exception as e:  # a broken station must not take the safety stepper down
         log.exc("main", "station could not start", e)
     ctx["station"] = station
     if station is not None:
@@ -148,7 +146,7 @@ async def run(board, cfg, station_factory=make_station, console_reader=None):
         except ImportError as e:
             log.warn("main", "no console: %s" % e)
         await station.run()
-    while True:  # no station: keep the drivers and the safety loop running
+    while True:  # no station: keep the drivers and the safety stepper running
         await compat.sleep_ms(60000)
 
 

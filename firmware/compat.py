@@ -206,6 +206,40 @@ class Queue:
         return self._items.pop(0)
 
 
+if MICROPYTHON:
+    ThreadSafeFlag = asyncio.ThreadSafeFlag
+else:
+    class ThreadSafeFlag:
+        """asyncio.ThreadSafeFlag for CPython: set() from any thread wakes one wait().
+        It binds to the loop of its waiter, so a flag outlives asyncio.run() in tests."""
+
+        def __init__(self):
+            self._loop = None
+            self._ev = None
+            self._pending = False
+
+        def set(self):
+            loop, ev = self._loop, self._ev
+            if loop is None:
+                self._pending = True
+                return
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:    # that loop is closed
+                self._pending = True
+
+        async def wait(self):
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                self._ev = asyncio.Event()
+                self._loop = loop
+                self._pending = True    # a set() may have gone to the old loop
+            if self._pending:
+                self._pending = False
+                return
+            await self._ev.wait()
+            self._ev.clear()
+
 
 def create_task(coro):
     return asyncio.create_task(coro)

@@ -1,9 +1,12 @@
-# EVSE and connector model: one Safety per board EVSE stepped every 10 ms by its own task,
-# the card reader polled, and the connector status (Available / Occupied / Reserved /
-# Unavailable / Faulted) derived from pilot, faults and availability.
+# EVSE and connector model: one Safety per board EVSE stepped every 10 ms by the safety
+# stepper (firmware/stepper.py, its own thread), the card reader polled, and the connector
+# status (Available / Occupied / Reserved / Unavailable / Faulted) derived from pilot, faults
+# and availability.
 #
-# The safety task only queues its events; a second task turns them into station events,
-# so nothing the OCPP side does (file writes, awaits) can delay the relay logic.
+# The stepper only buffers its events; tasks here turn them into station events, so nothing
+# the OCPP side does (file writes, awaits, blocking calls) can delay the relay logic. On a
+# board the stepper runs from power-up and buffers what happened before the station existed
+# (an EV plugged in at boot): the first events seen here are those.
 #
 # Station events emitted:
 #   "pilot" (evse_id, old, new)      debounced pilot state changed
@@ -12,7 +15,8 @@
 #   "connector_status" (evse_id, status)   derived status changed
 #   "token" (id_token dict)          a card was presented / the start button pressed
 from firmware import compat, log
-from firmware.safety import Safety, run as run_safety
+from firmware.safety import Safety
+from firmware.stepper import Stepper
 
 SAFETY_PERIOD_MS = 10
 READER_PERIOD_MS = 100
@@ -25,7 +29,7 @@ class Evse:
     def __init__(self, hw):
         self.hw = hw
         self.id = hw.id
-        # On a board, board/main.py owns the safety loop (the watchdog checks it) and has
+        # On a board, board/main.py owns the safety stepper (the watchdog checks it) and has
         # already attached a Safety to each EVSE: reuse it, never a second one per relay.
         self.safety = getattr(hw, "safety", None) or Safety(hw)
         self.pilot = None
@@ -48,7 +52,9 @@ class Block:
         for e in self.evses:
             self._by_id[e.id] = e
             e.status = self.connector_status(e.id)
-        self._events = compat.Queue()   # (evse_id, events) from the safety loop
+        self._events = compat.Queue()   # (evse_id, events) from the safety stepper
+        self._handed = {}               # evse_id -> last pilot state queued for dispatch
+        self.stepper = None
         station.on("start", self._on_start)
 
     # ---------------------------------------------------------------- API
@@ -176,19 +182,50 @@ class Block:
     def _on_start(self):
         for e in self.evses:
             self._apply(e)
-        if getattr(self.st.board, "safeties", None):
-            self.st.on("safety", self._on_board_safety)  # events forwarded by board/main.py
-        else:
-            self.st.spawn(run_safety([e.safety for e in self.evses], SAFETY_PERIOD_MS,
-                                     self._on_safety))
+        stepper = getattr(self.st.board, "stepper", None)   # board/main.py runs one
+        own = stepper is None
+        if own:
+            stepper = Stepper([e.safety for e in self.evses], period_ms=SAFETY_PERIOD_MS)
+            stepper.start()
+            self.st.spawn(stepper.watch_loop())
+        self.stepper = stepper
+        self.st.spawn(self._intake(stepper, own))
         self.st.spawn(self._dispatch())
         self.st.spawn(self._reader_loop())
 
-    def _on_board_safety(self, evse_id, events):
-        self._events.put_nowait((evse_id, events))
+    async def _intake(self, stepper, own):
+        """Move the stepper's event lists to the dispatch queue; report step failures and,
+        after the stepper's buffer overflowed, resync the pilot from the Safety."""
+        dropped = -1      # resync once at start: nothing may have been buffered
+        errors = stepper.errors
+        try:
+            while True:
+                got = stepper.pop()
+                while got is not None:
+                    s, evs = got
+                    for ev in evs:
+                        if ev[0] == "pilot":
+                            self._handed[s.hw.id] = ev[1]
+                    self._events.put_nowait((s.hw.id, evs))
+                    got = stepper.pop()
+                if stepper.errors != errors:
+                    errors = stepper.errors
+                    where, exc = stepper.last_error or (None, None)
+                    log.exc("evse", "safety step failed (EVSE %s): relay opened" % where, exc)
+                if stepper.dropped != dropped:
+                    dropped = stepper.dropped
+                    self._resync()
+                await stepper.flag.wait()
+        finally:
+            if own:
+                stepper.stop()   # relays open
 
-    def _on_safety(self, safety, events):
-        self._events.put_nowait((safety.hw.id, events))
+    def _resync(self):
+        for e in self.evses:
+            st = e.safety.state()
+            if st is not None and st != self._handed.get(e.id, e.pilot):
+                self._handed[e.id] = st
+                self._events.put_nowait((e.id, [("pilot", st)]))
 
     async def _dispatch(self):
         while True:

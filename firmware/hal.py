@@ -6,8 +6,10 @@
 # Control-pilot states per IEC 61851-1.
 PILOT_STATES = ("A", "B", "C", "D", "E", "F")
 
-# Fault names a board may report through `Evse.faults()`.
-FAULT_NAMES = ("rcd", "contactor", "welding", "lock", "pilot", "diode", "overtemp", "meter")
+# Fault names a board may report through `Evse.faults()`; "internal" is latched by the
+# safety stepper when a safety step raised (firmware/stepper.py).
+FAULT_NAMES = ("rcd", "contactor", "welding", "lock", "pilot", "diode", "overtemp", "meter",
+               "internal")
 
 
 class Pilot:

@@ -8,8 +8,8 @@ API
     s = Safety(evse_hw, allow_ventilation=False)   # opens the relay at once
     s.permit(authorized, available, amps)          # from the charging logic, any time;
                                                    # amps None = evse_hw.max_current
-    events = s.step(now_ms)                        # every <= 20 ms from the safety task
-    await run([s1, s2], period_ms=10, on_events=fn, tick=None)  # fn(safety, events)
+    events = s.step(now_ms)                        # every 10 ms from firmware/stepper.py
+    events = s.fail(now_ms)                        # the step raised: open, latch "internal"
     s.state(), s.relay_closed(), s.faults(), s.offered(), s.status()
 
 `step()` returns a shared empty tuple when nothing changed, else a list of events:
@@ -59,10 +59,11 @@ Faults (board-reported through evse_hw.faults(), plus ones detected here):
     lock       yes     5 s after the lock reports the right position     board lock,
                        (here: locked again, or the EV unplugged)          lock feedback here
     meter      no      as soon as the meter answers again                board meter
+    internal   yes     unplugged, then 10 s without another failure      Safety.fail
 Unknown names block and recover 10 s after they clear. While a blocking fault is active the
 pilot shows a steady +12 V (no PWM) so that the unplug (state A) can be seen.
 """
-from firmware.compat import ticks_add, ticks_diff, ticks_ms, sleep_ms
+from firmware.compat import ticks_diff, ticks_ms
 
 STOP_REACTION_MS = 6000
 CURRENT_REACTION_MS = 5000
@@ -80,6 +81,7 @@ POLICY = {
     "overtemp": (True, False, 60000),
     "lock": (True, False, 5000),
     "meter": (False, False, 0),
+    "internal": (True, True, 10000),
 }
 _DEFAULT_POLICY = (True, False, 10000)
 _EMPTY = ()
@@ -196,6 +198,38 @@ class Safety:
             ev.append(("offer", offer))
         return _EMPTY if ev is None else ev
 
+    def fail(self, now, name="internal"):
+        """The step (or the sampling before it) raised: open the relay, stop the PWM and
+        latch the blocking fault `name` (kept while failures go on). Never raises."""
+        ev = None
+        try:
+            self.hw.relay.set(False)
+        except Exception:
+            pass
+        try:
+            self.hw.pilot.offer(0)
+        except Exception:
+            pass
+        if self._closed:
+            self._closed = False
+            self._relay_ms = now
+            ev = [("relay", False)]
+        self._stop_ms = None
+        if self._offer:
+            self._offer = 0
+            ev = ev or []
+            ev.append(("offer", 0))
+        rec = self._latched.get(name)
+        if rec is None:
+            self._latched[name] = [None, False]
+            self._blocking += 1
+            ev = ev or []
+            ev.append(("fault", name))
+        else:
+            rec[0] = None
+            rec[1] = False
+        return _EMPTY if ev is None else ev
+
     def _set_relay(self, now, closed, ev):
         self.hw.relay.set(closed)
         self._closed = closed
@@ -283,33 +317,8 @@ class Safety:
         return ev
 
 
-# Event-loop stall monitor: [worst lateness of this loop's wake-ups in ms, wake-ups].
-# Whatever holds the loop without awaiting (a big report, a file rewrite) shows up here;
-# the console's `stall` command reads and resets it.
+# Event-loop stall monitor: [worst lateness of the event loop's wake-ups in ms, wake-ups].
+# Whatever holds the loop without awaiting (a big report, a file rewrite, a DNS lookup)
+# shows up here; the safety stepper runs apart and keeps its own figure (Stepper.late).
+# The board's loop-heartbeat task feeds it; the console's `stall` command reads and resets it.
 stall = [0, 0]
-
-
-async def run(safeties, period_ms=10, on_events=None, tick=None):
-    """Step every Safety forever; hand non-empty event lists to on_events(safety, events).
-    A failing callback is reported on stderr and never stops the loop. tick(), if given,
-    is called once per period after the steps (the board's watchdog heartbeat)."""
-    due = None
-    while True:
-        now = ticks_ms()
-        if due is not None:
-            late = ticks_diff(now, due)
-            if late > stall[0]:
-                stall[0] = late
-            stall[1] += 1
-        for s in safeties:
-            evs = s.step(now)
-            if evs and on_events is not None:
-                try:
-                    on_events(s, evs)
-                except Exception as e:  # the relay logic must outlive a buggy listener
-                    import sys
-                    print("safety listener:", repr(e), file=sys.stderr)
-        if tick is not None:
-            tick()
-        due = ticks_add(ticks_ms(), period_ms)
-        await sleep_ms(period_ms)

@@ -145,12 +145,13 @@ def add_sim_commands(console, board):
         e = evse(args, "fault N NAME")
         if args[1] not in FAULT_NAMES:
             raise ConsoleError("faults: " + ", ".join(FAULT_NAMES))
-        e.faults().add(args[1])
+        # copy-on-write: the safety stepper's thread may be iterating the current set
+        e._faults = set(e._faults) | {args[1]}
         return {}
 
     def clear(args):
         e = evse(args, "clear N NAME")
-        e.faults().discard(args[1])
+        e._faults = set(x for x in e._faults if x != args[1])
         return {}
 
     def lock(args):

@@ -22,7 +22,7 @@ def test_example_config_is_valid_and_complete():
     e = c["evses"][0]
     assert e["pilot"]["adc_pin"] == 36 and e["relay"]["pin"] == 26
     assert e["meter"]["type"] == "sdm630" and c["reader"]["type"] == "mfrc522"
-    assert c["watchdog_ms"] == 8000
+    assert c["watchdog_ms"] == 1500
 
 
 def test_defaults_are_filled():

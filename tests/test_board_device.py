@@ -1,6 +1,7 @@
 # The assembled ESP32 board on the fake `machine`: construction from the config, fault
-# inputs, watchdog policy, and the real-time loop from main.py (relay opening after the
-# EV leaves C, measured on the wall clock). Portable (pytest and micropython).
+# inputs, watchdog policy, and main.py's safety stepper (the relay opens while the event
+# loop is held by station work; an EV plugged in at power-up is seen by the station).
+# Portable (pytest and micropython).
 from fake_machine import portable  # noqa: F401
 import json
 import os
@@ -43,7 +44,11 @@ def test_board_builds_from_config_with_relay_open():
     assert machine.created[("pin", 26)].value() == 0, "relay output open"
     assert machine.created[("pwm", 25)].duty_u16() == 65535, "pilot at steady +12 V"
     assert e.meter.estimated() is True
-    assert machine.WDT.instance is not None and machine.WDT.instance.timeout == 8000
+    # the ESP32 task watchdog is per FreeRTOS task: created by the stepper's first beat
+    assert machine.WDT.instance is None
+    e.fast(ticks_ms())
+    b.beat()
+    assert machine.WDT.instance is not None and machine.WDT.instance.timeout == 1500
     assert b.serial == "240ac4123456"
     assert b.status()[0]["relay"] is False
 
@@ -171,29 +176,188 @@ def test_station_is_created_only_after_the_rcd_self_test():
             if seen:
                 break
         t.cancel()
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        b.stepper.stop()
     assert seen == [(False, True)], seen
 
 
 def test_watchdog_fed_only_while_healthy():
+    from firmware.stepper import Stepper
     b = make()
     adc = machine.created[("adc", 36)]
     adc.source = PilotWave(12.0, -12.0, 100.0)
-    wdt = machine.WDT.instance
+    b.stepper = Stepper([])
     b.evses[0].fast(ticks_ms())
     b.beat()
-    assert b.feed_watchdog() is True and wdt.feeds == 1
-    b.beat_ms = ticks_ms() - 5000       # the safety loop stopped beating
+    wdt = machine.WDT.instance
+    assert wdt.feeds == 1, "fed by the stepper's beat"
+    b.beat_ms = ticks_ms() - 5000       # the stepper stopped beating
     assert b.feed_watchdog() is False and wdt.feeds == 1
     b.beat()
     b.evses[0].pilot.last_ms = ticks_ms() - 5000   # pilot sampling stalled
     assert b.feed_watchdog() is False
+    b.evses[0].fast(ticks_ms())
+    b.stepper.loop_ms = ticks_ms() - 5000           # a 5 s hold of the event loop: tolerated
+    assert b.feed_watchdog() is True
+    b.stepper.loop_ms = ticks_ms() - device.LOOP_DEAD_MS - 1000   # event loop dead
+    assert b.feed_watchdog() is False
+
+
+def _rmtree(d):
+    for n in os.listdir(d):
+        p = d + "/" + n
+        if os.stat(p)[0] & 0x4000:
+            _rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(d)
+
+
+def _fake_rcm(trip, test_pin, delay_ms=40):
+    """A residual-current monitor that takes realistic time: it trips delay_ms after the
+    test current starts and releases delay_ms after it stops (~80 ms self-test)."""
+    async def follow():
+        while True:
+            want = 0 if test_pin.value() else 1      # active low: 0 = tripped
+            if trip.value() != want:
+                await asyncio.sleep(delay_ms / 1000)
+                trip.value(want)
+            await asyncio.sleep(0.005)
+    return follow()
+
+
+class StandInStation:
+    """Just what evse.Block needs from a Station: events, tasks, the board, a device model."""
+
+    def __init__(self, board):
+        from firmware import evse
+        self.board = board
+        self.events = []
+        self._on = {}
+        self.tasks = []
+        self.dm = self
+        self.blocks = {}
+        self.evse = evse.Block(self)
+        self.first_status = None
+
+    def get(self, comp, var):
+        return False
+
+    def on(self, event, fn):
+        self._on.setdefault(event, []).append(fn)
+
+    def emit(self, event, *args):
+        self.events.append((event,) + args)
+        for fn in self._on.get(event, ()):
+            fn(*args)
+
+    def spawn(self, coro):
+        self.tasks.append(asyncio.create_task(coro))
+
+    async def run(self):
+        self.emit("start")
+        # what availability sends in the first StatusNotification once the boot is accepted
+        await asyncio.sleep(0.1)
+        self.first_status = self.evse.connector_status(1)
+        self.evse.permit(1, True)
+        while True:
+            await asyncio.sleep(1)
+
+
+def test_ev_plugged_in_at_power_up_is_seen_by_the_station():
+    # E02/TxStartPoint EVConnected: an EV in B at power-up, an RCD self-test of ~80 ms before
+    # the station exists. The station must see pilot None -> B (the "pilot" event that starts
+    # a transaction), Occupied in its first StatusNotification, and lock the cable.
+    from board import main
+    b = make(temperature=None, lock={"pin": 14})
+    e = b.evses[0]
+    machine.created[("adc", 36)].source = PilotWave(9.0, -12.0, 100.0)   # EV in B at boot
+    rcm = _fake_rcm(machine.created[("pin", 35)], machine.created[("pin", 27)])
+    made = []
+
+    def factory(bd, c):
+        made.append(StandInStation(bd))
+        return made[0]
+
+    async def scenario():
+        r = asyncio.create_task(rcm)
+        t = asyncio.create_task(main.run(b, b.cfg, station_factory=factory))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if made and made[0].first_status is not None:
+                break
+        await asyncio.sleep(0.05)
+        t.cancel()
+        r.cancel()
+    try:
+        asyncio.run(scenario())
+    finally:
+        b.stepper.stop()
+    assert e.rcd.last_test is True, "the fake RCM passed its self-test"
+    st = made[0]
+    plugged = [ev for ev in st.events if ev[0] == "pilot" and ev[3] == "B"]
+    assert plugged and plugged[0][2] in (None, "A"), st.events   # not connected -> B
+    assert st.first_status == "Occupied", st.first_status
+    assert e.lock._pin.value() == 1, "lock engaged for the authorised, connected EV"
+
+
+def test_E01_ev_plugged_at_power_up_starts_EVConnected_transaction_on_the_real_station():
+    # The same power-up with the real Station (CSMS unreachable: the Started event is queued):
+    # TxStartPoint EVConnected fires for the EV that was in B before the station existed.
+    from board import main
+    from firmware.station import Station
+    c = cfg(temperature=None)
+    d = c["station"]["data_dir"] = DATA + "-station"
+    machine.reset_all()
+    b = device.EspBoard(c)
+    machine.created[("adc", 36)].source = PilotWave(9.0, -12.0, 100.0)
+    rcm = _fake_rcm(machine.created[("pin", 35)], machine.created[("pin", 27)])
+    made = []
+
+    def factory(bd, c):
+        st = Station(bd, "ws://127.0.0.1:9", "PWRUP1")
+        st.dm.csms_set_many([{"component": {"name": "TxCtrlr"},
+                              "variable": {"name": "TxStartPoint"},
+                              "attributeValue": "EVConnected"}], installer=True)
+        made.append(st)
+        return st
+
+    async def scenario():
+        r = asyncio.create_task(rcm)
+        t = asyncio.create_task(main.run(b, b.cfg, station_factory=factory))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if made and made[0].blocks["transactions"].active(1) is not None:
+                break
+        st = made[0]
+        tx = st.blocks["transactions"].active(1)
+        status = st.blocks["evse"].connector_status(1)
+        await st.stop()
+        t.cancel()
+        r.cancel()
+        return tx, status
+    try:
+        tx, status = asyncio.run(scenario())
+    finally:
+        b.stepper.stop()
+        _rmtree(d)
+    assert b.evses[0].rcd.last_test is True
+    assert tx is not None, "TxStartPoint EVConnected did not fire"
+    assert status == "Occupied"
 
 
 def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
+    # The EV leaves C while the station holds the event loop with blocking work (a call as
+    # long as a DNS miss, journal appends + a document rename, a traced 20 KB frame): the
+    # relay must open during that hold, i.e. without the event loop. No wall-clock limit is
+    # asserted (the machine is shared); the figure is printed, the bench has the worst case.
+    import time
     from board import main
     from firmware import safety
-    b = make(rcd=None, temperature=None)
+    # no aux contact (the fake one would not follow): only the EV can open the relay here
+    b = make(rcd=None, temperature=None, relay={"pin": 26})
     adc = machine.created[("adc", 36)]
     relay = machine.created[("pin", 26)]
     wave = PilotWave(9.0, -12.0, 100.0, noise_v=0.3)
@@ -201,35 +365,65 @@ def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     result = {}
     wakeups = safety.stall[1]
 
-    async def scenario():
-        t = asyncio.create_task(main.run(b, b.cfg, station_factory=lambda bd, c: None))
-        await asyncio.sleep(0.1)
-        s = b.safeties[0]
-        s.permit(True, True, 16)
-        await asyncio.sleep(0.1)
-        wave.duty = 16 / 0.6
-        wave.high_v = 6.0                  # EV closes S2: state C
-        t0 = ticks_ms()
-        while not relay.value() and ticks_diff(ticks_ms(), t0) < 3000:
-            await asyncio.sleep(0.002)
-        result["close_ms"] = ticks_diff(ticks_ms(), t0)
-        result["closed"] = relay.value()
-        await asyncio.sleep(0.2)
-        wave.high_v = 9.0                  # EV opens S2: back to B
-        t0 = ticks_ms()
-        while relay.value() and ticks_diff(ticks_ms(), t0) < 1000:
-            await asyncio.sleep(0.002)
-        result["open_ms"] = ticks_diff(ticks_ms(), t0)
-        result["wdt"] = machine.WDT.instance.feeds
-        t.cancel()
+    def work(path, frame, sink):
+        with open(path + ".tmp", "w") as f:
+            for _ in range(20):
+                f.write(frame[:1000])
+        os.rename(path + ".tmp", path)
+        sink.append(frame + "x")          # the traced frame is formatted...
+        sink.pop()
+        time.sleep(0.05)                  # ...and written out at 115200 baud
 
-    asyncio.run(scenario())
-    print("relay close after B->C: %d ms, open after C->B: %d ms" % (
-        result["close_ms"], result["open_ms"]))
-    assert result["closed"] == 1 and result["close_ms"] <= 3000, (result, b.safeties[0].status())
-    assert result["open_ms"] <= 100, result
+    class BusyStation:
+        def emit(self, *args):
+            pass
+
+        async def run(self):
+            s = b.safeties[0]
+            s.permit(True, True, 16)
+            await asyncio.sleep(0.1)
+            wave.duty = 16 / 0.6
+            wave.high_v = 6.0              # EV closes S2: state C
+            for _ in range(300):
+                await asyncio.sleep(0.01)
+                if relay.value():
+                    break
+            result["closed"] = relay.value()
+            await asyncio.sleep(0.1)
+            frame = "[2,\"1\",\"NotifyReport\",{\"x\":\"%s\"}]" % ("y" * 20000)
+            sink = []
+            path = DATA + "/busy.json"
+            # the event loop is held from here until the relay opened (or 3 s passed)
+            wave.high_v = 9.0              # EV opens S2: back to B
+            t0 = ticks_ms()
+            while relay.value() and ticks_diff(ticks_ms(), t0) < 3000:
+                work(path, frame, sink)
+            result["open_ms"] = ticks_diff(ticks_ms(), t0)
+            result["opened_while_held"] = not relay.value()
+            result["wdt"] = machine.WDT.instance.feeds if machine.WDT.instance else 0
+            os.remove(path)
+            while True:
+                await asyncio.sleep(1)
+
+    async def scenario():
+        t = asyncio.create_task(main.run(b, b.cfg, station_factory=lambda bd, c: BusyStation()))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if "open_ms" in result:
+                break
+        await asyncio.sleep(0.1)
+        t.cancel()
+    try:
+        asyncio.run(scenario())
+    finally:
+        b.stepper.stop()
+    print("relay open after C->B with the event loop held: %s ms" % result.get("open_ms"))
+    assert result["closed"] == 1, (result, b.safeties[0].status())
+    assert result["opened_while_held"], result
+    assert b.safeties[0].faults() == [], "opened by the EV leaving C, not by a fault"
+    assert b.stepper.threaded, "the stepper runs on its own thread"
     assert result["wdt"] >= 1, "watchdog fed while healthy"
-    assert safety.stall[1] > wakeups, "the board's safety loop feeds the stall monitor"
+    assert safety.stall[1] > wakeups, "the event-loop heartbeat feeds the stall monitor"
 
 
 def test_console_task_answers_one_json_line_per_command():
@@ -350,3 +544,43 @@ def test_main_forgets_the_config_module_and_reports_bad_config():
     finally:
         builtins.print = orig
     assert lines and lines[0].startswith("CONFIG ERROR:") and "not found" in lines[0]
+
+
+def test_stepper_period_on_the_board_does_not_allocate():
+    # the stepper's thread: pilot burst + fault inputs, Safety.step, beat + watchdog policy
+    try:
+        import gc
+        import micropython  # noqa: F401
+    except ImportError:
+        from fake_machine import portable
+        portable.skip("heap accounting is only meaningful on micropython")
+    from firmware import safety
+    from firmware.stepper import Stepper
+    b = make(temperature=None, relay={"pin": 26})       # no aux contact: no contactor fault
+    wave = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)    # charging in C; precomputed: the
+    vals = [wave() for _ in range(64)]                 # fake ADC itself must not allocate
+    i = [0]
+
+    def src():
+        i[0] = (i[0] + 1) & 63
+        return vals[i[0]]
+    machine.created[("adc", 36)].source = src
+    s = safety.Safety(b.evses[0])
+    s.permit(True, True, 16)
+    st = Stepper([s], beat=b.beat)
+    b.stepper = st
+    now = ticks_ms()
+    for _ in range(20):
+        now += 10
+        st.step(now)
+    assert s.relay_closed()
+    while st.pop() is not None:
+        pass
+    gc.collect()
+    before = gc.mem_alloc()
+    for _ in range(200):
+        now += 10
+        st.step(now)
+    grew = gc.mem_alloc() - before
+    assert grew <= 64, grew
+    assert s.relay_closed() and st.pop() is None, "charging throughout, no events"

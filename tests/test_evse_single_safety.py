@@ -1,9 +1,10 @@
-"""On a board, board/main.py runs the safety loop: the charging side must reuse that loop's
-Safety objects and its forwarded events, never step a second state machine on the same relay."""
+"""On a board, board/main.py runs the safety stepper: the charging side must reuse its Safety
+objects and consume its events, never step a second state machine on the same relay."""
 import asyncio
 
 from firmware import safety as safety_mod
 from firmware.station import Station
+from firmware.stepper import Stepper
 from host.sim_board import SimBoard
 
 
@@ -17,6 +18,7 @@ def test_board_owned_safety_is_reused_and_its_events_drive_the_evse(tmp_path, mo
     for hw in board.evses:
         hw.safety = safety_mod.Safety(hw)
         board.safeties.append(hw.safety)
+    board.stepper = Stepper(board.safeties)   # not started: the test steps it
     made = []
     real = safety_mod.Safety
 
@@ -32,10 +34,9 @@ def test_board_owned_safety_is_reused_and_its_events_drive_the_evse(tmp_path, mo
         st.emit("start")
         await asyncio.sleep(0.05)
         assert made == [], "the evse block created its own Safety"
-        # the board loop steps the machine and forwards its events as station "safety" events
+        # the board's stepper steps the machine; the evse block consumes its events
         board.evses[0].pilot.ev_state = "B"
-        events = board.safeties[0].step(1000)
-        st.emit("safety", 1, events)
+        board.stepper.step(1000)
         await asyncio.sleep(0.05)
         assert evse.get(1).pilot == "B"
         assert evse.connector_status(1) == "Occupied"

@@ -113,11 +113,43 @@ def test_close_within_3s_of_b_to_c():
 
 
 def test_opens_within_100ms_after_c_to_b():
-    r = Rig()
-    r.charging()
-    r.pilot.st = "B"
-    dt = r.run_until(lambda: not r.relay._closed, 1000)
+    # Through the board's pilot driver (ADC bursts of a noisy 1 kHz wave, its debounce) and
+    # the safety stepper's period (fast sampling, then the step), on a simulated clock: the
+    # 100 ms include the debounce, not only the step.
+    from fake_machine import portable  # noqa: F401  (the fake `machine`)
+    import machine
+    from fake_machine.waves import PilotWave, CAL
+    from board.pilot import Pilot
+    from firmware.stepper import Stepper, PERIOD_MS
+    machine.reset_all()
+    pilot = Pilot(25, 36, cal=CAL, debounce=3)
+    wave = PilotWave(9.0, -12.0, 100.0, noise_v=0.5)
+    machine.created[("adc", 36)].source = wave
+    relay = FakeRelay()
+    hw = Evse(1, pilot, relay, None)
+    hw.fast = lambda now: pilot.sample()
+    s = safety.Safety(hw)
+    st = Stepper([s])
+    clock = [1000]
+
+    def until(pred, limit_ms):
+        t0 = clock[0]
+        while clock[0] - t0 <= limit_ms:
+            clock[0] += PERIOD_MS
+            st.step(clock[0])
+            if pred():
+                return clock[0] - t0
+        return None
+    s.permit(True, True, 16)
+    assert until(lambda: s.state() == "B", 200) is not None
+    wave.duty = 16 / 0.6
+    wave.high_v = 6.0                       # EV closes S2: C
+    assert until(lambda: relay._closed, 3000) is not None
+    until(lambda: False, 200)
+    wave.high_v = 9.0                       # EV opens S2: B
+    dt = until(lambda: not relay._closed, 1000)
     assert dt is not None and dt <= 100, dt
+    assert dt >= pilot.debounce * PERIOD_MS, "the debounce is part of the path"
 
 
 def test_state_d_needs_ventilation():
@@ -283,33 +315,6 @@ def test_step_returns_shared_empty_tuple_when_idle():
     a = r.s.step(r.now + 10)
     b = r.s.step(r.now + 20)
     assert a == () and a is b
-
-
-def test_run_steps_all_and_reports_events():
-    from firmware.compat import asyncio
-    r1, r2 = Rig(), Rig()
-    r1.s.permit(True, True, 16)
-    r1.pilot.st = "C"
-    seen = []
-    ticks = []
-    wakeups = safety.stall[1]
-
-    def on_events(s, evs):
-        seen.append((s, list(evs)))
-        raise ValueError("a buggy listener must not stop the loop")
-
-    async def main():
-        t = asyncio.create_task(safety.run([r1.s, r2.s], 5, on_events,
-                                           tick=lambda: ticks.append(len(seen))))
-        await asyncio.sleep(0.1)
-        t.cancel()
-
-    asyncio.run(main())
-    assert r1.relay._closed is True and r2.relay._closed is False
-    assert len(ticks) >= 5 and ticks[0] >= 1, "tick once per period, after the steps"
-    assert safety.stall[1] > wakeups, "the stall monitor counts the loop's wake-ups"
-    assert any(s is r1.s and ("relay", True) in evs for s, evs in seen)
-    assert any(s is r2.s and ("pilot", "A") in evs for s, evs in seen)
 
 
 def test_idle_and_charging_steps_do_not_allocate():

@@ -15,7 +15,10 @@ def test_sim_console_commands_and_status(csms, station):
     assert e["status"] == "Occupied" and e["relay"] is False and e["transaction"] is None
     assert "queue" in s
     st.cmd("tap 04A1B2C3")
-    s = st.wait_status(lambda s: s["evses"][0]["relay"] and s["evses"][0]["power_w"] > 0, 5, "charging")
+    # relay (from the safety stepper's thread) and pilot (the charging side, after the event
+    # loop consumed the stepper's events) may be read between the two: wait for both
+    s = st.wait_status(lambda s: s["evses"][0]["relay"] and s["evses"][0]["power_w"] > 0
+                       and s["evses"][0]["pilot"] == "C", 5, "charging")
     e = s["evses"][0]
     assert e["pilot"] == "C" and e["transaction"] and e["power_w"] == 7200.0
     time.sleep(1.0)

@@ -1,6 +1,6 @@
 """Footprint and performance figures (printed, never pass/fail).
 
-    python -m tools bench [--calls N] [--no-bisect] [--soak N]
+    python -m tools bench [--calls N] [--no-bisect] [--soak N] [--reaction [SECONDS]]
 
 1. Scenario: a fixed, realistic run driven through the simulator console against the test CSMS
    (mobilityhouse `ocpp`, every frame schema-checked): boot, GetBaseReport FullInventory, two
@@ -16,6 +16,11 @@
    station (CPython, micropython) and to a station built on mobilityhouse `ocpp`
    (v201.ChargePoint, CPython). Raw frames keep the CSMS's own cost equal for all three.
 3. --soak N: N charging sessions back to back under micropython, heap and data-dir figures.
+4. Relay reaction (tools/reaction.py; alone: --reaction [SECONDS]): worst wall-clock time from
+   pilot C->B / RCD trip to the relay output opening, pilot debounce included, on the fake
+   ESP32 board while the event loop is held by a TLS handshake, a DNS miss, compaction of a
+   full outbox, a FullInventory report and traced 20 KB frames; under micropython and CPython,
+   and for comparison with the stepper as an asyncio task (the design before the thread).
 """
 import asyncio
 import json
@@ -527,6 +532,85 @@ def soak(t, data_dir, sessions, warmup=5, target="micropython", log=None):
 
 
 # ---------------------------------------------------------------- main
+class TlsServer:
+    """Loopback TLS endpoint (tests/pki.py certificates): completes handshakes, then closes."""
+
+    def __init__(self, directory):
+        import socket
+        import ssl
+        import threading
+        from tests.pki import make_pki
+        os.makedirs(directory, exist_ok=True)
+        self.pki = make_pki(directory)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.pki["cert"], self.pki["key"])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.ctx = ctx
+        self.handshakes = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                c.settimeout(10)
+                t = self.ctx.wrap_socket(c, server_side=True)
+                self.handshakes += 1
+                t.close()
+            except OSError:
+                c.close()
+
+
+def bench_reaction(tmp, seconds=20, log=print):
+    """Figures from tools/reaction.py: {(runtime, stepper): result dict}."""
+    from tests.harness import micropython_exe
+    srv = TlsServer(os.path.join(tmp, "pki"))
+    out = {}
+    runs = [("micropython", "thread"), ("cpython", "thread"), ("micropython", "asyncio")]
+    for runtime, mode in runs:
+        exe = micropython_exe() if runtime == "micropython" else sys.executable
+        if exe is None:
+            continue
+        d = os.path.join(tmp, "reaction-%s-%s" % (runtime, mode))
+        os.makedirs(d)
+        log("relay reaction, %s, stepper on %s, %d s ..." % (runtime, mode, seconds))
+        argv = [exe, os.path.join(ROOT, "tools", "reaction.py"), ROOT, str(srv.port),
+                srv.pki["ca"], d, str(seconds)] + (["asyncio"] if mode == "asyncio" else [])
+        subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=seconds * 4 + 120)
+        try:
+            with open(os.path.join(d, "reaction.json")) as f:
+                out[(runtime, mode)] = json.load(f)
+        except (OSError, ValueError):
+            log("  no result")
+    return out
+
+
+def print_reaction(res):
+    print("worst time from pilot C->B / RCD trip to relay open (wall clock, debounce included,"
+          " event loop held by TLS handshake, DNS miss, full-outbox compaction, FullInventory"
+          " report, traced 20 KB frames):")
+    for (runtime, mode), r in sorted(res.items()):
+        cb, trip = sorted(r["cb"]), sorted(r["trip"])
+
+        def fig(v):
+            if not v:
+                return "-"
+            return "worst %d ms, median %d ms (n=%d)" % (v[-1], v[len(v) // 2], len(v))
+        print("  %-11s stepper on %-7s C->B: %s" % (runtime, mode, fig(cb)))
+        print("  %-11s %-18s RCD:  %s" % ("", "", fig(trip)))
+        print("  %-30s stepper lateness %d ms, event loop held up to %d ms, work done %s%s"
+              % ("", r["stepper_late_ms"], r["loop_stall_ms"],
+                 ", ".join("%s %s" % kv for kv in sorted(r["work"].items())),
+                 ", %d cycles timed out" % r["timeouts"] if r["timeouts"] else ""))
+
+
 def _kb(n):
     return "-" if n is None else "%.1f KB" % (n / 1024.0)
 
@@ -535,6 +619,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     n = int(argv[argv.index("--calls") + 1]) if "--calls" in argv else 2000
     soak_n = int(argv[argv.index("--soak") + 1]) if "--soak" in argv else None
+    if "--reaction" in argv:
+        i = argv.index("--reaction")
+        secs = int(argv[i + 1]) if i + 1 < len(argv) and argv[i + 1].isdigit() else 20
+        tmp = tempfile.mkdtemp(prefix="bench-")
+        try:
+            print_reaction(bench_reaction(tmp, secs,
+                                          log=lambda s: print(s, file=sys.stderr, flush=True)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     import logging
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     from host.csms import CsmsThread
@@ -591,6 +685,7 @@ def _main_bench(t, tmp, n, bisect):
         hs = smallest_heapsize(t, dist, tmp, log=say)
     say("round trips ...")
     rt = bench_round_trips(t, tmp, n)
+    reaction = bench_reaction(tmp, log=say)
 
     rows = dist["rows"]
     size = dict((m, b) for m, _, b in rows)
@@ -665,6 +760,7 @@ def _main_bench(t, tmp, n, bisect):
     for label, b in state:
         print("  %-52s %6d B" % (label, b))
     print("  %-52s %6d B" % ("total", sum(b for _, b in state)))
+    print_reaction(reaction)
     if t.csms.schema_violations:
         print("schema violations: %d" % len(t.csms.schema_violations))
     return 0

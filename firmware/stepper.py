@@ -1,0 +1,233 @@
+# The safety stepper: the relay-opening path on its own thread, apart from the event loop.
+#
+# Every PERIOD_MS it runs, for each Safety: the board's fast sampling of that EVSE
+# (hw.fast(now): pilot burst, fault inputs) if the hardware has one, then Safety.step(now);
+# then beat(now) (the board feeds its watchdog there). Non-empty event lists go into a
+# bounded ring guarded by a lock and wake the asyncio side through a ThreadSafeFlag; the
+# asyncio side only consumes them (evse.Block). DNS, TLS, flash renames or a long print on
+# the event loop therefore never delay the relay: on the ESP32 the thread is a FreeRTOS task
+# and those calls release the GIL while they block.
+#
+# An exception in the sampling or step of one EVSE opens its relay and latches the blocking
+# fault "internal" (Safety.fail); one outside them opens every relay. The stepper goes on.
+# Without _thread the same step() runs from an asyncio task. The thread's per-period work
+# allocates nothing unless an event list is produced.
+import time
+
+from firmware import compat
+from firmware.compat import ticks_ms, ticks_diff, ticks_add
+
+try:
+    import _thread
+except ImportError:
+    _thread = None
+
+PERIOD_MS = 10
+CAPACITY = 32          # event lists the event loop may fall behind by (then a resync)
+_STACK = 8192
+
+
+def _sleep(ms):
+    if compat.MICROPYTHON:
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+class Stepper:
+    def __init__(self, safeties, beat=None, period_ms=PERIOD_MS, capacity=CAPACITY):
+        self.safeties = list(safeties)
+        # bound once: binding a method per step would allocate
+        self._fast = [getattr(s.hw, "fast", None) for s in self.safeties]
+        self.beat = beat
+        self.period_ms = period_ms
+        self._who = [None] * capacity
+        self._what = [None] * capacity
+        self._head = 0
+        self._n = 0
+        self.dropped = 0         # event lists lost to a full ring (the consumer resyncs)
+        self._lock = _thread.allocate_lock() if _thread is not None else None
+        self.flag = compat.ThreadSafeFlag()
+        self.errors = 0
+        self.last_error = None   # (evse id or None, exception), for the consumer to report
+        self.late = [0, 0]       # [worst lateness of the stepper's wake-ups in ms, wake-ups]
+        self.last_ms = ticks_ms()
+        self.loop_ms = self.last_ms   # last wake-up of the event loop (watch_loop)
+        self.threaded = False
+        self._due = 0
+        self._idle = None
+        self._run = False
+        self.alive = False
+
+    # ---------------------------------------------------------------- one period
+    def step(self, now):
+        fast = self._fast
+        i = 0
+        for s in self.safeties:
+            try:
+                f = fast[i]
+                if f is not None:
+                    f(now)
+                evs = s.step(now)
+            except Exception as e:
+                evs = self._failed(s, now, e)
+            if evs:
+                self._push(s, evs)
+            i += 1
+        if self.beat is not None:
+            self.beat(now)
+        self.last_ms = now
+
+    def _failed(self, s, now, e):
+        self.errors += 1
+        self.last_error = (getattr(s.hw, "id", None), e)
+        return s.fail(now)
+
+    def fail_all(self, now, e):
+        """Something outside one EVSE's step failed: every relay opens."""
+        self.errors += 1
+        self.last_error = (None, e)
+        for s in self.safeties:
+            evs = s.fail(now)
+            if evs:
+                self._push(s, evs)
+
+    def _push(self, s, evs):
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            cap = len(self._who)
+            if self._n < cap:
+                j = (self._head + self._n) % cap
+                self._who[j] = s
+                self._what[j] = evs
+                self._n += 1
+            else:
+                self.dropped += 1
+        finally:
+            if lock is not None:
+                lock.release()
+        self.flag.set()
+
+    def pop(self):
+        """(safety, events) of the oldest pending list, or None."""
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            if not self._n:
+                return None
+            j = self._head
+            item = (self._who[j], self._what[j])
+            self._who[j] = self._what[j] = None
+            self._head = (j + 1) % len(self._who)
+            self._n -= 1
+            return item
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # ---------------------------------------------------------------- the event loop's side
+    async def watch_loop(self, period_ms=50):
+        """Event-loop heartbeat: loop_ms is its last wake-up (the board's watchdog policy
+        reads it) and safety.stall its worst lateness; a hold over 1 s is logged."""
+        from firmware import safety, log
+        stall = safety.stall
+        due = None
+        while True:
+            now = ticks_ms()
+            self.loop_ms = now
+            if due is not None:
+                late = ticks_diff(now, due)
+                if late > stall[0]:
+                    stall[0] = late
+                stall[1] += 1
+                if late > 1000:
+                    log.warn("stepper", "event loop held for %d ms; safety kept stepping" % late)
+            due = ticks_add(now, period_ms)
+            await compat.sleep_ms(period_ms)
+
+    # ---------------------------------------------------------------- running it
+    def _tick(self):
+        # returns the ms to sleep; the due time stays in self._due (no tuple per period)
+        due = self._due
+        now = ticks_ms()
+        late = ticks_diff(now, due)
+        lt = self.late
+        if late > lt[0]:
+            lt[0] = late
+        lt[1] += 1
+        try:
+            self.step(now)
+        except Exception as e:
+            self.fail_all(now, e)
+        due = ticks_add(due, self.period_ms)
+        wait = ticks_diff(due, ticks_ms())
+        if wait < 0:              # fell behind (a stall): no burst of catch-up steps
+            due = ticks_ms()
+            wait = 0
+        self._due = due
+        return wait
+
+    def _loop(self):
+        self.alive = True
+        self._due = ticks_ms()
+        try:
+            while self._run:
+                _sleep(self._tick())
+        finally:
+            self.open_all()
+            self.alive = False
+        # stopped with an idle function (Ctrl-C on a board): relays stay open and this same
+        # thread keeps calling it, because the ESP32 task watchdog is fed per FreeRTOS task
+        while self._idle is not None and not self._run:
+            try:
+                self._idle()
+            except Exception:
+                pass
+            _sleep(100)
+
+    async def _task(self):
+        self.alive = True
+        self._due = ticks_ms()
+        try:
+            while self._run:
+                await compat.sleep_ms(self._tick())
+        finally:
+            self.alive = False
+
+    def start(self, use_thread=True):
+        """Run on a thread where the runtime has one, else as an asyncio task."""
+        self._run = True
+        if use_thread and _thread is not None:
+            try:
+                _thread.stack_size(_STACK)
+            except (AttributeError, ValueError, OSError):
+                pass
+            _thread.start_new_thread(self._loop, ())
+            self.threaded = True
+            while not self.alive and self._run:   # the first step has the relays in hand
+                _sleep(1)
+            return None
+        self.threaded = False
+        return compat.create_task(self._task())
+
+    def stop(self, idle=None, wait_ms=200):
+        """Stop stepping and open every relay (Ctrl-C, end of the event loop). With `idle`,
+        the stepper's thread stays and calls idle() every 100 ms (the board feeds its
+        watchdog there); stop() without it ends that too."""
+        self._idle = idle
+        self._run = False
+        t0 = ticks_ms()
+        while self.alive and self.threaded and ticks_diff(ticks_ms(), t0) < wait_ms:
+            _sleep(2)
+        self.open_all()
+
+    def open_all(self):
+        for s in self.safeties:
+            try:
+                s.hw.relay.set(False)
+                s.hw.pilot.offer(0)
+            except Exception:
+                pass
