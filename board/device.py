@@ -53,6 +53,10 @@ class BoardEvse(hal.Evse):
             self.temp = io.Temperature(x["adc_pin"], x["r25"], x["beta"], x["pullup_ohm"],
                                        limit_c=x["limit_c"], hysteresis_c=x["hysteresis_c"])
         self.safety = None  # set by main.py
+        # conditions found by the asyncio side (slow()), put into the fault set by fast():
+        # the set then has one writer, the stepper's thread, which iterates it every step
+        self._hot = False
+        self._meter_bad = False
 
     def _flag(self, name, on):
         f = self._faults
@@ -79,12 +83,14 @@ class BoardEvse(hal.Evse):
             self._flag("rcd", self.rcd.tripped() or self.rcd.last_test is False)
         if self.lock is not None and hasattr(self.lock, "fault"):
             self._flag("lock", self.lock.fault(now))
+        self._flag("overtemp", self._hot)
+        self._flag("meter", self._meter_bad)
 
     async def slow(self):
         if self.temp is not None:
-            self._flag("overtemp", self.temp.over())
+            self._hot = self.temp.over()
         ok = await self.meter.update()
-        self._flag("meter", not ok and self.meter.fault())
+        self._meter_bad = not ok and self.meter.fault()
 
 
 def _meter(c, pil, relay, buses, data_dir):
@@ -215,7 +221,9 @@ class EspBoard(hal.Board):
                 continue
             ok = await e.rcd.self_test()
             if ok is False:
-                e._flag("rcd", True)   # now, not at the next fast(): the station comes next
+                # now, not at the stepper's next fast(): the station comes next. A new set,
+                # not add(): the stepper's thread may be iterating the old one
+                e._faults = e._faults | {"rcd"}
                 log.error("board", "EVSE %d RCD self-test failed" % e.id)
 
     async def _slow_loop(self):

@@ -357,7 +357,7 @@ def test_realtime_loop_opens_relay_within_100ms_after_c_to_b():
     from board import main
     from firmware import safety
     # no aux contact (the fake one would not follow): only the EV can open the relay here
-    b = make(rcd=None, temperature=None, relay={"pin": 26})
+    b = make(rcd=None, temperature=None, relay={"pin": 26, "feedback_pin": None})
     adc = machine.created[("adc", 36)]
     relay = machine.created[("pin", 26)]
     wave = PilotWave(9.0, -12.0, 100.0, noise_v=0.3)
@@ -556,7 +556,7 @@ def test_stepper_period_on_the_board_does_not_allocate():
         portable.skip("heap accounting is only meaningful on micropython")
     from firmware import safety
     from firmware.stepper import Stepper
-    b = make(temperature=None, relay={"pin": 26})       # no aux contact: no contactor fault
+    b = make(temperature=None, relay={"pin": 26, "feedback_pin": None})       # no aux contact: no contactor fault
     wave = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)    # charging in C; precomputed: the
     vals = [wave() for _ in range(64)]                 # fake ADC itself must not allocate
     i = [0]

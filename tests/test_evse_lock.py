@@ -107,12 +107,13 @@ def test_lock_confirmed_before_relay_closes_and_relay_open_before_unlock(tmp_pat
         evse.permit(1, False)                        # session over: PWM stops, EV leaves C
         await until(lambda: ("lock", False) in log[start[0]:], "unlocked after the session")
         hw.lock.fb = False
+        start.append(len(log))                       # stop() opens every relay once more
         await st.stop()
 
     start = []
     asyncio.run(scenario())
     order = []
-    for x in log[start[0]:]:
+    for x in log[start[0]:start[1]]:
         if not order or order[-1] != x:              # the lock is re-commanded on events
             order.append(x)
     assert order == [("lock", True), ("relay", True), ("relay", False), ("lock", False)], log
