@@ -6,6 +6,7 @@ import asyncio
 
 from firmware import compat, log, safety as safety_mod, transactions
 from firmware.station import Station
+from firmware.stepper import Stepper
 from host.sim_board import SimBoard
 
 TOKEN = {"idToken": "AABBCCDD", "type": "ISO14443"}
@@ -19,11 +20,12 @@ def _events(st):
 
 
 async def _charging(tmp_path):
-    """A station whose Safety only moves when the test steps it (board-owned loop)."""
+    """A station whose Safety only moves when the test steps it: a board-owned stepper
+    that is never started (the block then runs none of its own)."""
     board = SimBoard(1, str(tmp_path))
     hw = board.evses[0]
     hw.safety = safety_mod.Safety(hw)
-    board.safeties = [hw.safety]
+    board.stepper = Stepper([hw.safety])
     st = Station(board, "ws://127.0.0.1:9", "STOP1")
     st.emit("start")
     now = [1000]
@@ -31,9 +33,7 @@ async def _charging(tmp_path):
     async def step(n=1):
         for _ in range(n):
             now[0] += 10
-            evs = hw.safety.step(now[0])
-            if evs:
-                st.emit("safety", 1, evs)
+            board.stepper.step(now[0])   # its events reach the block as the thread's do
             await asyncio.sleep(0)
         await asyncio.sleep(0.02)
 
