@@ -6,9 +6,9 @@ The ESP32 board on the fake `machine` (tests/fake_machine) runs board/main.py wi
 stepper. An EV thread cycles C -> (EV opens S2: B | RCD trips) at random moments and polls the
 relay output every ms; meanwhile the station side holds the event loop with the heaviest
 blocking work, back to back: a TLS handshake to a loopback server, a DNS miss (the resolver's
-lookup replaced by a 2 s blocking failure: a real miss would leave loopback), put() on a full
-256 KB outbox (compaction each time), a FullInventory report built in one go and a traced
-20 KB frame printed and held for its time on a 115200-baud UART. Prints one JSON line.
+lookup replaced by a 2 s blocking failure: a real miss would leave loopback), a synchronous
+rewrite of a full 256 KB outbox (put()'s last-resort compaction), a FullInventory report built
+in one go and a traced 20 KB frame printed and held for its time on a 115200-baud UART. Prints one JSON line.
 With `asyncio`, the stepper runs as an asyncio task (no _thread): the design before.
 """
 import sys
@@ -54,7 +54,7 @@ def make_board(data_dir):
     e["cable_amps"] = 16
     e["temperature"] = None
     e["rcd"] = {"pin": 35, "active_low": True}       # trip input; no self-test at boot
-    e["relay"] = {"pin": 26}     # no aux contact: the fake one would never follow the coil
+    e["relay"] = {"pin": 26, "feedback_pin": None}   # no aux contact: the fake one would never follow the coil
     raw["reader"] = {"type": "none"}
     machine.reset_all()
     return device.EspBoard(config.validate(raw))
@@ -183,11 +183,9 @@ class Work:
             compat._lookup = real
 
     def compact(self):
-        from firmware import msg_queue
-        try:
-            self.queue.put("SecurityEventNotification", {"type": "X", "techInfo": "z" * 600})
-        except msg_queue.QueueFull:
-            pass
+        # the outbox compacts in its own task, 4 KB per step; the heaviest case is put()'s
+        # last resort, one synchronous rewrite of the whole full journal: that is run here
+        self.queue._compact()
 
     def report(self):
         n = 0
