@@ -8,7 +8,8 @@ relay output every ms; meanwhile the station side holds the event loop with the 
 blocking work, back to back: a TLS handshake to a loopback server, a DNS miss (the resolver's
 lookup replaced by a 2 s blocking failure: a real miss would leave loopback), a synchronous
 rewrite of a full 256 KB outbox (put()'s last-resort compaction), a FullInventory report built
-in one go and a traced 20 KB frame printed and held for its time on a 115200-baud UART. Prints one JSON line.
+in one go and a traced 20 KB frame printed and held for its time on a 115200-baud UART.
+Prints one JSON line.
 With `asyncio`, the stepper runs as an asyncio task (no _thread): the design before.
 """
 import sys
