@@ -142,8 +142,15 @@ class Console:
     def _stall(self, args):
         from firmware import safety
         r = {"max_ms": safety.stall[0], "wakeups": safety.stall[1]}
+        ev = self.st.blocks.get("evse")
+        sp = ev.stepper if ev is not None else None
+        if sp is not None:   # the safety thread's own lateness: what the relay deadline sees
+            r["stepper_ms"] = sp.late[0]
+            r["stepper_thread"] = sp.threaded
         if args == ["reset"]:
             safety.stall[0] = safety.stall[1] = 0
+            if sp is not None:
+                sp.late[0] = sp.late[1] = 0
         return r
 
     def _modules(self, args):

@@ -14,6 +14,9 @@ def test_sim_console_commands_and_status(csms, station):
     e = s["evses"][0]
     assert e["status"] == "Occupied" and e["relay"] is False and e["transaction"] is None
     assert "queue" in s
+    r = st.cmd("stall")
+    # the simulator runs the same safety stepper as a board: on its own thread
+    assert r["ok"] and r["stepper_thread"] is True and r["stepper_ms"] >= 0, r
     st.cmd("tap 04A1B2C3")
     # relay (from the safety stepper's thread) and pilot (the charging side, after the event
     # loop consumed the stepper's events) may be read between the two: wait for both
