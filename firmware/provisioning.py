@@ -302,7 +302,10 @@ class Block:
             while st.running and st.connected and st.boot_status != "Accepted":
                 wait_s = DEFAULT_RETRY_S
                 payload = self.boot_payload()
+                # cleared before the call, not after its reply: a trigger that arrives while
+                # this BootNotification is outstanding must send the next one at once
                 self._triggered = False
+                self._boot_now.clear()
                 try:
                     resp = await st.call("BootNotification", payload, wait_online=False)
                 except Offline:
@@ -325,7 +328,6 @@ class Block:
                     st.set_boot_status(status)
                     if interval > 0:
                         wait_s = interval
-                self._boot_now.clear()
                 try:
                     await compat.wait_for_ms(self._boot_now.wait(), int(wait_s * 1000))
                 except compat.TimeoutError:

@@ -103,3 +103,53 @@ def test_TC_B_31_trigger_boot_notification_while_rejected(csms, station):
     assert [b["reason"] for b in boots] == ["PowerUp", "Triggered"]
     assert st.status()["boot"] == "Accepted"
     assert not after_reply(csms, cp, 0, "Heartbeat")
+
+
+def test_B03_trigger_while_the_boot_is_outstanding_sends_the_next_boot_at_once():
+    """A TriggerMessage(BootNotification) accepted while a (Rejected) BootNotification is
+    still waiting for its answer is not forgotten when that answer arrives: the next boot
+    goes at once, not after the 60 s interval. In-process, the block's own boot loop."""
+    import asyncio
+    from firmware import provisioning
+
+    sent = []
+
+    class St:
+        running = connected = True
+        boot_status = None
+
+        async def call(self, action, payload, wait_online=False):
+            sent.append(payload["reason"])
+            await asyncio.sleep(0.2)        # the CSMS answers after 200 ms
+            return {"currentTime": "2026-11-24T10:00:00.000Z", "interval": 60,
+                    "status": "Rejected"}
+
+        def set_boot_status(self, s):
+            self.boot_status = s
+
+    b = provisioning.Block.__new__(provisioning.Block)
+    b.st = St()
+    b._boot_now = asyncio.Event()
+    b._triggered = False
+    b._booting = False
+    b.reason = "PowerUp"
+    b.boot_payload = lambda: {"reason": "Triggered" if b._triggered else b.reason}
+    real_adopt = provisioning.adopt_time
+    provisioning.adopt_time = lambda resp, st: None
+
+    async def scenario():
+        t = asyncio.create_task(b._boot_loop())
+        while not sent:
+            await asyncio.sleep(0.01)
+        b.boot_now()                        # the trigger, during the outstanding boot
+        for _ in range(1000):               # 10 s at most; the interval is 60 s
+            if len(sent) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        t.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        provisioning.adopt_time = real_adopt
+    assert sent[:2] == ["PowerUp", "Triggered"], sent
