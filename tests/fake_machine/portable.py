@@ -67,3 +67,28 @@ def run_beside_ticker(coro):
         t.cancel()
         return r
     return asyncio.run(main()), worst[0]
+
+
+def run_on_loop_clock(coro, chip):
+    """Await coro beside a ticker task that sleeps 1 ms at a time, with the fake `chip`'s clock
+    counting the ticker's wake-ups instead of real milliseconds: the chip only gets on with its
+    work while other tasks get turns, so a driver that holds the event loop while it waits
+    never sees the answer, however loaded the machine is. Returns (result, ticker turns taken
+    while coro ran)."""
+    from firmware.compat import asyncio, sleep_ms
+    turns = [0]
+    chip.clock = lambda: turns[0]
+
+    async def ticker():
+        while True:
+            await sleep_ms(1)
+            turns[0] += 1
+
+    async def main():
+        t = asyncio.create_task(ticker())
+        await sleep_ms(0)
+        t0 = turns[0]
+        r = await coro
+        t.cancel()
+        return r, turns[0] - t0
+    return asyncio.run(main())
