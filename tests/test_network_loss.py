@@ -10,6 +10,7 @@ from tests.proxy import LinkProxy
 from firmware.compat import parse_iso8601
 
 SLACK = 0.3  # s: the station notices a cut / a reconnect within this
+SESSIONS = 20  # transactions the station must have reported while charging
 
 
 def test_network_loss_sessions(csms, station):
@@ -24,7 +25,14 @@ def test_network_loss_sessions(csms, station):
         windows = []  # (cut, reconnected) in wall-clock seconds
         wall = time.time() - time.monotonic()
         next_cut = time.monotonic() + rng.uniform(0.5, 2.0)
-        while drv.started < 24:  # no deadline: pytest-timeout ends a run that stops progressing
+        # drive until the station itself has reported SESSIONS transactions (and the link was cut
+        # often enough), not for a number of taps: the driver only learns a transaction id if the
+        # station has started it when the charge is ended 0.8-2 s after the tap, and on a loaded
+        # machine the Authorize round trip (or a cut) often takes longer (seen: 24 taps, 24
+        # transactions at the CSMS, 14 seen by the driver)
+        deadline = time.monotonic() + 200
+        while drv.started < 24 or len(drv.known) < SESSIONS or len(windows) < 5:
+            assert time.monotonic() < deadline, (drv.started, len(drv.known), len(windows))
             drv.step(st)
             if time.monotonic() >= next_cut:
                 proxy.refuse = True
@@ -47,8 +55,8 @@ def test_network_loss_sessions(csms, station):
         wait_drained(csms, st)
         frames = tx_event_frames(csms, ident)
         by_tx = check_transactions(frames)
-        assert len(by_tx) >= 20 and len(windows) >= 5, (len(by_tx), len(windows))
-        assert len(drv.known) >= 15 and drv.known <= set(by_tx), drv.known - set(by_tx)
+        assert drv.known <= set(by_tx), drv.known - set(by_tx)
+        assert len(by_tx) >= SESSIONS and len(windows) >= 5, (len(by_tx), len(windows))
         offline_seen = 0
         for seen in by_tx.values():
             for p in seen.values():

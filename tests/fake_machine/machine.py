@@ -291,8 +291,8 @@ class SoftI2C(I2C):
 class UART:
     """Bytes written go to device.uart_write(bytes); device.uart_pending() returns the
     bytes the peer has sent back (consumed by read/readinto). With `realtime = True` the
-    bytes take their wire time (10 bits each at the baud rate): txdone() is False until
-    then, and flush() spins until then, as on the board."""
+    bytes take their wire time (10 bits each at the baud rate, on `clock`): txdone() is False
+    until then, and flush() spins until then, as on the board."""
 
     def __init__(self, uid, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None,
                  timeout=0, **kw):
@@ -302,6 +302,7 @@ class UART:
         self._rx = b""
         self.written = []
         self.realtime = False
+        self.clock = _ticks   # ms; a test may drive it from event-loop turns instead
         self._tx_end = 0
         self.flushes = 0
         created[("uart", uid)] = self
@@ -319,7 +320,7 @@ class UART:
         b = bytes(buf)
         self.written.append(b)
         if self.realtime:
-            self._tx_end = _ticks() + (len(b) * 10000 + self.baudrate - 1) // self.baudrate
+            self._tx_end = self.clock() + (len(b) * 10000 + self.baudrate - 1) // self.baudrate
         if self.device is not None:
             self.device.uart_write(b)
         return len(b)
@@ -345,10 +346,12 @@ class UART:
         return len(r)
 
     def txdone(self):
-        return not self.realtime or _ticks() - self._tx_end >= 0
+        return not self.realtime or self.clock() - self._tx_end >= 0
 
     def flush(self):
         self.flushes += 1
+        # on a loop-turn clock time stands still while flush() spins: fail instead of hanging
+        assert self.clock is _ticks or UART.txdone(self), "flush() would hold the event loop"
         while not UART.txdone(self):
             pass
 

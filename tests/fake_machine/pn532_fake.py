@@ -1,5 +1,5 @@
 """A PN532 answering over the fake UART (HSU) or I2C: ACK, then a response frame.
-`delay_ms` holds each answer back that long, as the chip's RF timeout does."""
+`delay_ms` holds each answer back that long on `clock`, as the chip's RF timeout does."""
 import time
 
 
@@ -19,11 +19,12 @@ class FakePN532:
         self.commands = []
         self.corrupt = False
         self.delay_ms = 0
+        self.clock = _ticks   # ms; a test may drive it from event-loop turns instead
         self._due = 0
         self._out = b""
 
     def _ready(self):
-        return self._out and _ticks() - self._due >= 0
+        return self._out and self.clock() - self._due >= 0
 
     def _handle(self, data):
         i = data.find(b"\x00\x00\xff")
@@ -46,7 +47,7 @@ class FakePN532:
         if self.corrupt:
             out[-2] ^= 0xFF
         self._out += b"\x00\x00\xff\x00\xff\x00" + bytes(out)
-        self._due = _ticks() + self.delay_ms
+        self._due = self.clock() + self.delay_ms
 
     # UART side
     def uart_write(self, data):

@@ -5,7 +5,8 @@ and on Transceive+StartSend answers REQA/WUPA, SEL anticollision frames (bit-ori
 reporting collisions through ErrorReg.CollErr and CollReg as 1-based positions within
 the cascade level's UID field), SELECT (checking CRC_A), and HLTA.
 With `realtime = True` the completion interrupts take real time as on the chip: an answer
-1 ms, silence the full receive timer (TMode/TPrescaler/TReload, 25 ms as the driver sets it).
+1 ms, silence the full receive timer (TMode/TPrescaler/TReload, 25 ms as the driver sets it),
+measured on `clock` (real ms unless a test replaces it).
 """
 import time
 
@@ -54,6 +55,7 @@ class FakeMFRC522:
         self.fifo = []
         self.frames = []      # every frame the driver transmitted: (bytes, tx_bits)
         self.realtime = False
+        self.clock = _ticks   # ms; a test may drive it from event-loop turns instead
         self._irq = None      # (bits, due ms) of a completion still in flight
         self.reset()
 
@@ -81,7 +83,7 @@ class FakeMFRC522:
     def _read(self, reg):
         if reg == 0x04 and self._irq is not None:
             bits, due = self._irq
-            if _ticks() - due >= 0:
+            if self.clock() - due >= 0:
                 self._irq = None
                 self.regs[0x04] |= bits
         if reg == 0x09:
@@ -134,7 +136,7 @@ class FakeMFRC522:
 
     def _complete(self, bits, ms):
         if self.realtime:
-            self._irq = (bits, _ticks() + ms)
+            self._irq = (bits, self.clock() + ms)
         else:
             self.regs[0x04] |= bits
 
