@@ -57,10 +57,10 @@ def test_TC_F_27_CS_trigger_not_implemented(csms, station):
         assert trigger(csms, cp, msg)[0]["status"] == "NotImplemented", msg
 
 
-def test_TC_B_02_CS_trigger_boot_notification_while_pending(csms, station):
-    """B02.FR.04 / F06: while Pending the CSMS may ask for a BootNotification (and other
-    messages) before the interval is over."""
-    replies = ["Pending", "Accepted"]
+def _first_boot(csms, station, first):
+    """A station whose first BootNotification is answered `first` (interval 60 s) and every
+    later one Accepted; returns (station, identity) once it is in that state."""
+    replies = [first, "Accepted"]
 
     def boot(cp, payload):
         status = replies.pop(0) if len(replies) > 1 else replies[0]
@@ -68,8 +68,16 @@ def test_TC_B_02_CS_trigger_boot_notification_while_pending(csms, station):
     csms.csms.responders["BootNotification"] = boot
     st = station()
     cp = st.identity
-    csms.wait_for(lambda: cp in csms.csms.sessions and csms.csms.calls("BootNotification", cp), 15, "pending")
-    st.wait_status(lambda s: s["boot"] == "Pending", 5, "Pending")
+    csms.wait_for(lambda: cp in csms.csms.sessions and csms.csms.calls("BootNotification", cp),
+                  15, "first boot")
+    st.wait_status(lambda s: s["boot"] == first, 5, first)
+    return st, cp
+
+
+def test_TC_B_02_CS_trigger_boot_notification_while_pending(csms, station):
+    """B02.FR.04 / F06: while Pending the CSMS may ask for a BootNotification (and other
+    messages) before the interval is over."""
+    st, cp = _first_boot(csms, station, "Pending")
     r, t = trigger(csms, cp, "Heartbeat")
     assert r["status"] == "Accepted"
     csms.wait_for(lambda: after_reply(csms, cp, t, "Heartbeat"), 5, "triggered Heartbeat while Pending")
@@ -84,16 +92,7 @@ def test_TC_B_31_trigger_boot_notification_while_rejected(csms, station):
     BootNotification before the interval is over. The TriggerMessage is accepted, the
     BootNotification follows with reason Triggered; every other request still gets
     SecurityError (B03.FR.08), TriggerMessage for another message included."""
-    replies = ["Rejected", "Accepted"]
-
-    def boot(cp, payload):
-        status = replies.pop(0) if len(replies) > 1 else replies[0]
-        return {"currentTime": "2026-11-24T10:00:00.000Z", "interval": 60, "status": status}
-    csms.csms.responders["BootNotification"] = boot
-    st = station()
-    cp = st.identity
-    csms.wait_for(lambda: cp in csms.csms.sessions and csms.csms.calls("BootNotification", cp), 15, "boot")
-    st.wait_status(lambda s: s["boot"] == "Rejected", 5, "Rejected")
+    st, cp = _first_boot(csms, station, "Rejected")
     hb = csms.raw(cp, '[2,"t1","TriggerMessage",{"requestedMessage":"Heartbeat"}]', reply_id="t1")
     assert hb[0] == 4 and hb[2] == "SecurityError", hb
     r, t = trigger(csms, cp, "BootNotification")
