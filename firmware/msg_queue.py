@@ -69,6 +69,7 @@ class MessageQueue:
         self._lens = []
         self._live = 0      # bytes of the pending records; the rest of the journal is dead
         self._size = 0
+        self._torn = False   # the journal ends in part of a record a failed append left
         self._flight = None  # messageId handed to the sender and not yet answered
         self.compactions = 0
         self._compacting = False
@@ -131,10 +132,33 @@ class MessageQueue:
 
     # ---------------------------------------------------------------- journal
     def _append(self, data):
-        self.store.append_raw(JOURNAL, data)
-        off = self._size
+        # After a failed append (flash full mid-write) the journal may end in part of a line:
+        # the next record starts on a fresh line, so that part is a corrupt line of its own
+        # that recovery skips, and offsets count every byte on the medium.
+        lead = 1 if self._torn else 0
+        if lead:
+            data = b"\n" + data
+        try:
+            self.store.append_raw(JOURNAL, data)
+        except OSError:
+            self._resync()
+            raise
+        off = self._size + lead
         self._size += len(data)
+        self._torn = False
         return off
+
+    def _resync(self):
+        size = self.store.size(JOURNAL)
+        if size == self._size:
+            return
+        self._size = size
+        try:
+            with self.store.open(JOURNAL, "rb") as f:
+                f.seek(size - 1)
+                self._torn = f.read(1) != b"\n"
+        except OSError:
+            self._torn = True
 
     def _read(self, off):
         try:
@@ -204,10 +228,9 @@ class MessageQueue:
             if f is not None:
                 f.close()
         self._size = size
-        if torn:
-            # a record torn by a power cut was never acknowledged; terminate it so the next
-            # append starts on a fresh line
-            self._append(b"\n")
+        # a record torn by a power cut was never acknowledged; the next append terminates
+        # it first, so the next record starts on a fresh line
+        self._torn = torn
         if self._offs:
             log.info("queue", "recovered %d undelivered messages" % len(self._offs))
         elif self._size:
@@ -229,6 +252,7 @@ class MessageQueue:
     def _reset(self):
         self.store.remove(JOURNAL)
         self._size = 0
+        self._torn = False
         self._live = 0
 
     def _should_compact(self):
@@ -261,6 +285,7 @@ class MessageQueue:
         rename), pausing after every `step` bytes copied. Between pauses the queue is used
         as usual: records appended meanwhile are copied at the end as they are."""
         self._compacting = True
+        committed = False
         try:
             snap = self._size
             old = list(self._offs)
@@ -298,6 +323,7 @@ class MessageQueue:
                 sync(out)
             self.store.bytes_written += size + tail
             self.store.commit_tmp(JOURNAL)
+            committed = True
             j = 0
             offs = self._offs
             for i in range(len(offs)):  # both lists ascend; retired entries are skipped
@@ -308,11 +334,17 @@ class MessageQueue:
                 else:
                     offs[i] = size + offs[i] - snap
             self._size = size + tail
+            if not tail:
+                self._torn = False  # a torn end was not copied
             self.compactions += 1
-        except OSError:
-            self.store.remove(JOURNAL + ".tmp")  # flash full: give the space back
-            raise
         finally:
+            # flash full, or the compactor cancelled at a pause (GeneratorExit): give the
+            # space back, and leave no lone .tmp that recovery would take for the journal
+            if not committed:
+                try:
+                    storage.fs.remove(self.path + ".tmp")
+                except OSError:
+                    pass
             self._compacting = False
         if not self._offs and self._size > 4096:
             self._reset()

@@ -76,7 +76,9 @@ class Store:
                 fs.rename(tmp, p)
 
     def remove(self, name):
-        for p in (self.path(name), self.path(name) + ".tmp"):
+        # the .tmp first: a cut between the two must not leave a lone .tmp, which
+        # recover_tmp and load would take for the file itself
+        for p in (self.path(name) + ".tmp", self.path(name)):
             try:
                 fs.remove(p)
             except OSError:

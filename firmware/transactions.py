@@ -62,6 +62,7 @@ class Block:
         self._held = {}       # evse id -> token that releases a cable left locked (E09.FR.03)
         self._unsent = []     # TransactionEvent payloads the outbox refused, in order
         self._unsent_ms = None  # when _flush_unsent last ran
+        self._closing = False   # a Reset is rebooting the station: no new authorization
         r = station.rpc
         r.register("GetTransactionStatus", self._on_get_status)
         station.queue.on_reply(TX, self._on_reply)
@@ -220,12 +221,16 @@ class Block:
     # An event the outbox refused (QueueFull, or OSError from a full flash) is parked in
     # UNSENT, with its seqNo, and put again in order every UNSENT_RETRY_MS: the CSMS sees it
     # late but sees it, with no seqNo gap and no seqNo reused. While a transaction has
-    # parked events its later ones are parked behind them (order within a transaction);
+    # parked events every later event is parked behind them (order across transactions);
     # only an Updated that finds the park full is dropped, and then it consumes no seqNo.
     def _enqueue(self, p):
         tid = p["transactionInfo"]["transactionId"]
-        why = "earlier events of the transaction wait"
-        if not self._parked(tid):
+        why = "earlier TransactionEvents wait"
+        if self._unsent:
+            self._flush_unsent()
+        # while anything is parked every event is parked behind it: a later transaction's
+        # Started must not overtake an earlier one's Ended (delivery in order, E12)
+        if not self._unsent:
             try:
                 self.st.queue.put(TX, p)
                 return _QUEUED
@@ -239,12 +244,6 @@ class Block:
         log.error("tx", "TransactionEvent %s seqNo %d of %s not queued (%s): kept, and retried"
                   % (p["eventType"], p["seqNo"], tid, why))
         return _PARKED if self._save_unsent() else _PARKED_IN_RAM
-
-    def _parked(self, tid):
-        for q in self._unsent:
-            if q["transactionInfo"]["transactionId"] == tid:
-                return True
-        return False
 
     def _save_unsent(self):
         try:
@@ -264,12 +263,23 @@ class Block:
                 self.st.queue.put(TX, self._unsent[0])
             except (QueueFull, OSError):
                 break
-            self._unsent.pop(0)
+            p = self._unsent.pop(0)
             n += 1
+            if p.get("eventType") == "Ended":
+                self._ended_queued(p["transactionInfo"]["transactionId"])
         if n:
             self._save_unsent()  # no await since put(): see the header comment
             log.info("tx", "%d parked TransactionEvents queued, %d still waiting"
                      % (n, len(self._unsent)))
+
+    def _ended_queued(self, tid):
+        """An Ended parked only in RAM kept its transaction's document (a restart then ends
+        the transaction itself); once queued, the document goes unless a later transaction
+        on that EVSE has replaced it. Without this the next boot sent a second Ended."""
+        for evse_id in self.st.board.ids:
+            d = self.st.store.load(_doc(evse_id))
+            if d and d.get("id") == tid:
+                self.st.store.remove(_doc(evse_id))
 
     def _save(self, evse_id, tx):
         doc = {}
@@ -281,6 +291,8 @@ class Block:
     def _start(self, evse_id, trigger):
         if evse_id in self.tx:
             return self.tx[evse_id]
+        if self._closing:
+            return None  # the reboot would end it at once with PowerLoss/Reboot
         ev = self._evse()
         if ev is not None and not ev.get(evse_id).available:
             return None  # Unavailable (G03/G04): no new transaction, e.g. at EVConnected
@@ -380,6 +392,9 @@ class Block:
 
     # ---------------------------------------------------------------- authorization
     def _authorized(self, evse_id, id_token, info, trigger, rsid=None):
+        if self._closing:
+            log.info("tx", "authorization on EVSE %d ignored: the station is resetting" % evse_id)
+            return
         tx = self.tx.get(evse_id)
         now = compat.ticks_ms()
         if tx is not None:
@@ -441,7 +456,7 @@ class Block:
                     continue
                 tx = self.tx[i]
                 ok, info = await auth.authorize_stop(tx["token"], tx["info"], tok)
-                if ok:
+                if ok and i in self.tx and self.tx[i] is tx:
                     return self._local_stop(i, tok)
             log.info("tx", "token ignored: no free EVSE")
             return
@@ -451,6 +466,8 @@ class Block:
                 target = i
                 break
         info = {"status": "Accepted"} if auth is None else await auth.authorize(tok)
+        if self._closing:
+            return  # a Reset came while we waited for the CSMS (B11/B12)
         if auth is not None and info.get("status") == "Accepted" and auth.is_master_pass(info):
             for i in busy:  # C16: without a UI a Master Pass stops every transaction
                 if i in self.tx:
@@ -557,6 +574,11 @@ class Block:
         self._update(evse_id)
 
     def _on_reset(self, kind):
+        # Both kinds reboot once the listeners are done: Immediate ends the transactions now
+        # (B11), OnIdle comes only once they ended (B12; until then availability keeps the
+        # EVSEs Unavailable). A late authorization must not start a session that the reboot
+        # would end at once, so from here on nothing starts (remote starts included).
+        self._closing = True
         if kind == "Immediate" and self.tx:
             return self._end_all("ResetCommand", "ImmediateReset")
         return None
@@ -579,6 +601,7 @@ class Block:
 
     # ---------------------------------------------------------------- timers
     def _on_start(self):
+        self._flush_unsent()  # parked events go before the Ended of a recovered transaction
         self._end_recovered()
         self.st.spawn(self._housekeeping())
 

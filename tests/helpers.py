@@ -226,9 +226,14 @@ def energy_of(payload):
 
 
 def check_transactions(frames):
-    """The completeness / identity / monotonic-energy assertions over tx_event_frames;
-    returns {tid: {seqNo: payload}}."""
+    """The completeness / identity / order / monotonic-energy assertions over
+    tx_event_frames (in the order the CSMS received them); returns {tid: {seqNo: payload}}.
+    Order: a transaction's new seqNos arrive strictly increasing (a resend repeats an
+    earlier frame identically), and a Started arrives only after the Ended of the previous
+    transaction on the same EVSE."""
     by_tx = {}
+    evse_of = {}   # tid -> evse id, from its Started
+    open_on = {}   # evse id -> tid whose Started arrived and whose Ended has not
     for _, p in frames:
         tid = p["transactionInfo"]["transactionId"]
         seen = by_tx.setdefault(tid, {})
@@ -236,7 +241,19 @@ def check_transactions(frames):
         if prev is not None:
             assert prev == p, "seqNo %d of %s arrived twice with different content:\n%s\n%s" % (
                 p["seqNo"], tid, prev, p)
+            continue
+        assert not seen or p["seqNo"] > max(seen), \
+            "transaction %s: seqNo %d arrived after seqNo %d" % (tid, p["seqNo"], max(seen))
         seen[p["seqNo"]] = p
+        if p["eventType"] == "Started" and p.get("evse"):
+            evse = p["evse"]["id"]
+            evse_of[tid] = evse
+            other = open_on.get(evse)
+            assert other is None, "EVSE %d: Started of %s arrived before the Ended of %s" % (
+                evse, tid, other)
+            open_on[evse] = tid
+        elif p["eventType"] == "Ended" and open_on.get(evse_of.get(tid)) == tid:
+            del open_on[evse_of[tid]]
     evse_txs = {}
     for tid, seen in by_tx.items():
         seqs = sorted(seen)

@@ -451,3 +451,101 @@ def test_put_never_reuses_the_id_of_a_pending_message():
     second = q2.put("TransactionEvent", _tx(1))
     assert second != first
     assert [m for m, _, _ in _reopen(st).pending()] == [first, second]
+
+
+def _torn_append(st):
+    """append_raw as a full flash does it: half the bytes reach the medium, then ENOSPC."""
+    def torn(name, data):
+        with open(st.store.path(name), "ab") as f:
+            f.write(data[:len(data) // 2])
+        raise OSError(28, "ENOSPC")
+    return torn
+
+
+def test_E04_failed_put_leaving_half_a_line_loses_no_later_message():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    q.put("TransactionEvent", _tx(0, "Started"))
+    real = st.store.append_raw
+    st.store.append_raw = _torn_append(st)
+    try:
+        q.put("TransactionEvent", _tx(1))
+        assert False, "the put should have failed"
+    except OSError:
+        pass
+    st.store.append_raw = real
+    q.put("TransactionEvent", _tx(2, "Ended"))  # acknowledged: put returned
+    assert q._size == st.store.size(JOURNAL)
+    assert [p["seqNo"] for _, _, p in q.pending()] == [0, 2]
+    q2 = _reopen(st)
+    assert [p["seqNo"] for _, _, p in q2.pending()] == [0, 2]
+    _deliver(q2)
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [2]
+
+
+def test_E04_two_failed_puts_in_a_row_then_a_put_after_restart():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    real = st.store.append_raw
+    st.store.append_raw = _torn_append(st)
+    for i in range(2):
+        try:
+            q.put("TransactionEvent", _tx(i))
+        except OSError:
+            pass
+    st.store.append_raw = real
+    q2 = _reopen(st)  # restart on the torn journal
+    q2.put("TransactionEvent", _tx(0, "Started"))
+    q2.put("TransactionEvent", _tx(1, "Ended"))
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [0, 1]
+
+
+def test_E04_cancelled_compaction_leaves_no_tmp_journal():
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    for i in range(6):
+        q.put("TransactionEvent", _tx(i))
+    for _ in range(4):
+        _deliver(q)
+    it = q._compaction(1)
+    next(it)
+    assert st.store.exists(JOURNAL + ".tmp")
+    it.close()  # the compactor task cancelled at a pause
+    assert not st.store.exists(JOURNAL + ".tmp")
+    assert not q._compacting
+    assert [p["seqNo"] for _, _, p in _reopen(st).pending()] == [4, 5]
+
+
+class _Cut(Exception):
+    pass
+
+
+def test_store_remove_cut_between_files_leaves_no_lone_tmp():
+    from firmware import storage
+    st = FakeStation(_dir())
+    store = st.store
+    for name in ("doc.json", "doc.json.tmp"):
+        with open(store.path(name), "w") as f:
+            f.write('{"old": 1}')
+    real = storage.fs
+
+    class CutAfterFirstRemove:
+        def remove(self, p):
+            real.remove(p)
+            raise _Cut()
+
+        def __getattr__(self, a):
+            return getattr(real, a)
+
+    storage.fs = CutAfterFirstRemove()
+    try:
+        store.remove("doc.json")
+    except _Cut:
+        pass
+    finally:
+        storage.fs = real
+    lone = store.exists("doc.json.tmp") and not store.exists("doc.json")
+    assert not lone
+    store.recover_tmp("doc.json")
+    store.remove("doc.json")
+    assert store.load("doc.json") is None
