@@ -59,12 +59,18 @@ class BoardEvse(hal.Evse):
         self._meter_bad = False
 
     def _flag(self, name, on):
+        # copy-on-write: status() and the console read the set on the event loop while this
+        # runs on the stepper's thread; a new set (allocation) only when a fault changes
         f = self._faults
         if on:
             if name not in f:
-                f.add(name)
+                g = set(f)
+                g.add(name)
+                self._faults = g
         elif name in f:
-            f.discard(name)
+            g = set(f)
+            g.discard(name)
+            self._faults = g
 
     def _pp_limit(self, amps):
         # 0 (no cable, short) reaches safety as max_current 0: it opens the relay at once

@@ -117,6 +117,9 @@ class Lock:
     def locked(self):
         return _active(self._fb, self._fb_al)
 
+    def commanded(self):
+        return self._want
+
     def fault(self, now, travel_ms=1000):
         """Feedback disagrees with the command longer than the actuator travel time."""
         fb = self.locked()

@@ -73,12 +73,21 @@ class Lock:
         """Feedback: True/False, or None when not sensed."""
         raise NotImplementedError
 
+    def commanded(self):
+        """The last command: True = lock, False = unlock (or never commanded), None = no
+        actuator. Safety times the lock's travel from this, not from the EV plugging in.
+        Called every safety step on the stepper's thread: no allocation."""
+        raise NotImplementedError
+
 
 class NoLock(Lock):
     def set(self, locked):
         pass
 
     def locked(self):
+        return None
+
+    def commanded(self):
         return None
 
 
@@ -92,7 +101,9 @@ class Reader:
 
 
 class Evse:
-    """Bundle of one EVSE's hardware; `faults()` returns the set of active fault names."""
+    """Bundle of one EVSE's hardware; `faults()` returns the set of active fault names.
+    It is read on both threads (the safety stepper, the event loop's status and console),
+    so writers replace `_faults` with a new set and never change a published one in place."""
 
     def __init__(self, evse_id, pilot, relay, meter, lock=None, max_current=32, phases=3,
                  connector_type="cType2"):

@@ -29,8 +29,12 @@ hardware limit drops below 6 A; with a 10 ms period and the pilot driver's debou
 stays well inside 100 ms.
 
 Lock (evse_hw.lock.locked(): True/False, None = no feedback, which does not gate):
-    relay open,   lock False     the relay waits; after LOCK_TRAVEL_MS of waiting with
-                                 everything else ready, the "lock" fault latches
+    relay open,   lock False     the relay waits. Only once the lock is commanded
+                                 (evse_hw.lock.commanded() is True) and everything else
+                                 is ready does LOCK_TRAVEL_MS run; then "lock" latches.
+                                 Uncommanded (the charging side, on the event loop, has
+                                 not got to it yet), the relay just waits: a held event
+                                 loop is no lock fault
     relay closed, lock False     the relay opens in this step and "lock" latches; it stays
                                  until the lock reports locked again or the EV is unplugged
 The charging logic locks before it permits and unlocks only once the relay is open.
@@ -60,7 +64,12 @@ Faults (board-reported through evse_hw.faults(), plus ones detected here):
                        (here: locked again, or the EV unplugged)          lock feedback here
     meter      no      as soon as the meter answers again                board meter
     internal   yes     unplugged, then 10 s without another failure      Safety.fail
-Unknown names block and recover 10 s after they clear. While a blocking fault is active the
+Unknown names block and recover 10 s after they clear.
+
+Threads: step()/fail() run on the stepper's thread, the views on the event loop (no GIL on
+the micropython unix port). The views therefore read only plain values and `_names`, a
+tuple the stepper replaces (never mutates) when a fault latches or clears; the `_latched`
+dict and `_own` set are touched by the stepper's thread alone. While a blocking fault is active the
 pilot shows a steady +12 V (no PWM) so that the unplug (state A) can be seen.
 """
 from firmware.compat import ticks_diff, ticks_ms
@@ -101,10 +110,11 @@ class Safety:
         self._avail = True
         self._amps = 0
         self._stop_ms = None     # when permission was withdrawn with the relay closed
-        self._latched = {}       # name -> [cleared_since_ms or None, replugged]
+        self._latched = {}       # name -> [cleared_since_ms or None, replugged]; stepper only
+        self._names = ()         # the latched names as published to the other thread
         self._blocking = 0       # number of latched faults that block charging
         self._own = set()        # faults detected here (pilot, welding, contactor, lock)
-        self._lock_wait = None   # since when the relay waits for the lock to confirm
+        self._lock_wait = None   # since when the relay waits for a commanded lock to confirm
         self._lock_lost = False  # the lock failed us; cleared when locked again or at A
 
     # ---------------------------------------------------------------- inputs
@@ -124,7 +134,7 @@ class Safety:
         return self._offer
 
     def faults(self):
-        return list(self._latched)
+        return list(self._names)
 
     def blocked(self):
         return self._blocking > 0
@@ -177,8 +187,9 @@ class Safety:
             want = ticks_diff(now, self._stop_ms) < STOP_REACTION_MS
         else:
             want = False
-        if lk is False and permitted and ev_ready and not self._blocking:
-            # everything else is ready, the relay only waits for the lock to confirm
+        if lk is False and permitted and ev_ready and not self._blocking and \
+                hw.lock.commanded():
+            # everything else is ready and the lock was told to engage: its travel time runs
             if self._lock_wait is None:
                 self._lock_wait = now
             elif ticks_diff(now, self._lock_wait) >= LOCK_TRAVEL_MS:
@@ -222,6 +233,7 @@ class Safety:
         rec = self._latched.get(name)
         if rec is None:
             self._latched[name] = [None, False]
+            self._names = tuple(self._latched)
             self._blocking += 1
             ev = ev or []
             ev.append(("fault", name))
@@ -275,6 +287,7 @@ class Safety:
             rec = latched.get(name)
             if rec is None:
                 latched[name] = [None, False]
+                self._names = tuple(self._latched)
                 if POLICY.get(name, _DEFAULT_POLICY)[0]:
                     self._blocking += 1
                     if self._closed:
@@ -309,6 +322,8 @@ class Safety:
         if done:
             for name in done:
                 del latched[name]
+            self._names = tuple(latched)
+            for name in done:
                 if POLICY.get(name, _DEFAULT_POLICY)[0]:
                     self._blocking -= 1
                 if ev is None:

@@ -110,6 +110,9 @@ class SimLock(hal.Lock):
     def locked(self):
         return False if self.broken else self._want
 
+    def commanded(self):
+        return self._want
+
 
 class SimReader(hal.Reader):
     def __init__(self):

@@ -53,12 +53,17 @@ class SlowLock:
     def __init__(self, log):
         self.log = log
         self.fb = False
+        self.want = False
 
     def set(self, locked):
+        self.want = bool(locked)
         self.log.append(("lock", bool(locked)))
 
     def locked(self):
         return self.fb
+
+    def commanded(self):
+        return self.want
 
 
 class CountingPilot(SimPilot):

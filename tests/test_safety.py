@@ -356,13 +356,18 @@ class FakeLock:
 
     def __init__(self, log=None, fb=False):
         self.fb = fb
+        self.want = False
         self.log = log if log is not None else []
 
     def set(self, locked):
+        self.want = locked
         self.log.append(("lock", locked))
 
     def locked(self):
         return self.fb
+
+    def commanded(self):
+        return self.want
 
 
 def lock_rig():
@@ -387,10 +392,40 @@ def test_lock_not_confirming_is_a_lock_fault():
     r = lock_rig()
     r.s.permit(True, True, 16)
     r.pilot.st = "C"
+    r.hw.lock.set(True)
     r.run(safety.LOCK_TRAVEL_MS + 50)
     assert "lock" in r.s.faults() and r.s.blocked()
     assert r.pilot.current() == 0, "no PWM while faulted"
     assert r.relay._closed is False
+
+
+def test_uncommanded_lock_only_makes_the_relay_wait():
+    # card before cable, then the EV plugs in while the event loop (which commands the lock,
+    # evse.Block._lock) is held for longer than the lock's travel time: no "lock" fault
+    r = lock_rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "C"
+    r.run(3 * safety.LOCK_TRAVEL_MS)
+    assert not r.s.faults() and not r.s.blocked(), r.s.faults()
+    assert r.relay._closed is False, "closed with the lock still open"
+    r.hw.lock.set(True)            # the event loop is back and commands the lock
+    r.run(safety.LOCK_TRAVEL_MS // 2)
+    assert not r.s.faults() and r.relay._closed is False
+    r.hw.lock.fb = True            # it has travelled: energy at once, no 5 s lock hold
+    r.s.step(r.now + 10)
+    assert r.relay._closed is True and not r.s.faults()
+
+
+def test_lock_not_confirming_times_from_the_command():
+    r = lock_rig()
+    r.s.permit(True, True, 16)
+    r.pilot.st = "C"
+    r.run(2 * safety.LOCK_TRAVEL_MS)     # waiting, lock not yet commanded
+    r.hw.lock.set(True)
+    r.run(safety.LOCK_TRAVEL_MS - 50)
+    assert not r.s.faults(), "the travel time runs from the command"
+    r.run(100)
+    assert "lock" in r.s.faults() and r.s.blocked()
 
 
 def test_lock_dropping_out_opens_the_relay_in_the_same_step():
