@@ -155,7 +155,7 @@ class EspBoard(hal.Board):
         self._scan_ms = cfg["reader"]["scan_ms"]
         self._wdt = None
         self._wdt_ms = cfg["watchdog_ms"] if watchdog else 0
-        self.beat_ms = ticks_ms()      # last stepper heartbeat
+        self.beat_ms = ticks_ms()      # last stepper heartbeat (diagnostics)
         self.stepper = None            # set by main.py
         self.safeties = None
         self.errors = 0
@@ -169,11 +169,10 @@ class EspBoard(hal.Board):
         self.feed_watchdog(self.beat_ms)
 
     def healthy(self, now=None, max_age_ms=1000):
-        """Stepper beating, every pilot sampled within max_age_ms, and the event loop alive
-        within LOOP_DEAD_MS (see there)."""
+        """Every pilot sampled within max_age_ms, and the event loop alive within
+        LOOP_DEAD_MS (see there). The stepper itself needs no check: its beat is the only
+        feeder, so a stepper that stops or hangs stops the feeding."""
         now = ticks_ms() if now is None else now
-        if ticks_diff(now, self.beat_ms) > max_age_ms:
-            return False
         for e in self.evses:
             if ticks_diff(now, e.pilot.last_ms) > max_age_ms:
                 return False
@@ -207,8 +206,10 @@ class EspBoard(hal.Board):
 
     def keep_watchdog_alive(self):
         """After Ctrl-C the WDT can not be stopped on ESP32. With the relays open it is safe
-        to go on feeding it: the idling stepper thread does; without one, a timer."""
-        if self._wdt is None or (self.stepper is not None and self.stepper.threaded):
+        to go on feeding it: the stepper thread does if it took the idle function on (it is
+        idling); if it had died before, or there is none, a timer."""
+        st = self.stepper
+        if self._wdt is None or (st is not None and st.threaded and st.idling):
             return
         wdt = self._wdt
         self._timer = machine.Timer(0)

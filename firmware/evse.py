@@ -53,7 +53,9 @@ class Block:
             self._by_id[e.id] = e
             e.status = self.connector_status(e.id)
         self._events = compat.Queue()   # (evse_id, events) from the safety stepper
-        self._handed = {}               # evse_id -> last pilot state queued for dispatch
+        # evse_id -> [pilot, relay, offer, faults] as queued for dispatch so far: what a
+        # resync after a ring overflow compares the Safety with
+        self._handed = {}
         self.stepper = None
         station.on("start", self._on_start)
 
@@ -195,24 +197,24 @@ class Block:
 
     async def _intake(self, stepper, own):
         """Move the stepper's event lists to the dispatch queue; report step failures and,
-        after the stepper's buffer overflowed, resync the pilot from the Safety."""
-        dropped = -1      # resync once at start: nothing may have been buffered
+        after the stepper's buffer overflowed, resync from the Safety objects."""
+        dropped = -1      # resync once at start: the ring may have overflowed before
         errors = stepper.errors
         try:
             while True:
                 got = stepper.pop()
                 while got is not None:
                     s, evs = got
-                    for ev in evs:
-                        if ev[0] == "pilot":
-                            self._handed[s.hw.id] = ev[1]
-                    self._events.put_nowait((s.hw.id, evs))
+                    self._hand(s.hw.id, evs)
                     got = stepper.pop()
                 if stepper.errors != errors:
                     errors = stepper.errors
                     where, exc = stepper.last_error or (None, None)
                     log.exc("evse", "safety step failed (EVSE %s): relay opened" % where, exc)
                 if stepper.dropped != dropped:
+                    if dropped >= 0:
+                        log.warn("evse", "safety events lost (%d): resync" %
+                                 (stepper.dropped - dropped))
                     dropped = stepper.dropped
                     self._resync()
                 await stepper.flag.wait()
@@ -220,12 +222,76 @@ class Block:
             if own:
                 stepper.stop()   # relays open
 
+    def _handed_for(self, evse_id):
+        h = self._handed.get(evse_id)
+        if h is None:
+            e = self._by_id.get(evse_id)
+            h = self._handed[evse_id] = [e.pilot if e is not None else None, False, 0, set()]
+        return h
+
+    def _hand(self, evse_id, evs):
+        """Queue the events that change what dispatch was handed. After a resync the ring may
+        still hold lists the resync already accounted for (the stepper goes on meanwhile):
+        those repeat nothing."""
+        h = self._handed_for(evse_id)
+        out = None
+        for ev in evs:
+            kind, value = ev
+            if kind == "pilot":
+                if value == h[0]:
+                    continue
+                h[0] = value
+            elif kind == "relay":
+                if value == h[1]:
+                    continue
+                h[1] = value
+            elif kind == "offer":
+                if value == h[2]:
+                    continue
+                h[2] = value
+            elif kind == "fault":
+                if value in h[3]:
+                    continue
+                h[3].add(value)
+            elif kind == "fault_cleared":
+                if value not in h[3]:
+                    continue
+                h[3].discard(value)
+            if out is None:
+                out = []
+            out.append(ev)
+        if out:
+            self._events.put_nowait((evse_id, out))
+
     def _resync(self):
+        """Event lists were lost to a full ring: hand on the difference between each Safety
+        and what dispatch was handed. New faults first (a replug fault ends the session with
+        its own reason), then the relay opening, the pilot, the faults that cleared, and a
+        relay closing last, as the Safety itself orders them."""
         for e in self.evses:
-            st = e.safety.state()
-            if st is not None and st != self._handed.get(e.id, e.pilot):
-                self._handed[e.id] = st
-                self._events.put_nowait((e.id, [("pilot", st)]))
+            s = e.safety
+            h = self._handed_for(e.id)
+            closed = s.relay_closed()
+            st = s.state()
+            offer = s.offered()
+            now = set(s.faults())
+            evs = []
+            for name in now:
+                if name not in h[3]:
+                    evs.append(("fault", name))
+            if not closed and h[1]:
+                evs.append(("relay", False))
+            if st is not None and st != h[0]:
+                evs.append(("pilot", st))
+            for name in h[3]:
+                if name not in now:
+                    evs.append(("fault_cleared", name))
+            if closed and not h[1]:
+                evs.append(("relay", True))
+            if offer != h[2]:
+                evs.append(("offer", offer))
+            if evs:
+                self._hand(e.id, evs)
 
     async def _dispatch(self):
         while True:

@@ -57,7 +57,9 @@ class Stepper:
         self._due = 0
         self._idle = None
         self._run = False
-        self.alive = False
+        self._gen = 0            # run token: a thread or task of an older start() stops
+        self.alive = False       # a thread or task is in the stepping loop
+        self.idling = False      # the thread left it and calls the idle function
 
     # ---------------------------------------------------------------- one period
     def step(self, now):
@@ -170,48 +172,69 @@ class Stepper:
         self._due = due
         return wait
 
-    def _loop(self):
+    def _loop(self, gen):
         self.alive = True
         self._due = ticks_ms()
         try:
-            while self._run:
+            while self._run and self._gen == gen:
                 _sleep(self._tick())
         finally:
             self.open_all()
+            # set before alive drops: whoever waits for that (stop(), then the board's
+            # keep_watchdog_alive) knows whether this thread takes the idle function on
+            self.idling = self._idle is not None and self._gen == gen
             self.alive = False
         # stopped with an idle function (Ctrl-C on a board): relays stay open and this same
         # thread keeps calling it, because the ESP32 task watchdog is fed per FreeRTOS task
-        while self._idle is not None and not self._run:
-            try:
-                self._idle()
-            except Exception:
-                pass
-            _sleep(100)
+        try:
+            while self._idle is not None and not self._run and self._gen == gen:
+                try:
+                    self._idle()
+                except Exception:
+                    pass
+                _sleep(100)
+        finally:
+            self.idling = False   # start() waits for this before a new thread steps
 
-    async def _task(self):
+    async def _task(self, gen):
         self.alive = True
         self._due = ticks_ms()
         try:
-            while self._run:
+            while self._run and self._gen == gen:
                 await compat.sleep_ms(self._tick())
         finally:
-            self.alive = False
+            if self._gen == gen:     # not a newer start()'s task
+                self.alive = False
 
-    def start(self, use_thread=True):
-        """Run on a thread where the runtime has one, else as an asyncio task."""
+    def start(self, use_thread=True, wait_ms=None):
+        """Run on a thread where the runtime has one, else as an asyncio task. A thread of
+        an earlier run still in its loop (stop() returns after wait_ms at the latest) is
+        told to end and waited for: two threads must never step the same Safety objects.
+        RuntimeError if it does not end within wait_ms (default 1 s or 5 periods)."""
+        if wait_ms is None:
+            wait_ms = max(1000, 5 * self.period_ms)
+        self._gen += 1
+        gen = self._gen
+        if self.threaded:
+            t0 = ticks_ms()
+            while (self.alive or self.idling) and ticks_diff(ticks_ms(), t0) < wait_ms:
+                _sleep(2)
+            if self.alive or self.idling:
+                raise RuntimeError("safety stepper: the previous thread has not ended")
         self._run = True
         if use_thread and _thread is not None:
             try:
                 _thread.stack_size(_STACK)
             except (AttributeError, ValueError, OSError):
                 pass
-            _thread.start_new_thread(self._loop, ())
             self.threaded = True
+            _thread.start_new_thread(self._loop, (gen,))
             while not self.alive and self._run:   # the first step has the relays in hand
                 _sleep(1)
             return None
         self.threaded = False
-        return compat.create_task(self._task())
+        self.alive = False   # an older task ends at its next wake-up, on the token
+        return compat.create_task(self._task(gen))
 
     def stop(self, idle=None, wait_ms=200):
         """Stop stepping and open every relay (Ctrl-C, end of the event loop). With `idle`,

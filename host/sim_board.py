@@ -5,6 +5,11 @@ from firmware import hal, compat
 from firmware.saved_energy import SavedEnergy
 from firmware.storage import Store
 
+try:
+    import _thread
+except ImportError:
+    _thread = None
+
 DEFAULT_EV_POWER_W = 11000.0  # what the simulated EV draws while the relay is closed
 
 
@@ -39,13 +44,23 @@ class SimRelay(hal.Relay):
         self._closed = False
         self.welded = False
         self.on_switch = None  # called just before the contacts change (the meter settles up)
+        # held around that call and the switch (the meter's): the safety stepper switches
+        # on its thread while the event loop reads the meter
+        self.lock = None
 
     def set(self, closed):
         closed = bool(closed)
-        if not self.welded and closed != self._closed:
-            if self.on_switch is not None:
-                self.on_switch()
-            self._closed = closed
+        lock = self.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            if not self.welded and closed != self._closed:
+                if self.on_switch is not None:
+                    self.on_switch()
+                self._closed = closed
+        finally:
+            if lock is not None:
+                lock.release()
 
     def closed(self):
         return self._closed
@@ -62,7 +77,10 @@ class SimMeter(hal.Meter):
 
     def __init__(self, relay, voltage=230.0, phases=3, saved=None):
         self.relay = relay
-        relay.on_switch = self._integrate  # energy up to the very switching instant
+        # energy up to the very switching instant, with the relay's lock held: each interval
+        # is integrated once, by one thread, with the relay state it really had
+        relay.on_switch = self._integrate
+        self._lock = relay.lock = _thread.allocate_lock() if _thread is not None else None
         self.voltage = voltage
         self.phases = phases
         self.ev_power_w = DEFAULT_EV_POWER_W
@@ -71,6 +89,7 @@ class SimMeter(hal.Meter):
         self._t = compat.ticks_ms()
 
     def _integrate(self):
+        # caller holds self._lock (SimRelay.set or energy_wh)
         t = compat.ticks_ms()
         dt = compat.ticks_diff(t, self._t)
         self._t = t
@@ -78,10 +97,20 @@ class SimMeter(hal.Meter):
             self._wh += self.ev_power_w * dt / 3600000.0
 
     def energy_wh(self):
-        self._integrate()
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            self._integrate()
+            wh = self._wh
+            closed = self.relay.closed()
+        finally:
+            if lock is not None:
+                lock.release()
         if self.saved is not None:
-            self.saved.keep(self._wh, self.relay.closed())  # saves before the value is handed out
-        return self._wh
+            self.saved.keep(wh, closed)  # saves before the value is handed out (not locked:
+            # a flash write must not hold up the stepper's next switch)
+        return wh
 
     def power_w(self):
         return self.ev_power_w if self.relay.closed() else 0.0

@@ -193,16 +193,89 @@ def test_watchdog_fed_only_while_healthy():
     b.beat()
     wdt = machine.WDT.instance
     assert wdt.feeds == 1, "fed by the stepper's beat"
-    b.beat_ms = ticks_ms() - 5000       # the stepper stopped beating
-    assert b.feed_watchdog() is False and wdt.feeds == 1
-    b.beat()
     b.evses[0].pilot.last_ms = ticks_ms() - 5000   # pilot sampling stalled
-    assert b.feed_watchdog() is False
+    b.beat()
+    assert wdt.feeds == 1
     b.evses[0].fast(ticks_ms())
     b.stepper.loop_ms = ticks_ms() - 5000           # a 5 s hold of the event loop: tolerated
-    assert b.feed_watchdog() is True
+    b.beat()
+    assert wdt.feeds == 2
     b.stepper.loop_ms = ticks_ms() - device.LOOP_DEAD_MS - 1000   # event loop dead
-    assert b.feed_watchdog() is False
+    b.beat()
+    assert wdt.feeds == 2
+
+
+def _threaded_board():
+    from firmware import safety as safety_mod, stepper as stepper_mod
+    from firmware.stepper import Stepper
+    if stepper_mod._thread is None:
+        return None, None
+    b = make()
+    machine.created[("adc", 36)].source = PilotWave(12.0, -12.0, 100.0)
+    b.safeties = [safety_mod.Safety(e) for e in b.evses]
+    st = b.stepper = Stepper(b.safeties, beat=b.beat)
+    st.start()
+    for _ in range(2000):
+        if machine.WDT.instance is not None and machine.WDT.instance.feeds >= 3:
+            break
+        stepper_mod._sleep(2)
+    assert machine.WDT.instance.feeds >= 3, "the running stepper thread feeds"
+    return b, st
+
+
+def test_watchdog_starves_once_the_stepper_thread_stopped_and_ctrl_c_idles_on_it():
+    from firmware import stepper as stepper_mod
+    b, st = _threaded_board()
+    if b is None:
+        return
+    wdt = machine.WDT.instance
+    st.stop()                           # the thread ends: nothing may feed any more
+    assert not st.alive
+    n = wdt.feeds
+    for _ in range(20):
+        stepper_mod._sleep(5)
+    assert wdt.feeds == n, "fed with no stepper thread running"
+    st.start()                          # Ctrl-C with a live thread: it idles and feeds
+    b.safe_stop()
+    b.keep_watchdog_alive()
+    assert getattr(b, "_timer", None) is None, "the idling thread feeds, no timer"
+    n = wdt.feeds
+    for _ in range(1000):
+        if wdt.feeds > n:
+            break
+        stepper_mod._sleep(5)
+    assert wdt.feeds > n and st.idling
+    st.stop()
+
+
+def test_ctrl_c_after_the_stepper_thread_died_feeds_from_a_timer():
+    # the thread died (an error outside any step) before Ctrl-C: stop(idle) hands the idle
+    # function to nobody, so the REPL would reset unless a timer takes the feeding over
+    from firmware import stepper as stepper_mod
+    b, st = _threaded_board()
+    if b is None:
+        return
+    real = stepper_mod._sleep
+
+    def dying(ms):
+        raise MemoryError("stepper thread")
+    stepper_mod._sleep = dying
+    try:
+        for _ in range(2000):
+            if not st.alive:
+                break
+            real(2)
+    finally:
+        stepper_mod._sleep = real
+    assert not st.alive
+    b.safe_stop()
+    b.keep_watchdog_alive()
+    assert b.evses[0].relay.closed() is False
+    timer = getattr(b, "_timer", None)
+    assert timer is not None and timer.callback is not None, "nothing feeds after Ctrl-C"
+    n = machine.WDT.instance.feeds
+    timer.callback(timer)
+    assert machine.WDT.instance.feeds == n + 1
 
 
 def _rmtree(d):

@@ -34,3 +34,12 @@ def test_sim_meter_saves_rarely_and_stays_monotonic_across_restarts(tmp_path, mo
     assert e.meter.energy_wh() == last and e.meter.saved.saves == n
     again = SimBoard(1, d).evses[0].meter.energy_wh()
     assert last <= again < last + 1, "less than 1 Wh added after a stop (marks are whole Wh)"
+
+
+def test_meter_under_concurrent_switching_bills_exactly_under_micropython():
+    import pytest
+    from fake_machine import portable
+    rc, out = portable.run_micropython(["test_sim_meter_threads"], timeout=120)
+    if rc is None:
+        pytest.skip(out)
+    assert rc == 0 and "SUMMARY 1 0" in out, out[-2000:]

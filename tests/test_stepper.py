@@ -140,3 +140,115 @@ def test_fallback_without_thread_runs_the_same_step_on_asyncio():
         assert st.late[1] >= 1 and r.relay.sets[-1] is False
     finally:
         stepper_mod._thread = saved
+
+
+class _Station:
+    """What evse.Block needs from a station: its board, events and tasks."""
+
+    def __init__(self, board):
+        self.board = board
+        self.blocks = {}
+        self.emitted = []
+        self._on = {}
+        self.tasks = []
+
+    def on(self, name, fn):
+        self._on.setdefault(name, []).append(fn)
+
+    def emit(self, name, *args):
+        self.emitted.append((name,) + args)
+        for fn in self._on.get(name, ()):
+            fn(*args)
+
+    def spawn(self, coro):
+        self.tasks.append(asyncio.create_task(coro))
+
+
+def test_ring_overflow_resync_hands_on_lost_fault_and_relay_open_in_order():
+    # the event loop is held while the EV pauses and resumes and then the RCD trips: the
+    # lists with the fault and the relay opening are lost to the full ring. The charging
+    # side must still see the fault (it ends the session), then the relay open, then B.
+    from firmware import hal
+    from firmware.evse import Block
+    r = Rig()
+    r.hw.safety = r.s
+    board = hal.Board([r.hw])
+    board.stepper = st = Stepper([r.s], capacity=4)
+    sta = _Station(board)
+
+    async def main():
+        blk = Block(sta)
+        blk.get(1).authorized = True
+        sta.emit("start")
+        now = r.now
+        r.pilot.st = "B"
+        for _ in range(3):
+            now += PERIOD_MS
+            st.step(now)
+        r.pilot.st = "C"
+        now += PERIOD_MS
+        st.step(now)
+        assert r.s.relay_closed()
+        for _ in range(5):
+            await sleep_ms(5)
+        assert ("relay", 1, True) in sta.emitted, sta.emitted
+        del sta.emitted[:]
+        for k in range(4):                  # nobody consumes: the ring fills
+            r.pilot.st = "B" if k % 2 == 0 else "C"
+            now += PERIOD_MS
+            st.step(now)
+        r.hw._faults = {"rcd"}              # trips: this list is dropped
+        now += PERIOD_MS
+        st.step(now)
+        r.pilot.st = "B"
+        now += PERIOD_MS
+        st.step(now)
+        assert st.dropped > 0 and not r.s.relay_closed()
+        for _ in range(10):
+            await sleep_ms(5)
+        for t in sta.tasks:
+            t.cancel()
+        await sleep_ms(1)
+        return blk
+    blk = asyncio.run(main())
+    got = [ev for ev in sta.emitted if ev[0] in ("pilot", "relay", "fault", "fault_cleared")]
+    assert ("fault", 1, "rcd") in got, got
+    assert got.count(("fault", 1, "rcd")) == 1, got
+    relays = [ev for ev in got if ev[0] == "relay"]
+    assert relays and relays[-1] == ("relay", 1, False), got
+    assert got.index(("fault", 1, "rcd")) < len(got) - 1 - got[::-1].index(relays[-1]), \
+        "the fault before the relay opening it caused"
+    assert blk.get(1).pilot == "B" and blk.connector_status(1) == "Faulted"
+    # nothing handed twice: every relay event is a change
+    last = True
+    for ev in relays:
+        assert ev[2] != last, got
+        last = ev[2]
+
+
+def test_start_right_after_stop_never_leaves_two_threads_stepping():
+    # stop() returns while the thread still sleeps in its period; an immediate start()
+    # must not let that old thread resume next to the new one on the same Safety objects
+    th = stepper_mod._thread
+    if th is None:
+        return
+    r = Rig()
+    who = []
+
+    def beat(now):
+        who.append(th.get_ident())
+    st = Stepper([r.s], beat=beat, period_ms=200)
+    st.start()
+    st.stop(wait_ms=0)                  # the old thread is asleep in its 200 ms period
+    st.start()
+    n = len(who)
+    for _ in range(2000):               # until the new thread has beaten 3 more times
+        if len(who) >= n + 3:
+            break
+        stepper_mod._sleep(5)
+    for _ in range(100):                # and up to 2 of the old thread's periods more
+        stepper_mod._sleep(5)
+    st.stop()
+    idents = set(who[n:])
+    assert len(idents) == 1, "two threads stepped after the restart: %r" % (who,)
+    assert not st.alive
