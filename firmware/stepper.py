@@ -4,9 +4,10 @@
 # (hw.fast(now): pilot burst, fault inputs) if the hardware has one, then Safety.step(now);
 # then beat(now) (the board feeds its watchdog there). Non-empty event lists go into a
 # bounded ring guarded by a lock and wake the asyncio side through a ThreadSafeFlag; the
-# asyncio side only consumes them (evse.Block). DNS, TLS, flash renames or a long print on
-# the event loop therefore never delay the relay: on the ESP32 the thread is a FreeRTOS task
-# and those calls release the GIL while they block.
+# asyncio side only consumes them (evse.Block). On the ESP32 the thread is a FreeRTOS task
+# and a DNS lookup, socket I/O or a long print on the event loop releases the GIL while it
+# blocks, so they no longer delay the relay; a TLS handshake's crypto and flash erases
+# still hold it (README, Safety).
 #
 # An exception in the sampling or step of one EVSE opens its relay and latches the blocking
 # fault "internal" (Safety.fail); one outside them opens every relay. The stepper goes on.
