@@ -54,6 +54,9 @@ def _take(src, key, path, typ, default=_REQ, choices=None, lo=None, hi=None):
     if typ is int and isinstance(v, bool) or not isinstance(v, typ):
         raise ConfigError("%s: expected %s, got %s %r" % (
             p, typ.__name__, _typename(v), v))
+    # NaN/inf pass every range check (comparisons are False) and MicroPython's json refuses them
+    if typ is float and v - v != 0:
+        raise ConfigError("%s: %r is not a finite number" % (p, v))
     if choices is not None and v not in choices:
         raise ConfigError("%s: %r is not one of %s" % (p, v, ", ".join(str(c) for c in choices)))
     if lo is not None and v < lo or hi is not None and v > hi:

@@ -344,3 +344,11 @@ def test_pins_are_checked_against_the_esp32_s3_and_c3():
     assert err(raw) == "chip: 'esp32-s3' is not one of esp32, esp32s3, esp32c3"
     raw["chip"] = "esp32"                          # a failed S3 check leaves no state behind
     config.validate(raw)
+
+
+def test_non_finite_numbers_are_refused():
+    # NaN passes every range check; MicroPython's json would refuse it on the board
+    for bad in (float("nan"), float("inf")):
+        raw = example()
+        raw["evses"][0]["nominal_voltage"] = bad
+        assert "nominal_voltage" in err(raw) and "finite" in err(raw)
