@@ -344,3 +344,20 @@ def test_pins_are_checked_against_the_esp32_s3_and_c3():
     assert err(raw) == "chip: 'esp32-s3' is not one of esp32, esp32s3, esp32c3"
     raw["chip"] = "esp32"                          # a failed S3 check leaves no state behind
     config.validate(raw)
+
+
+def test_non_finite_numbers_are_refused():
+    # NaN passes every range check; MicroPython's json would refuse it on the board
+    for bad in (float("nan"), float("inf")):
+        raw = example()
+        raw["evses"][0]["nominal_voltage"] = bad
+        assert "nominal_voltage" in err(raw) and "finite" in err(raw)
+
+
+def test_s0_rate_at_exact_limit_is_refused_without_margin():
+    # 7360 W at 1000/kWh: 489 ms period; 2 x 240 ms fits exactly but leaves no margin for jitter
+    raw = example()
+    e = raw["evses"][0]
+    e["max_current"], e["phases"], e["nominal_voltage"] = 32, 1, 230
+    e["meter"] = {"type": "s0", "pin": 32, "pulses_per_kwh": 1000, "min_pulse_ms": 240}
+    assert "min_pulse_ms: 240 ms on + off is too slow" in err(raw)

@@ -105,7 +105,8 @@ def test_deploy_validates_the_config_before_copying_anything(tmp_path):
                               capture_output=True, text=True, timeout=120)
 
     for text, why in ((json.dumps(raw), "evses[0].max_curent: unknown key (did you mean "
-                       "max_current?)"), ("{not json", "is not valid JSON")):
+                       "max_current?)"), ("{not json", "is not valid JSON"),
+                      ('{"station": NaN}', "NaN is not valid JSON")):
         p = run(text)
         assert p.returncode != 0
         assert "Traceback" not in p.stderr and why in p.stderr, p.stderr

@@ -45,11 +45,16 @@ def check_config(path, log=print):
     return cfg
 
 
+def _no_constant(name):
+    # MicroPython's json refuses NaN/Infinity, so the board would refuse what we accepted
+    raise ValueError("%s is not valid JSON" % name)
+
+
 def _read_json(path):
     import json
     try:
         with open(path) as f:
-            return json.load(f)
+            return json.load(f, parse_constant=_no_constant)
     except ValueError as e:
         raise SystemExit("config %s is not valid JSON, nothing copied: %s" % (path, e))
 
