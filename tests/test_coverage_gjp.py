@@ -4,8 +4,8 @@ CSMS). Station on CPython and under micropython; every frame is schema-validated
 import json
 import time
 
-from tests.helpers import (FAST_RECONNECT, boot, ended, energy_transfer, go_offline, statuses, tx_events,
-                           wait_event)
+from tests.helpers import (FAST_RECONNECT, after_reply, boot, ended, energy_transfer, go_offline,
+                           statuses, trigger, tx_events, wait_event)
 from tests.proxy import LinkProxy
 
 CUSTOM = {"vendorId": "com.example.csms", "tariff": {"code": "T1"}, "note": "ignore me"}
@@ -100,6 +100,11 @@ def _offline_change(csms, station, threshold, fault_evse_2=False):
         if fault_evse_2:
             st.cmd("fault 2 rcd")
             csms.wait_for(lambda: (2, 1, "Faulted") in statuses(csms, cp), 5, "Faulted")
+        # the station has one CALL outstanding at a time: a triggered Heartbeat arriving means
+        # the answers to the statuses above reached it, so the cut below can not make it
+        # resend one of them (at-least-once delivery, not a status change)
+        _, t = trigger(csms, cp, "Heartbeat")
+        csms.wait_for(lambda: after_reply(csms, cp, t, "Heartbeat"), 5, "triggered Heartbeat")
         n = len(statuses(csms, cp))
         go_offline(proxy, st)
         st.cmd("unplug 1")  # a status change while offline
