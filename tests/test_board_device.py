@@ -3,10 +3,11 @@
 # loop is held by station work; an EV plugged in at power-up is seen by the station).
 # Portable (pytest and micropython).
 from fake_machine import portable  # noqa: F401
+from fake_machine import example_config
 import json
 import os
 import machine
-from fake_machine.waves import PilotWave, CAL
+from fake_machine.waves import PilotWave
 
 from board import config
 from board import device, meters
@@ -18,13 +19,8 @@ DATA = "/tmp/boarddev-" + "".join("%02x" % b for b in os.urandom(6))
 
 
 def cfg(**over):
-    with open("board/config.example.json") as f:
-        raw = json.load(f)
-    raw["wifi"] = None
-    raw["station"]["data_dir"] = DATA
+    raw = example_config(DATA)
     e = raw["evses"][0]
-    e["meter"] = {"type": "none"}
-    e["pilot"]["cal"] = list(CAL)
     e["pp"] = None
     e["cable_amps"] = 16
     raw["reader"] = over.pop("reader", {"type": "none"})

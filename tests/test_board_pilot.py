@@ -313,17 +313,11 @@ def test_proximity_is_debounced_and_does_not_allocate():
 # ---------------------------------------------------------------- the assembled EVSE
 def _board(lock=None):
     """The example config's EVSE 1 with a PP input (pin 39) on the fake machine."""
-    import json
     import os
     from board import config, device
-    with open("board/config.example.json") as f:
-        raw = json.load(f)
-    raw["wifi"] = None
-    raw["station"]["data_dir"] = "/tmp/ppboard-" + "".join("%02x" % b for b in os.urandom(6))
-    raw["reader"] = {"type": "none"}
+    from fake_machine import example_config
+    raw = example_config("/tmp/ppboard-" + "".join("%02x" % b for b in os.urandom(6)))
     e = raw["evses"][0]
-    e["meter"] = {"type": "none"}
-    e["pilot"]["cal"] = list(CAL)
     e["lock"] = lock
     machine.reset_all()
     e = device.EspBoard(config.validate(raw), watchdog=False).evses[0]

@@ -25,7 +25,7 @@ import os  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 import machine  # noqa: E402
-from fake_machine.waves import PilotWave, CAL, Lcg  # noqa: E402
+from fake_machine.waves import PilotWave, Lcg  # noqa: E402
 from firmware import compat, log, safety, stepper as stepper_mod  # noqa: E402
 from firmware.compat import asyncio, ticks_ms, ticks_diff  # noqa: E402
 
@@ -44,19 +44,14 @@ def _sleep_ms(ms):
 
 def make_board(data_dir):
     from board import config, device
-    with open(ROOT + "/board/config.example.json") as f:
-        raw = json.load(f)
-    raw["wifi"] = None
-    raw["station"]["data_dir"] = data_dir
+    from fake_machine import example_config
+    raw = example_config(data_dir, ROOT)
     e = raw["evses"][0]
-    e["meter"] = {"type": "none"}
-    e["pilot"]["cal"] = list(CAL)
     e["pp"] = None
     e["cable_amps"] = 16
     e["temperature"] = None
     e["rcd"] = {"pin": 35, "active_low": True}       # trip input; no self-test at boot
     e["relay"] = {"pin": 26, "feedback_pin": None}   # no aux contact: the fake one would never follow the coil
-    raw["reader"] = {"type": "none"}
     machine.reset_all()
     return device.EspBoard(config.validate(raw))
 
