@@ -386,3 +386,45 @@ def required_rows():
     rows = [r for r in referenced() if r[0] and r[1] in IMPLEMENTED]
     assert rows, "no required rows for %s in %s" % (IMPLEMENTED, REFERENCED_TSV)
     return rows
+
+
+# ------------------------------------------------------------------ in-process station
+def queued_tx_events(st):
+    """Payloads of the TransactionEvents pending in the station's outbox, oldest first."""
+    scan = st.queue.pending()
+    out = [p for _, action, p in scan if action == "TransactionEvent"]
+    scan.close()
+    return out
+
+
+async def charging_in_process(tmp_path):
+    """(station, hw, transactions block, step) of an in-process station charging on EVSE 1.
+    A station whose Safety only moves when the test steps it: a board-owned stepper
+    that is never started (the block then runs none of its own)."""
+    import asyncio
+    from firmware import safety
+    from firmware.station import Station
+    from firmware.stepper import Stepper
+    from host.sim_board import SimBoard
+    board = SimBoard(1, str(tmp_path))
+    hw = board.evses[0]
+    hw.safety = safety.Safety(hw)
+    board.stepper = Stepper([hw.safety])
+    st = Station(board, "ws://127.0.0.1:9", "STOP1")
+    st.emit("start")
+    now = [1000]
+
+    async def step(n=1):
+        for _ in range(n):
+            now[0] += 10
+            board.stepper.step(now[0])   # its events reach the block as the thread's do
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
+
+    hw.pilot.ev_state = "C"
+    await step()
+    tx = st.blocks["transactions"]
+    tx._authorized(1, TOKEN, {"status": "Accepted"}, "Authorized")
+    await step(3)
+    assert hw.relay.closed() and tx.active(1) is not None
+    return st, hw, tx, step

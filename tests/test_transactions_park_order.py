@@ -8,7 +8,7 @@ import os
 from firmware.msg_queue import QueueFull
 from firmware.station import Station
 from host.sim_board import SimBoard
-from tests.test_transactions_stop_order_unit import _charging, _events
+from tests.helpers import charging_in_process as _charging, queued_tx_events as _events
 
 OTHER = {"idToken": "55667788", "type": "ISO14443"}
 

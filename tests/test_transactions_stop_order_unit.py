@@ -5,46 +5,7 @@ STOP_MARGIN_MS with the reading taken then, and the log says so. Issue #11 item 
 import asyncio
 
 from firmware import compat, log, safety as safety_mod, transactions
-from firmware.station import Station
-from firmware.stepper import Stepper
-from host.sim_board import SimBoard
-
-TOKEN = {"idToken": "AABBCCDD", "type": "ISO14443"}
-
-
-def _events(st):
-    scan = st.queue.pending()
-    out = [p for _, action, p in scan if action == "TransactionEvent"]
-    scan.close()
-    return out
-
-
-async def _charging(tmp_path):
-    """A station whose Safety only moves when the test steps it: a board-owned stepper
-    that is never started (the block then runs none of its own)."""
-    board = SimBoard(1, str(tmp_path))
-    hw = board.evses[0]
-    hw.safety = safety_mod.Safety(hw)
-    board.stepper = Stepper([hw.safety])
-    st = Station(board, "ws://127.0.0.1:9", "STOP1")
-    st.emit("start")
-    now = [1000]
-
-    async def step(n=1):
-        for _ in range(n):
-            now[0] += 10
-            board.stepper.step(now[0])   # its events reach the block as the thread's do
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.02)
-
-    hw.pilot.ev_state = "C"
-    await step()
-    tx = st.blocks["transactions"]
-    tx._authorized(1, TOKEN, {"status": "Accepted"}, "Authorized")
-    await step(3)
-    assert hw.relay.closed() and tx.active(1) is not None
-    return st, hw, tx, step
-
+from tests.helpers import charging_in_process as _charging, queued_tx_events as _events
 
 def test_E06_ended_waits_for_the_relay_then_reads_the_register(tmp_path):
     async def scenario():
