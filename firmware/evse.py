@@ -56,6 +56,8 @@ class Block:
         # evse_id -> [pilot, relay, offer, faults] as queued for dispatch so far: what a
         # resync after a ring overflow compares the Safety with
         self._handed = {}
+        for e in self.evses:
+            self._handed[e.id] = [None, False, 0, set()]   # nothing handed yet
         self.stepper = None
         station.on("start", self._on_start)
 
@@ -222,18 +224,11 @@ class Block:
             if own:
                 stepper.stop()   # relays open
 
-    def _handed_for(self, evse_id):
-        h = self._handed.get(evse_id)
-        if h is None:
-            e = self._by_id.get(evse_id)
-            h = self._handed[evse_id] = [e.pilot if e is not None else None, False, 0, set()]
-        return h
-
     def _hand(self, evse_id, evs):
         """Queue the events that change what dispatch was handed. After a resync the ring may
         still hold lists the resync already accounted for (the stepper goes on meanwhile):
         those repeat nothing."""
-        h = self._handed_for(evse_id)
+        h = self._handed[evse_id]
         out = None
         for ev in evs:
             kind, value = ev
@@ -270,7 +265,7 @@ class Block:
         relay closing last, as the Safety itself orders them."""
         for e in self.evses:
             s = e.safety
-            h = self._handed_for(e.id)
+            h = self._handed[e.id]
             closed = s.relay_closed()
             st = s.state()
             offer = s.offered()
