@@ -326,6 +326,10 @@ def tls_context(cafile=None, certfile=None, keyfile=None):
     import ssl
     if not MICROPYTHON:
         ctx = ssl.create_default_context(cafile=cafile)
+        # mbedTLS takes every certificate it is given as a trust anchor; OpenSSL only
+        # self-signed ones unless told so. An installed CSMS root may be signed by the root
+        # it replaced (AdditionalRootCertificateCheck, M05.FR.10): trust it the same way.
+        ctx.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
         if certfile:
             ctx.load_cert_chain(certfile, keyfile)
         return ctx

@@ -94,7 +94,8 @@ ClockCtrlr|DateTime||rD|t|||||
 ClockCtrlr|TimeAdjustmentReportingThreshold||w|i|s|0|86400||60
 ClockCtrlr|TimeSource||w|q||||Heartbeat,RealTimeClock|Heartbeat
 SecurityCtrlr|BasicAuthPassword||oS|s||16|40||
-SecurityCtrlr|CertificateEntries||r|i|||||0
+SecurityCtrlr|AdditionalRootCertificateCheck||rP|b|||||false
+SecurityCtrlr|CertificateEntries||rD|i||0|8||0
 SecurityCtrlr|Identity||rP|s||1|48||
 SecurityCtrlr|OrganizationName||w|s|||50||''
 SecurityCtrlr|SecurityProfile||rP|i||0|3||1

@@ -46,6 +46,7 @@ class Block:
         self._gen = max(g0, g1, 0)
         self._size = station.store.size(LOG_FILES[self._cur])
         station.dm.check("SecurityCtrlr", "BasicAuthPassword", password_reason)
+        station.dm.provide("SecurityCtrlr", "CertificateEntries", self._cert_entries)
         station.dm.on_change(self._on_var)
         station.on("console", self._console)
 
@@ -53,6 +54,11 @@ class Block:
         # A01: a new BasicAuthPassword is recorded without its value.
         if component == "SecurityCtrlr" and variable == "BasicAuthPassword":
             self.event("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
+
+    def _cert_entries(self, evse, connector):
+        # counted from the certificate index (firmware.cert_store) whenever it is read
+        from firmware import cert_store
+        return cert_store.count(self.st.store)
 
     # ---------------------------------------------------------------- events
     def event(self, kind, tech_info=None):

@@ -1,6 +1,8 @@
 # The station orchestrator: owns the connection to the CSMS (connect, back-off, keep-alive),
 # the RPC dispatcher, the device model, and the functional blocks. Blocks register their
 # handlers and listen to station events; they never import each other.
+import sys
+
 from firmware import compat, log
 from firmware.rpc import Rpc, CallError, Offline
 from firmware.storage import Store
@@ -17,13 +19,14 @@ BLOCKS = ("security", "provisioning", "availability", "authorization",
 ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("remote_control", ("RequestStartTransaction", "RequestStopTransaction",
                                  "UnlockConnector", "TriggerMessage")),
-             ("data_transfer", ("DataTransfer",)))
+             ("data_transfer", ("DataTransfer",)),
+             ("certificates", ("InstallCertificate", "GetInstalledCertificateIds",
+                               "DeleteCertificate")))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000
 
 COMM = "OCPPCommCtrlr"
-CSMS_ROOT = "csms_root.pem"
 # Largest incoming message accepted (bigger ones are refused with close 1009). Each received
 # message needs about 3x its size in heap on MicroPython, so this is sized for a ~110 KB heap.
 MAX_MESSAGE = 20000
@@ -216,10 +219,12 @@ class Station:
         return self.csms_url + "/" + quote_identity(self.identity)
 
     def ca_file(self):
-        """The CSMS root certificate(s) for TLS: one installed in the data directory
-        (CSMSRootCertificate, written by certificate management) or the installer's --cafile."""
-        p = self.store.path(CSMS_ROOT)
-        if compat.path_exists(p):
+        """The CSMS root certificate(s) for TLS: the installed CSMSRootCertificates
+        (firmware.cert_store) when there are any, else the installer's --cafile, which
+        provisions the first root until the CSMS installs its own."""
+        from firmware import cert_store
+        p = cert_store.csms_roots_pem_path(self.store)
+        if p is not None:
             return p
         if self.cafile and compat.path_exists(self.cafile):
             return self.cafile
@@ -243,17 +248,36 @@ class Station:
                 return c
         return [(None, {"ocppCsmsUrl": self.csms_url})]
 
-    async def _connect_once(self, profile):
+    async def _connect_once(self, profile, fallback_ok=True):
         from firmware import ws as wsmod
         pw = self.dm.get("SecurityCtrlr", "BasicAuthPassword") or self.password
         url = profile["ocppCsmsUrl"].rstrip("/")
         self.csms_url = url
         t = profile.get("messageTimeout")
-        return await wsmod.connect(
-            self.url(), username=self.identity if pw else None, password=pw,
-            cafile=self.ca_file() if url.startswith("wss:") else None,
-            max_size=MAX_MESSAGE, deflate=DEFLATE,
-            timeout_ms=int(t * 1000) if t else self.message_timeout_ms())
+        tls = url.startswith("wss:")
+
+        def connect(cafile):
+            return wsmod.connect(
+                self.url(), username=self.identity if pw else None, password=pw,
+                cafile=cafile, max_size=MAX_MESSAGE, deflate=DEFLATE,
+                timeout_ms=int(t * 1000) if t else self.message_timeout_ms())
+        if not tls:
+            return await connect(None)
+        from firmware import cert_store
+        try:
+            ws = await connect(self.ca_file())
+        except wsmod.WsCertError as e:
+            # M05.FR.14: a CSMS certificate the new CSMS root does not accept is checked
+            # against the replaced root, kept until a connection with the new one worked
+            fb = cert_store.csms_fallback_pem_path(self.store) if fallback_ok else None
+            if fb is None:
+                raise
+            log.warn("net", "%s; trying the previous CSMS root" % (e,))
+            return await connect(fb)
+        if cert_store.drop_fallback(self.store):  # M05.FR.13
+            self.security_event("ReconfigurationOfSecurityParameters",
+                                "previous CSMS root removed: connected with the new one")
+        return ws
 
     def _connect_failed(self, e, reported):
         """Security events for a failed connection, once per failure streak (A00.FR.316)."""
@@ -285,7 +309,8 @@ class Station:
                     break
             slot, profile = cands[idx]
             try:
-                ws = await self._connect_once(profile)
+                # M05.FR.15: a migration to another CSMS (B10) does not use the fallback root
+                ws = await self._connect_once(profile, self.slot is None or slot == self.slot)
             except Exception as e:
                 self.last_error = "%s" % (e,)
                 log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))
@@ -401,6 +426,10 @@ def _load(name):
 
 
 def _unload(name):
+    # a block may name modules it imported for its requests (UNLOAD), dropped with it
+    mod = sys.modules.get("firmware." + name)
+    for dep in getattr(mod, "UNLOAD", ()):
+        compat.unload(dep)
     compat.unload("firmware." + name)
 
 

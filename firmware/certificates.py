@@ -1,0 +1,255 @@
+# Certificate management block (OCPP 2.0.1 part 2, M03/M04/M05): InstallCertificate,
+# GetInstalledCertificateIds and DeleteCertificate for the CA roots the station trusts
+# (CSMSRootCertificate, ManufacturerRootCertificate, MORootCertificate, V2GRootCertificate).
+#
+# Loaded on demand (station.ON_DEMAND) and dropped after, with the crypto modules it pulled
+# in (UNLOAD): it keeps nothing in RAM between requests; the certificates live in
+# firmware.cert_store's files, which is also where the station reads the CSMS roots for TLS.
+#
+# A certificate is installed when it parses, is a CA (basicConstraints) allowed to sign
+# certificates (keyUsage keyCertSign when present), is valid at the station clock and, when
+# self-issued, verifies with its own key; otherwise Rejected / InvalidCertificate (M05.FR.07).
+# Its issuer must be itself or a certificate already installed (issuerKeyHash needs the
+# issuer's key). Hash data is SHA256 (GetInstalledCertificateIdsRequest asks for no algorithm).
+#
+# With SecurityCtrlr.AdditionalRootCertificateCheck true (installer setting) there is one CSMS
+# root: a new one must be signed by the root in use (the installed one, or the installer's
+# --cafile while none is installed) and replaces it; the replaced root stays as fallback until
+# the station has connected with the new one (M05.FR.09..14, fallback in station.py).
+from firmware import cert_store, log, compat
+from firmware.cert_store import CSMS
+
+SEC = "SecurityCtrlr"
+TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate", "MORootCertificate",
+         "V2GRootCertificate")
+DEFAULT_MAX_ENTRIES = 8
+# modules imported for a request, dropped with the block (see station._unload)
+UNLOAD = ("firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
+
+
+def _status(status, reason=None, info=None):
+    r = {"status": status}
+    if reason:
+        si = {"reasonCode": reason}
+        if info:
+            si["additionalInfo"] = str(info)[:512]
+        r["statusInfo"] = si
+    return r
+
+
+def _triple(h):
+    return [h["issuerNameHash"].lower(), h["issuerKeyHash"].lower(),
+            h["serialNumber"].lower().lstrip("0") or "0"]
+
+
+def _hash_data(triple):
+    return {"hashAlgorithm": "SHA256", "issuerNameHash": triple[0],
+            "issuerKeyHash": triple[1], "serialNumber": triple[2]}
+
+
+class Block:
+    def __init__(self, station):
+        self.st = station
+        r = station.rpc
+        r.register("InstallCertificate", self.install)
+        r.register("GetInstalledCertificateIds", self.get_ids)
+        r.register("DeleteCertificate", self.delete)
+
+    # ---------------------------------------------------------------- helpers
+    def _certs(self, idx, ctype, fallback=False):
+        """[(entry, Cert)] of installed certificates of one type (primary or fallback)."""
+        from firmware import x509
+        out = []
+        for e in idx["certs"]:
+            if e[1] != ctype or bool(e[3]) != fallback:
+                continue
+            text = cert_store.read_file(self.st.store, cert_store.cert_name(e[0]))
+            try:
+                out.append((e, x509.Cert(x509.pem_blocks(text or "")[0])))
+            except x509.Invalid as err:
+                log.warn("certs", "installed certificate %d unreadable: %s" % (e[0], err))
+        return out
+
+    def _cafile_roots(self):
+        from firmware import x509
+        p = self.st.cafile
+        if not p:
+            return []
+        try:
+            with open(p) as f:
+                return [x509.Cert(d) for d in x509.pem_blocks(f.read(3 * 8192))]
+        except (OSError, x509.Invalid) as e:
+            log.warn("certs", "--cafile unreadable: %s" % (e,))
+            return []
+
+    def _issuer(self, idx, cert):
+        """The installed certificate that issued `cert`, or None."""
+        from firmware import x509
+        for e in idx["certs"]:
+            for _, c in self._certs(idx, e[1], bool(e[3])):
+                if c.subject == cert.issuer:
+                    try:
+                        x509.verify_signed_by(cert, c)
+                        return c
+                    except x509.Invalid:
+                        pass
+        return None
+
+    def _max(self):
+        return self.st.dm.max_limit(SEC, "CertificateEntries") or DEFAULT_MAX_ENTRIES
+
+    def _changed(self, what):
+        # A CA root is a security parameter: recorded in the security log (not critical)
+        self.st.security_event("ReconfigurationOfSecurityParameters", what)
+
+    # ---------------------------------------------------------------- M05
+    def install(self, payload):
+        from firmware import x509
+        ctype = payload["certificateType"]
+        try:
+            ders = x509.pem_blocks(payload["certificate"])
+            if len(ders) != 1:
+                raise x509.Invalid("one certificate expected, got %d" % len(ders))
+            cert = x509.Cert(ders[0])
+            why = _unfit(cert, compat.now())
+            if why:
+                raise x509.Invalid(why)
+        except x509.Invalid as e:
+            log.warn("certs", "InstallCertificate %s rejected: %s" % (ctype, e))
+            return _status("Rejected", "InvalidCertificate", e)
+        store = self.st.store
+        try:
+            idx = cert_store.load(store)
+            check = ctype == CSMS and self.st.dm.get(SEC, "AdditionalRootCertificateCheck")
+            signer = None  # (index entry or None for the --cafile root, Cert)
+            if check:
+                # M05.FR.10/11: signed by the root in use, which it replaces
+                olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
+                for e, c in olds:
+                    try:
+                        x509.verify_signed_by(cert, c)
+                        signer = (e, c)
+                        break
+                    except x509.Invalid:
+                        pass
+                if olds and signer is None:
+                    return _status("Rejected", "InvalidCertificate",
+                                   "not signed by the CSMS root in use")
+            if signer is not None:
+                issuer = signer[1]
+            elif cert.self_issued():
+                issuer = self._self_signed(cert)
+                if issuer is None:
+                    return _status("Rejected", "InvalidCertificate",
+                                   "self-signature does not verify")
+            else:
+                issuer = self._issuer(idx, cert)
+                if issuer is None:
+                    return _status("Rejected", "InvalidCertificate", "issuer not installed")
+            triple = _triple(x509.hash_data(cert, issuer, "SHA256"))
+            # M05.FR.17: the same certificate again replaces the installed one
+            certs = [e for e in idx["certs"] if not (e[1] == ctype and e[2] == triple)]
+            gone = [e[0] for e in idx["certs"] if e[1] == ctype and e[2] == triple]
+            add = [(cert, ctype, triple, 0)]
+            if signer is not None:
+                # M05.FR.09/12: the signing root stays as the one fallback, other CSMS roots go
+                keep = []
+                for e in certs:
+                    if e[1] != CSMS:
+                        keep.append(e)
+                    elif e is signer[0]:
+                        keep.append([e[0], e[1], e[2], 1])
+                    else:
+                        gone.append(e[0])
+                certs = keep
+                if signer[0] is None:  # the --cafile root in use is kept in the store
+                    c = signer[1]
+                    add.append((c, CSMS, _triple(x509.hash_data(c, c, "SHA256")), 1))
+            if len(certs) + len(add) > self._max():
+                return _status("Rejected", "OutOfStorage",
+                               "CertificateEntries maxLimit %d reached" % self._max())
+            n = idx.get("next", 1)
+            for c, t, h, fb in add:
+                cert_store.write_file(store, cert_store.cert_name(n), cert_store.pem(c.der))
+                certs.append([n, t, h, fb])
+                n += 1
+            idx["certs"] = certs
+            idx["next"] = n
+            idx["gone"] = list(idx.get("gone") or []) + gone
+            cert_store.save(store, idx)
+        except OSError as e:
+            log.warn("certs", "InstallCertificate failed: %s" % (e,))
+            return _status("Failed", "OutOfStorage", e)
+        self._changed("%s installed, serial %s%s" % (
+            ctype, triple[2], " (the old root is kept as fallback)" if signer else ""))
+        return {"status": "Accepted"}
+
+    def _self_signed(self, cert):
+        from firmware import x509
+        if not cert.self_issued():
+            return None
+        try:
+            x509.verify_signed_by(cert, cert)
+        except x509.Invalid:
+            return None
+        return cert
+
+    # ---------------------------------------------------------------- M03
+    def get_ids(self, payload):
+        want = payload.get("certificateType") or TYPES
+        chain = []
+        for e in cert_store.load(self.st.store)["certs"]:
+            if e[1] in want:
+                chain.append({"certificateType": e[1], "certificateHashData": _hash_data(e[2])})
+        # V2GCertificateChain (the station's own V2G certificates) is never installed here
+        if not chain:
+            return {"status": "NotFound"}
+        return {"status": "Accepted", "certificateHashDataChain": chain}
+
+    # ---------------------------------------------------------------- M04
+    def delete(self, payload):
+        hd = payload["certificateHashData"]
+        # M04.FR.07: the CSMS uses the algorithm GetInstalledCertificateIds reported (SHA256)
+        if hd["hashAlgorithm"] != "SHA256":
+            return {"status": "NotFound"}
+        want = _triple(hd)
+        store = self.st.store
+        try:
+            idx = cert_store.load(store)
+            hit = [e for e in idx["certs"] if e[2] == want]
+            if not hit:
+                return {"status": "NotFound"}
+            e = hit[0]
+            rest = [x for x in idx["certs"] if x is not e]
+            if e[1] == CSMS and not e[3] and not [x for x in rest if x[1] == CSMS and not x[3]]:
+                fb = [x for x in rest if x[1] == CSMS]
+                if fb:  # the fallback root becomes the root in use
+                    rest = [[x[0], x[1], x[2], 0] if x in fb else x for x in rest]
+                elif (self.st.dm.get(SEC, "SecurityProfile") or 0) >= 2:
+                    # M04.FR.03: the last CSMS root of a TLS station would cut it off
+                    return _status("Failed", "InvalidCertificate",
+                                   "the last CSMSRootCertificate is in use")
+            idx["certs"] = rest
+            idx["gone"] = list(idx.get("gone") or []) + [e[0]]
+            cert_store.save(store, idx)
+        except OSError as err:
+            log.warn("certs", "DeleteCertificate failed: %s" % (err,))
+            return _status("Failed", "InternalError", err)
+        self._changed("%s deleted, serial %s" % (e[1], e[2][2]))
+        return {"status": "Accepted"}
+
+
+def _unfit(cert, now):
+    """Why a CA root cannot be installed, or None."""
+    from firmware import x509
+    if not cert.ca:
+        return "not a CA certificate"
+    if cert.key_usage is not None and not cert.key_usage & x509.KU_KEY_CERT_SIGN:
+        return "keyUsage lacks keyCertSign"
+    if now < cert.not_before:
+        return "not yet valid"
+    if now > cert.not_after:
+        return "expired"
+    if cert.unknown_critical:
+        return "unsupported critical extension " + cert.unknown_critical[0]
+    return None
