@@ -125,14 +125,17 @@ class Block:
             if check:
                 # M05.FR.10/11: signed by the root in use, which it replaces
                 olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
+                again = [c for _, c in olds if c.der == cert.der]  # the root in use itself
                 for e, c in olds:
+                    if again:
+                        break
                     try:
                         x509.verify_signed_by(cert, c)
                         signer = (e, c)
                         break
                     except x509.Invalid:
                         pass
-                if olds and signer is None:
+                if olds and signer is None and not again:
                     return _status("Rejected", "InvalidCertificate",
                                    "not signed by the CSMS root in use")
             if signer is not None:
