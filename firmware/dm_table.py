@@ -96,7 +96,10 @@ ClockCtrlr|TimeSource||w|q||||Heartbeat,RealTimeClock|Heartbeat
 SecurityCtrlr|BasicAuthPassword||oS|s||16|40||
 SecurityCtrlr|AdditionalRootCertificateCheck||rP|b|||||false
 SecurityCtrlr|CertificateEntries||rD|i||0|8||0
+SecurityCtrlr|CertSigningRepeatTimes||w|i||0|10||3
+SecurityCtrlr|CertSigningWaitMinimum||w|i|s|0|86400||60
 SecurityCtrlr|Identity||rP|s||1|48||
+SecurityCtrlr|MaxCertificateChainSize||rC|i||0|10000||10000
 SecurityCtrlr|OrganizationName||w|s|||50||''
 SecurityCtrlr|SecurityProfile||rP|i||0|3||1
 AuthCtrlr|AuthorizeRemoteStart||w|b|||||true

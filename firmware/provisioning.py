@@ -81,10 +81,12 @@ class NetProfiles:
         sp = prof.get("securityProfile")
         if sp is None or sp < self.security_profile():
             return "ValueTooLow"  # B09.FR.04 / A00.FR.005: no downgrade through OCPP
-        if sp >= 3:
-            return "UnsupportedParam"  # client certificates (profile 3) are not supported
         if sp >= 2 and self.st.ca_file() is None:
             return "InvalidCertificate"  # A05.FR.02: no CSMS root certificate
+        if sp >= 3:
+            from firmware import client_cert
+            if not client_cert.installed(self.st.store):
+                return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
         return None
 
     def validate(self, slot, data):
@@ -104,10 +106,8 @@ class NetProfiles:
             return "Rejected", "InvalidValue"
         if sp < self.security_profile():
             return "Rejected", "ValueTooLow"
-        if sp == 3:
-            return "Rejected", "UnsupportedParam"
         if secure != (sp >= 2):
-            return "Rejected", "InvalidURL"  # profile 1 is ws://, profile 2 is wss://
+            return "Rejected", "InvalidURL"  # profile 1 is ws://, profiles 2 and 3 wss://
         return "Accepted", None
 
     def store(self, slot, data):

@@ -29,6 +29,7 @@ class Block:
             "StatusNotification": self._status,
             "MeterValues": self._meter_values,
             "TransactionEvent": self._tx_event,
+            "SignChargingStationCertificate": self._sign_cert,
         }
         r = station.rpc
         r.register("TriggerMessage", self.trigger_message)
@@ -230,5 +231,22 @@ class Block:
         async def after():
             for i in busy:  # F06.FR.07, queued like every TransactionEvent
                 tx.trigger_event(i)
+
+        return "Accepted", after
+
+    def _sign_cert(self, evse):
+        # A02: answered first, then the key pair and the CSR (A02.FR.02: "after sending a
+        # TriggerMessageResponse"), by the station_cert block borrowed for the purpose
+        st = self.st
+        if not st.dm.get("SecurityCtrlr", "OrganizationName"):  # A02 prerequisite
+            log.warn("trigger", "no CSR: SecurityCtrlr.OrganizationName is not set")
+            return _rejected("MissingDevModelInfo", "SecurityCtrlr.OrganizationName is not set")
+
+        async def after():
+            blk = st.borrow("station_cert")
+            try:
+                await blk.request()
+            finally:
+                st.release("station_cert")
 
         return "Accepted", after

@@ -49,6 +49,11 @@ class Block:
         station.dm.provide("SecurityCtrlr", "CertificateEntries", self._cert_entries)
         station.dm.on_change(self._on_var)
         station.on("console", self._console)
+        # A02.FR.17-20: the SignCertificateRequest resend timer (station_cert is on demand)
+        self._csr_task = None
+        station.on("csr_accepted", self._csr_accepted)
+        station.on("csr_new", self._csr_stop)
+        station.on("csr_done", self._csr_stop)
 
     def _on_var(self, component, variable, value):
         # A01: a new BasicAuthPassword is recorded without its value.
@@ -59,6 +64,44 @@ class Block:
         # counted from the certificate index (firmware.cert_store) whenever it is read
         from firmware import cert_store
         return cert_store.count(self.st.store)
+
+    # ---------------------------------------------------------------- A02.FR.17-20
+    def _csr_accepted(self):
+        if self._csr_task is None:
+            self._csr_task = self.st.spawn(self._csr_resend())
+
+    def _csr_stop(self):
+        t, self._csr_task = self._csr_task, None
+        if t is not None:
+            t.cancel()
+
+    async def _csr_resend(self):
+        """Resend the pending CSR after CertSigningWaitMinimum, doubling the wait
+        CertSigningRepeatTimes times, then stop until the next TriggerMessage."""
+        from firmware import client_cert
+        from firmware.rpc import CallError
+        st = self.st
+        wait = st.dm.get("SecurityCtrlr", "CertSigningWaitMinimum") or 0
+        times = st.dm.get("SecurityCtrlr", "CertSigningRepeatTimes") or 0
+        for n in range(times + 1):
+            if wait <= 0:
+                break
+            await compat.sleep_ms(int(wait * 1000) << n)
+            try:
+                with open(st.store.path(client_cert.CSR)) as f:
+                    csr = f.read(5500)
+            except OSError:
+                break  # certificate came or the request was given up
+            log.info("cert", "no certificate after %d s: resending the CSR" % (wait << n))
+            try:
+                resp = await st.call("SignCertificate", {
+                    "csr": csr, "certificateType": "ChargingStationCertificate"})
+            except (CallError, compat.TimeoutError) as e:
+                log.warn("cert", "SignCertificate failed: %r" % (e,))
+                continue
+            if resp.get("status") != "Accepted":
+                break
+        self._csr_task = None  # done (a cancelled task never gets here)
 
     # ---------------------------------------------------------------- events
     def event(self, kind, tech_info=None):

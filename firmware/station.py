@@ -21,7 +21,8 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
                                  "UnlockConnector", "TriggerMessage")),
              ("data_transfer", ("DataTransfer",)),
              ("certificates", ("InstallCertificate", "GetInstalledCertificateIds",
-                               "DeleteCertificate")))
+                               "DeleteCertificate")),
+             ("station_cert", ("CertificateSigned",)))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000
@@ -72,6 +73,7 @@ class Station:
         # drop timer running]
         self._demand = {}
         self.linger_ms = ON_DEMAND_LINGER_MS
+        self._demand_actions = dict(on_demand)
         for name, actions in on_demand:
             for a in actions:
                 self.rpc.register(a, _OnDemand(self, name, actions, a).handle)
@@ -100,6 +102,15 @@ class Station:
             if not d[3]:  # one timer per loaded block, however many requests it serves
                 d[3] = True
                 self.spawn(self._drop_later(name, d))
+
+    def borrow(self, name):
+        """An on-demand block for code that is not one of its requests (e.g. TriggerMessage
+        asking station_cert for a CSR); loaded if needed, kept until release(name)."""
+        self._enter(name, self._demand_actions[name])
+        return self.blocks[name]
+
+    def release(self, name):
+        self._leave(name)
 
     async def _drop_later(self, name, d):
         while self._demand.get(name) is d:
@@ -256,16 +267,43 @@ class Station:
         t = profile.get("messageTimeout")
         tls = url.startswith("wss:")
 
-        def connect(cafile):
+        def connect(cafile, client=None):
             return wsmod.connect(
                 self.url(), username=self.identity if pw else None, password=pw,
                 cafile=cafile, max_size=MAX_MESSAGE, deflate=DEFLATE,
-                timeout_ms=int(t * 1000) if t else self.message_timeout_ms())
+                timeout_ms=int(t * 1000) if t else self.message_timeout_ms(),
+                certfile=client[0] if client else None, keyfile=client[1] if client else None)
         if not tls:
             return await connect(None)
+        from firmware import cert_store, client_cert
+        client = client_cert.current(self.store)
+        try:
+            ws, old_root = await self._connect_roots(connect, client, fallback_ok)
+        except wsmod.WsError as e:
+            # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
+            # kept until the new one has connected once
+            old = client_cert.previous(self.store) if client else None
+            if old is None:
+                raise
+            log.warn("net", "%s; trying the previous station certificate" % (e,))
+            ws, old_root = await self._connect_roots(connect, old, fallback_ok)
+            client_cert.revert(self.store)
+            self.security_event("InvalidChargingStationCertificate",
+                                "the CSMS refused the new station certificate; using the previous one")
+            return ws
+        if client is not None and client_cert.confirm(self.store):
+            log.info("net", "connected with the new station certificate")
+        if not old_root and cert_store.drop_fallback(self.store):  # M05.FR.13
+            self.security_event("ReconfigurationOfSecurityParameters",
+                                "previous CSMS root removed: connected with the new one")
+        return ws
+
+    async def _connect_roots(self, connect, client, fallback_ok):
+        """(ws, True if only the previous CSMS root accepted the CSMS)."""
+        from firmware import ws as wsmod
         from firmware import cert_store
         try:
-            ws = await connect(self.ca_file())
+            return await connect(self.ca_file(), client), False
         except wsmod.WsCertError as e:
             # M05.FR.14: a CSMS certificate the new CSMS root does not accept is checked
             # against the replaced root, kept until a connection with the new one worked
@@ -273,11 +311,7 @@ class Station:
             if fb is None:
                 raise
             log.warn("net", "%s; trying the previous CSMS root" % (e,))
-            return await connect(fb)
-        if cert_store.drop_fallback(self.store):  # M05.FR.13
-            self.security_event("ReconfigurationOfSecurityParameters",
-                                "previous CSMS root removed: connected with the new one")
-        return ws
+            return await connect(fb, client), True
 
     def _connect_failed(self, e, reported):
         """Security events for a failed connection, once per failure streak (A00.FR.316)."""

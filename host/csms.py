@@ -70,6 +70,8 @@ def default_response(action, payload):
         return {}
     if action == "DataTransfer":
         return {"status": "UnknownVendorId"}
+    if action == "SignCertificate":
+        return {"status": "Accepted"}
     return {}
 
 
@@ -200,6 +202,10 @@ class Session(ocpp.v201.ChargePoint):
     def _monitoring_report(self, **kw):
         return self._answer("NotifyMonitoringReport", kw)
 
+    @on("SignCertificate")
+    def _sign_certificate(self, **kw):
+        return self._answer("SignCertificate", kw)
+
     @on("ReservationStatusUpdate")
     def _reservation_status(self, **kw):
         return self._answer("ReservationStatusUpdate", kw)
@@ -223,6 +229,7 @@ class Csms:
         self.after_reply = {}
         self.auth_failures = 0
         self.connections = 0
+        self.peercerts = []  # (identity, client certificate dict or None) per connection
         self._last_payload = {}
         self._server = None
         self.port = None
@@ -302,6 +309,9 @@ class Csms:
             return
         self.connections += 1
         session = Session(self, cp_id, ws)
+        # the TLS client certificate the station presented (security profile 3), or None
+        session.peercert = ws.transport.get_extra_info("peercert") if ws.transport else None
+        self.peercerts.append((cp_id, session.peercert))
         self.sessions[cp_id] = session
         self.log.info("station %s connected", cp_id)
         try:

@@ -47,7 +47,7 @@ def test_TC_B_43_CS_set_network_profile_rejected(csms, station):
         (2, profile(url, ocppVersion="OCPP16")),
         (2, profile(url, sp=2)),                              # profile 2 needs wss://
         (2, profile("wss://127.0.0.1:1", sp=1)),              # profile 1 is ws://
-        (2, profile(url, sp=3)),                              # client certificates: not supported
+        (2, profile(url, sp=3)),                              # profile 3 needs wss://
         (2, profile("http://127.0.0.1:1")),
         (2, profile(url, apn={"apn": "internet", "apnAuthentication": "NONE"})),
     ]

@@ -52,7 +52,7 @@ def test_TC_F_27_CS_trigger_not_implemented(csms, station):
     st = station()
     cp = st.identity
     booted(csms, cp)
-    for msg in ("SignCombinedCertificate", "SignChargingStationCertificate",
+    for msg in ("SignCombinedCertificate", "SignV2GCertificate",
                 "PublishFirmwareStatusNotification"):
         assert trigger(csms, cp, msg)[0]["status"] == "NotImplemented", msg
 
