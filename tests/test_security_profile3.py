@@ -270,6 +270,24 @@ def test_A02_FR_10_falls_back_to_previous_certificate(station, csms_p2, p3pki):
     assert len(key_files(st)) == 1  # the refused key is gone
 
 
+def test_station_cert_block_and_crypto_loaded_on_demand_and_dropped(station, csms_p2, p3pki):
+    crypto = ["firmware." + m for m in ("station_cert", "ecdsa", "x509", "asn1")]
+
+    def loaded():
+        return [m for m in crypto if m in st.cmd("modules")["modules"]]
+    st = start(station, csms_p2, p3pki)
+    assert loaded() == []
+    renew(csms_p2, st, p3pki)
+    # dropped ON_DEMAND_LINGER_MS after the CertificateSigned; the client certificate is
+    # used for every connection without them
+    csms_p2.wait_for(lambda: loaded() == [], 20, "station_cert and the crypto core dropped")
+    conns = len(csms_p2.csms.peercerts)
+    csms_p2.run(csms_p2.csms.disconnect(st.identity))
+    csms_p2.wait_for(lambda: [1 for c, pc in csms_p2.csms.peercerts[conns:]
+                              if c == st.identity and client_cn(pc) == st.identity], 20, "reconnect")
+    assert loaded() == []
+
+
 # ------------------------------------------------------------------ A05
 def test_TC_A_21_CS_profile_3_without_station_certificate_rejected(station, csms_p2, csms_p3, p3pki):
     st = start(station, csms_p2, p3pki)
