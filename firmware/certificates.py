@@ -24,7 +24,7 @@ TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate", "MORootCertificat
          "V2GRootCertificate")
 DEFAULT_MAX_ENTRIES = 8
 # modules imported for a request, dropped with the block (see station._unload)
-UNLOAD = ("firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
+UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
 
 def _status(status, reason=None, info=None):

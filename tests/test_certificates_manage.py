@@ -54,14 +54,30 @@ def test_TC_M_01_CS_install_csms_root_certificate(csms, station):
 
 @pytest.mark.parametrize("kind", ["ec", "ec384", "rsa"])
 def test_TC_M_02_CS_install_manufacturer_root_certificate(csms, station, kind):
-    if kind == "rsa":
-        pytest.importorskip("firmware.rsa", reason="RSA verification not in the crypto core yet")
     st = _station(csms, station)
     cp = st.identity
     _, root = make_cert("Manufacturer Root", kind=kind)
     assert install(csms, cp, "ManufacturerRootCertificate", root)["status"] == "Accepted"
     r = installed(csms, cp, ["ManufacturerRootCertificate"])
     assert chain_of(r) == [("ManufacturerRootCertificate", expected_hash_data(root, root))]
+
+
+def test_M05_intermediate_ca_needs_its_issuer_installed(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    root_key, root = make_cert("MO Root", kind="rsa")
+    _, sub = make_cert("MO Sub-CA", issuer=root, issuer_key=root_key)
+    r = install(csms, cp, "MORootCertificate", sub)
+    assert r["status"] == "Rejected"  # issuerKeyHash needs the issuer's key
+    assert install(csms, cp, "MORootCertificate", root)["status"] == "Accepted"
+    assert install(csms, cp, "MORootCertificate", sub)["status"] == "Accepted"
+    assert sorted(chain_of(installed(csms, cp, ["MORootCertificate"])), key=str) == sorted(
+        [("MORootCertificate", expected_hash_data(root, root)),
+         ("MORootCertificate", expected_hash_data(sub, root))], key=str)
+    # a sub-CA naming an installed issuer but signed by another key is refused
+    other_key, _ = make_cert("Other", kind="rsa")
+    _, forged = make_cert("MO Sub-CA 2", issuer=root, issuer_key=other_key)
+    assert install(csms, cp, "MORootCertificate", forged)["status"] == "Rejected"
 
 
 def _invalid_certificates():
@@ -227,6 +243,6 @@ def test_certificates_block_loads_on_demand_and_is_dropped(csms, station):
     assert install(csms, cp, "CSMSRootCertificate", make_cert("Root")[1])["status"] == "Accepted"
     assert "firmware.certificates" in st.cmd("modules")["modules"]
     csms.wait_for(lambda: not [m for m in st.cmd("modules")["modules"]
-                               if m in ("firmware.certificates", "firmware.x509", "firmware.asn1",
+                               if m in ("firmware.certificates", "firmware.cert_store", "firmware.x509", "firmware.asn1",
                                         "firmware.ecdsa", "firmware.sha512")],
                   20, "certificate modules dropped")
