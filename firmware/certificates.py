@@ -23,6 +23,7 @@ SEC = "SecurityCtrlr"
 TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate", "MORootCertificate",
          "V2GRootCertificate")
 DEFAULT_MAX_ENTRIES = 8
+_CAFILE_BYTES = 12288  # an installer's CA bundle: a few roots
 # modules imported for a request, dropped with the block (see station._unload)
 UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
@@ -56,19 +57,24 @@ class Block:
         r.register("DeleteCertificate", self.delete)
 
     # ---------------------------------------------------------------- helpers
-    def _certs(self, idx, ctype, fallback=False):
-        """[(entry, Cert)] of installed certificates of one type (primary or fallback)."""
+    def _certs(self, idx, ctype=None, fallback=False):
+        """[(entry, Cert)] of installed certificates of one type (primary or fallback), or of
+        every type when ctype is None."""
+        return list(self._each(idx, ctype, fallback))
+
+    def _each(self, idx, ctype=None, fallback=False):
+        # one certificate parsed at a time
         from firmware import x509
-        out = []
         for e in idx["certs"]:
-            if e[1] != ctype or bool(e[3]) != fallback:
+            if ctype is not None and (e[1] != ctype or bool(e[3]) != fallback):
                 continue
             text = cert_store.read_file(self.st.store, cert_store.cert_name(e[0]))
             try:
-                out.append((e, x509.Cert(x509.pem_blocks(text or "")[0])))
+                c = x509.Cert(x509.pem_blocks(text or "")[0])
             except x509.Invalid as err:
                 log.warn("certs", "installed certificate %d unreadable: %s" % (e[0], err))
-        return out
+                continue
+            yield e, c
 
     def _cafile_roots(self):
         from firmware import x509
@@ -77,7 +83,7 @@ class Block:
             return []
         try:
             with open(p) as f:
-                return [x509.Cert(d) for d in x509.pem_blocks(f.read(3 * 8192))]
+                return [x509.Cert(d) for d in x509.pem_blocks(f.read(_CAFILE_BYTES))]
         except (OSError, x509.Invalid) as e:
             log.warn("certs", "--cafile unreadable: %s" % (e,))
             return []
@@ -85,14 +91,13 @@ class Block:
     def _issuer(self, idx, cert):
         """The installed certificate that issued `cert`, or None."""
         from firmware import x509
-        for e in idx["certs"]:
-            for _, c in self._certs(idx, e[1], bool(e[3])):
-                if c.subject == cert.issuer:
-                    try:
-                        x509.verify_signed_by(cert, c)
-                        return c
-                    except x509.Invalid:
-                        pass
+        for _, c in self._each(idx):
+            if c.subject == cert.issuer:
+                try:
+                    x509.verify_signed_by(cert, c)
+                    return c
+                except x509.Invalid:
+                    pass
         return None
 
     def _max(self):
