@@ -215,16 +215,28 @@ class Block:
         return {"status": "Accepted", "certificateHashDataChain": chain}
 
     # ---------------------------------------------------------------- M04
+    def _match(self, idx, alg, want):
+        from firmware import x509
+        for e, c in self._each(idx):
+            if x509.serial_hex(c.serial) != want[2]:
+                continue
+            issuer = c if c.self_issued() else self._issuer(idx, c)
+            if issuer is not None and _triple(x509.hash_data(c, issuer, alg)) == want:
+                return [e]
+        return []
+
     def delete(self, payload):
         hd = payload["certificateHashData"]
-        # M04.FR.07: the CSMS uses the algorithm GetInstalledCertificateIds reported (SHA256)
-        if hd["hashAlgorithm"] != "SHA256":
-            return {"status": "NotFound"}
         want = _triple(hd)
         store = self.st.store
         try:
             idx = cert_store.load(store)
-            hit = [e for e in idx["certs"] if e[2] == want]
+            if hd["hashAlgorithm"] == "SHA256":
+                hit = [e for e in idx["certs"] if e[2] == want]
+            else:
+                # M04.FR.07 has the CSMS use the SHA256 we report; other algorithms are
+                # matched by hashing each installed certificate again
+                hit = self._match(idx, hd["hashAlgorithm"], want)
             if not hit:
                 return {"status": "NotFound"}
             e = hit[0]

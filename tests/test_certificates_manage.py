@@ -180,6 +180,23 @@ def test_TC_M_20_CS_delete_certificate(csms, station):
     assert len([x for x in recs if "CSMSRootCertificate deleted" in (x[2] or "")]) == 2
 
 
+def test_M04_FR_07_delete_with_sha384_and_sha512_hash_data(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    k1, r1 = make_cert("MO Root", kind="rsa")
+    _, sub = make_cert("MO Sub-CA", issuer=r1, issuer_key=k1)
+    _, r2 = make_cert("V2G Root", kind="ec384")
+    assert install(csms, cp, "MORootCertificate", r1)["status"] == "Accepted"
+    assert install(csms, cp, "MORootCertificate", sub)["status"] == "Accepted"
+    assert install(csms, cp, "V2GRootCertificate", r2)["status"] == "Accepted"
+    # a hash of the right certificate with the wrong algorithm label matches nothing
+    wrong = dict(expected_hash_data(sub, r1, "SHA384"), hashAlgorithm="SHA512")
+    assert delete(csms, cp, wrong) == {"status": "NotFound"}
+    assert delete(csms, cp, expected_hash_data(sub, r1, "SHA384")) == {"status": "Accepted"}
+    assert delete(csms, cp, expected_hash_data(r2, r2, "SHA512")) == {"status": "Accepted"}
+    assert chain_of(installed(csms, cp)) == [("MORootCertificate", expected_hash_data(r1, r1))]
+
+
 def test_TC_M_22_CS_delete_certificate_not_found(csms, station):
     st = _station(csms, station)
     cp = st.identity
