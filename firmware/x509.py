@@ -309,6 +309,17 @@ class Cert:
         return self.subject == self.issuer
 
 
+def make_name(cn=None, org=None, country=None):
+    """DER Name (one attribute per RDN, C, O, CN in that order) for a CSR subject; text as
+    UTF8String, the country as PrintableString (RFC 5280 requires it)."""
+    rdns = []
+    for oid, text, enc in (("2.5.4.6", country, asn1.printable), ("2.5.4.10", org, asn1.utf8),
+                           ("2.5.4.3", cn, asn1.utf8)):
+        if text is not None:
+            rdns.append(asn1.set_of(asn1.seq(asn1.oid(oid), enc(text))))
+    return asn1.seq(*rdns)
+
+
 def serial_hex(serial):
     """OCPP serialNumber: hex of the serial's INTEGER octets, lowercase, no "0x" and without
     leading zeroes (the spec's wording); serial 0 gives "0"."""

@@ -180,3 +180,22 @@ def test_sha384_sha512_fallback_matches_hashlib():
         h.update(data[i:i + 37])
     assert h.digest() == hashlib.sha512(data).digest()
     assert h.digest() == hashlib.sha512(data).digest()      # digest() does not finalise
+
+
+def test_csr_built_with_the_writer_is_valid_for_cryptography():
+    """What the station's SignCertificate needs (A02/A03): a PKCS#10 request from the DER
+    writer, make_name and ecdsa, signed on the device with its P-256 key."""
+    from firmware import ecdsa
+    d, pub = ecdsa.generate_p256()
+    subject = x509.make_name(cn="CS001", org="Test CSO ü", country="NL")
+    info = asn1.seq(asn1.integer(0), subject, ecdsa.spki(pub), asn1.context(0, b""))
+    alg = asn1.seq(asn1.oid("1.2.840.10045.4.3.2"))
+    csr_der = asn1.seq(info, alg,
+                       asn1.bit_string(ecdsa.sign(d, hashlib.sha256(info).digest())))
+    csr = cx.load_der_x509_csr(csr_der)
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == "CN=CS001,O=Test CSO ü,C=NL"
+    assert csr.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint) == pub
+    # and the Name parses back through the reader
+    assert x509._name_value(subject, x509.OID_O) == "Test CSO ü"
