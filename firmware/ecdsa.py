@@ -37,7 +37,7 @@ CURVES = {"P-256": P256, "P-384": P384}
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 
 
-def curve(name):
+def get_curve(name):
     c = CURVES.get(name)
     if c is None:
         raise ValueError("unsupported curve %s" % name)
@@ -167,12 +167,12 @@ def decode_sig(sig):
     return r, s
 
 
-def verify(pub, digest, sig, curve_name="P-256"):
+def verify(pub, digest, sig, curve="P-256"):
     """True when DER signature `sig` over `digest` (the message hash, truncated to the
     curve order as FIPS 186-4 says) was made by public key `pub` (point bytes, e.g. the
     certificate's subjectPublicKey). Any malformed input gives False."""
     try:
-        c = curve(curve_name)
+        c = get_curve(curve)
         q = decode_point(c, pub)
         r, s = decode_sig(sig)
     except ValueError:
@@ -193,14 +193,14 @@ def _random_scalar(c):
             return k
 
 
-def public_key(d, curve_name="P-256"):
-    c = curve(curve_name)
+def public_key(d, curve="P-256"):
+    c = get_curve(curve)
     return encode_point(c, _mul(c, d, c.g))
 
 
-def generate(curve_name="P-256"):
+def generate(curve="P-256"):
     """(private scalar d, uncompressed public point bytes)."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     d = _random_scalar(c)
     return d, encode_point(c, _mul(c, d, c.g))
 
@@ -209,9 +209,9 @@ def generate_p256():
     return generate("P-256")
 
 
-def sign(d, digest, curve_name="P-256"):
+def sign(d, digest, curve="P-256"):
     """DER ECDSA signature of `digest` with private scalar d."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     n = c.n
     e = _digest_int(c, digest)
     while True:
@@ -225,17 +225,17 @@ def sign(d, digest, curve_name="P-256"):
             return asn1.seq(asn1.integer(r), asn1.integer(s))
 
 
-def spki(pub, curve_name="P-256"):
+def spki(pub, curve="P-256"):
     """DER SubjectPublicKeyInfo of an EC public point (for the CSR)."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     return asn1.seq(asn1.seq(asn1.oid(OID_EC_PUBLIC_KEY), asn1.oid(c.oid)),
                     asn1.bit_string(pub))
 
 
-def private_key_der(d, curve_name="P-256", pub=None):
+def private_key_der(d, curve="P-256", pub=None):
     """DER SEC 1 ECPrivateKey (RFC 5915), what ssl load_cert_chain accepts as a key."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     if pub is None:
-        pub = public_key(d, curve_name)
+        pub = public_key(d, curve)
     return asn1.seq(asn1.integer(1), asn1.octet_string(d.to_bytes(c.size, "big")),
                     asn1.context(0, asn1.oid(c.oid)), asn1.context(1, asn1.bit_string(pub)))
