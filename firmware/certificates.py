@@ -126,30 +126,17 @@ class Block:
         try:
             idx = cert_store.load(store)
             check = ctype == CSMS and self.st.dm.get(SEC, "AdditionalRootCertificateCheck")
-            signer = None  # (index entry or None for the --cafile root, Cert)
-            if check:
-                # M05.FR.10/11: signed by the root in use, which it replaces
-                olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
-                again = [c for _, c in olds if c.der == cert.der]  # the root in use itself
-                for e, c in olds:
-                    if again:
-                        break
-                    try:
-                        x509.verify_signed_by(cert, c)
-                        signer = (e, c)
-                        break
-                    except x509.Invalid:
-                        pass
-                if olds and signer is None and not again:
-                    return _status("Rejected", "InvalidCertificate",
-                                   "not signed by the CSMS root in use")
+            signer = self._signer(idx, cert) if check else None
+            if isinstance(signer, str):
+                return _status("Rejected", "InvalidCertificate", signer)
             if signer is not None:
                 issuer = signer[1]
             elif cert.self_issued():
-                issuer = self._self_signed(cert)
-                if issuer is None:
-                    return _status("Rejected", "InvalidCertificate",
-                                   "self-signature does not verify")
+                try:
+                    x509.verify_signed_by(cert, cert)
+                except x509.Invalid as e:
+                    return _status("Rejected", "InvalidCertificate", "self-signature: %s" % (e,))
+                issuer = cert
             else:
                 issuer = self._issuer(idx, cert)
                 if issuer is None:
@@ -192,15 +179,21 @@ class Block:
             ctype, triple[2], " (the old root is kept as fallback)" if signer else ""))
         return {"status": "Accepted"}
 
-    def _self_signed(self, cert):
+    def _signer(self, idx, cert):
+        """AdditionalRootCertificateCheck (M05.FR.10/11): (index entry, or None for the
+        --cafile root, Cert) of the CSMS root in use that signed `cert`; None when there is
+        no root to check against or `cert` is that root again; a reason when it is refused."""
         from firmware import x509
-        if not cert.self_issued():
+        olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
+        if not olds or [c for _, c in olds if c.der == cert.der]:
             return None
-        try:
-            x509.verify_signed_by(cert, cert)
-        except x509.Invalid:
-            return None
-        return cert
+        for e, c in olds:
+            try:
+                x509.verify_signed_by(cert, c)
+                return (e, c)
+            except x509.Invalid:
+                pass
+        return "not signed by the CSMS root in use"
 
     # ---------------------------------------------------------------- M03
     def get_ids(self, payload):
