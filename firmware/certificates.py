@@ -165,7 +165,10 @@ class Block:
                                "CertificateEntries maxLimit %d reached" % self._max())
             n = idx.get("next", 1)
             for c, t, h, fb in add:
-                cert_store.write_file(store, cert_store.cert_name(n), cert_store.pem(c.der))
+                text = cert_store.pem(c.der)
+                if len(text) > cert_store.MAX_CERT_BYTES:
+                    return _status("Rejected", "TooLargeElement")
+                cert_store.write_file(store, cert_store.cert_name(n), text)
                 certs.append([n, t, h, fb])
                 n += 1
             idx["certs"] = certs

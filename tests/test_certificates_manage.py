@@ -80,6 +80,44 @@ def test_M05_intermediate_ca_needs_its_issuer_installed(csms, station):
     assert install(csms, cp, "MORootCertificate", forged)["status"] == "Rejected"
 
 
+def _big_root(target_len=5400):
+    """An RSA-4096 / SHA-512 root padded with subjectAltNames to just under the 5500
+    characters InstallCertificateRequest allows."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    from tests.pki import new_key
+    key = new_key("rsa4096")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Big Root")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    n = 10
+    while True:
+        c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .add_extension(x509.SubjectAlternativeName(
+                 [x509.DNSName("host%03d.example" % i) for i in range(n)]), critical=False)
+             .sign(key, hashes.SHA512()))
+        if len(pem_text(c)) > target_len:
+            return c
+        n += 10
+
+
+def test_M05_largest_certificate_the_schema_allows(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    root = _big_root()
+    assert 5000 < len(pem_text(root)) <= 5500
+    assert install(csms, cp, "CSMSRootCertificate", root)["status"] == "Accepted"
+    assert chain_of(installed(csms, cp)) == [("CSMSRootCertificate", expected_hash_data(root, root))]
+    import os
+    with open(os.path.join(st.data_dir, "csms_root.pem")) as f:
+        assert pem_text(root).strip() in f.read()  # the TLS bundle holds it whole
+
+
 def _invalid_certificates():
     """(what, PEM text) pairs the station must refuse (M05.FR.07)."""
     _, expired = make_cert("Expired Root", valid_from_days=-40, valid_days=30)
