@@ -301,3 +301,32 @@ def test_certificates_block_loads_on_demand_and_is_dropped(csms, station):
                                if m in ("firmware.certificates", "firmware.cert_store", "firmware.x509", "firmware.asn1",
                                         "firmware.ecdsa", "firmware.sha512")],
                   20, "certificate modules dropped")
+
+
+def test_M05_FR_07_mutated_certificates_rejected_cleanly(csms, station):
+    """Hostile input over the wire: a valid root with one byte changed (DER header, length,
+    field or signature), truncated, or padded; each gets Rejected and the station stays up."""
+    import base64
+    import random
+    st = _station(csms, station)
+    cp = st.identity
+    from cryptography.hazmat.primitives import serialization
+    der = make_cert("Fuzz Root")[1].public_bytes(serialization.Encoding.DER)
+    rng = random.Random(12)
+
+    def as_pem(b):
+        return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % \
+            base64.encodebytes(bytes(b)).decode().strip()
+    cases = [der[:n] for n in (1, 2, 4, len(der) // 2, len(der) - 1)]
+    cases.append(der + b"\x00")
+    cases.append(b"\x30\x84\xff\xff\xff\xff" + der[4:])
+    for _ in range(40):
+        b = bytearray(der)
+        i = rng.randrange(len(b))
+        b[i] ^= 1 << rng.randrange(8)
+        cases.append(bytes(b))
+    for b in cases:
+        r = install(csms, cp, "CSMSRootCertificate", as_pem(b))
+        assert r["status"] == "Rejected", b.hex()
+    assert installed(csms, cp) == {"status": "NotFound"}
+    assert st.status()["connected"]
