@@ -70,7 +70,8 @@ def main():
     for e in v["rsa"]:
         out["rsa"].append(rsa.verify(u(e["key_bits"]), e["hash"], u(e["digest"]), u(e["sig"])))
     for e in v["sign"]:
-        out["sign"].append(h(ecdsa.sign(int(e["d"]), u(e["digest"]), e["curve"])))
+        extra = u(e["extra"]) if "extra" in e else None
+        out["sign"].append(h(ecdsa.sign(int(e["d"]), u(e["digest"]), e["curve"], extra)))
     for _ in range(v["keygen"]):
         d, pub = ecdsa.generate_p256()
         out["keygen"].append([str(d), h(pub), h(ecdsa.spki(pub)), h(ecdsa.private_key_der(d))])

@@ -71,9 +71,12 @@ def make_vectors():
             v["ecdsa"].append({"pub": pub.hex(), "digest": d.hex(), "sig": s.hex(),
                                "curve": curve})
             ref["ecdsa"].append(want)
-        v["sign"].append({"d": str(k.private_numbers().private_value), "digest": dig.hex(),
-                          "curve": curve})
-        ref["sign"].append((k, hash_name))
+        d = str(k.private_numbers().private_value)
+        v["sign"].append({"d": d, "digest": dig.hex(), "curve": curve})
+        ref["sign"].append((k, hash_name, None))
+        v["sign"].append({"d": d, "digest": dig.hex(), "curve": curve, "extra": ""})
+        ref["sign"].append((k, hash_name, k.sign(MSG, ec.ECDSA(pb.HASHES[hash_name](),
+                                                               deterministic_signing=True))))
     for kind, hash_name in (("rsa2048", "sha256"), ("rsa3072", "sha384"), ("rsa4096", "sha512")):
         k, other = pb.key(kind), pb.key(kind)
         sig = k.sign(MSG, padding.PKCS1v15(), pb.HASHES[hash_name]())
@@ -169,8 +172,10 @@ def test_ecdsa_and_rsa_verify(run):
 
 def test_ecdsa_sign_verified_by_cryptography(run):
     out, _, ref = run
-    assert len(out["sign"]) == len(ref["sign"]) == 3
-    for sig, (k, hash_name) in zip(out["sign"], ref["sign"]):
+    assert len(out["sign"]) == len(ref["sign"]) == 6
+    for sig, (k, hash_name, deterministic) in zip(out["sign"], ref["sign"]):
+        if deterministic is not None:       # RFC 6979 without the hedge
+            assert sig == deterministic.hex()
         k.public_key().verify(bytes.fromhex(sig), MSG, ec.ECDSA(pb.HASHES[hash_name]()))
         with pytest.raises(InvalidSignature):
             k.public_key().verify(bytes.fromhex(sig), MSG + b"!",
