@@ -234,6 +234,12 @@ class Block:
                 # matched by hashing each installed certificate again
                 hit = self._match(idx, hd["hashAlgorithm"], want)
             if not hit:
+                # M04.FR.06: the station's own certificate (kept by another block, which says
+                # so through an `owns_certificate(hashData)` method) is never deleted here
+                for b in self.st.blocks.values():
+                    f = getattr(b, "owns_certificate", None)
+                    if f is not None and f(hd):
+                        return _status("Failed", "Unspecified", "the Charging Station certificate")
                 return {"status": "NotFound"}
             e = hit[0]
             rest = [x for x in idx["certs"] if x is not e]
@@ -243,7 +249,7 @@ class Block:
                     rest = [[x[0], x[1], x[2], 0] if x in fb else x for x in rest]
                 elif (self.st.dm.get(SEC, "SecurityProfile") or 0) >= 2:
                     # M04.FR.03: the last CSMS root of a TLS station would cut it off
-                    return _status("Failed", "InvalidCertificate",
+                    return _status("Failed", "Unspecified",
                                    "the last CSMSRootCertificate is in use")
             idx["certs"] = rest
             idx["gone"] = list(idx.get("gone") or []) + [e[0]]

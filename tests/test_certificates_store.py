@@ -39,6 +39,7 @@ class _Station:
         self.rpc = _Rpc()
         self.cafile = None
         self.events = []
+        self.blocks = {}
 
     def security_event(self, kind, info=None):
         self.events.append((kind, info))
@@ -130,3 +131,25 @@ def test_certificate_store_power_cut_at_every_operation(tmp_path):
 def _der():
     from cryptography.hazmat.primitives import serialization
     return serialization.Encoding.DER
+
+
+def test_M04_FR_06_station_certificate_is_not_deleted(tmp_path):
+    """A block that keeps the Charging Station certificate claims it (owns_certificate):
+    DeleteCertificate answers Failed for it, NotFound for anything else unknown."""
+    st = _Station(str(tmp_path))
+    _, own = make_cert("CS001", ca=False, key_usage="leaf")
+    der = own.public_bytes(_der())
+    own_hd = x509.hash_data(x509.Cert(der), x509.Cert(der))
+
+    class _Profile3:
+        def owns_certificate(self, hd):
+            return hd["serialNumber"] == own_hd["serialNumber"]
+    blk = Block(st)
+    assert blk.delete({"certificateHashData": own_hd})["status"] == "NotFound"
+    st.blocks["profile3"] = _Profile3()
+    r = blk.delete({"certificateHashData": own_hd})
+    assert r["status"] == "Failed"
+    _, other = make_cert("Other")
+    d2 = other.public_bytes(_der())
+    assert blk.delete({"certificateHashData": x509.hash_data(x509.Cert(d2), x509.Cert(d2))}) == \
+        {"status": "NotFound"}
