@@ -27,7 +27,7 @@ INDEX = "certs.json"
 CSMS = "CSMSRootCertificate"
 CSMS_BUNDLE = "csms_root.pem"
 CSMS_FALLBACK = "csms_root_old.pem"
-MAX_CERT_BYTES = 4096  # a PEM file larger than this is not ours (DER is at most ~3 KB here)
+MAX_CERT_BYTES = 6144  # one PEM file; InstallCertificateRequest.certificate is at most 5500
 
 
 def _store(d):

@@ -23,8 +23,9 @@ SEC = "SecurityCtrlr"
 TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate", "MORootCertificate",
          "V2GRootCertificate")
 DEFAULT_MAX_ENTRIES = 8
+_CAFILE_BYTES = 12288  # an installer's CA bundle: a few roots
 # modules imported for a request, dropped with the block (see station._unload)
-UNLOAD = ("firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
+UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
 
 def _status(status, reason=None, info=None):
@@ -56,19 +57,24 @@ class Block:
         r.register("DeleteCertificate", self.delete)
 
     # ---------------------------------------------------------------- helpers
-    def _certs(self, idx, ctype, fallback=False):
-        """[(entry, Cert)] of installed certificates of one type (primary or fallback)."""
+    def _certs(self, idx, ctype=None, fallback=False):
+        """[(entry, Cert)] of installed certificates of one type (primary or fallback), or of
+        every type when ctype is None."""
+        return list(self._each(idx, ctype, fallback))
+
+    def _each(self, idx, ctype=None, fallback=False):
+        # one certificate parsed at a time
         from firmware import x509
-        out = []
         for e in idx["certs"]:
-            if e[1] != ctype or bool(e[3]) != fallback:
+            if ctype is not None and (e[1] != ctype or bool(e[3]) != fallback):
                 continue
             text = cert_store.read_file(self.st.store, cert_store.cert_name(e[0]))
             try:
-                out.append((e, x509.Cert(x509.pem_blocks(text or "")[0])))
+                c = x509.Cert(x509.pem_blocks(text or "")[0])
             except x509.Invalid as err:
                 log.warn("certs", "installed certificate %d unreadable: %s" % (e[0], err))
-        return out
+                continue
+            yield e, c
 
     def _cafile_roots(self):
         from firmware import x509
@@ -77,7 +83,7 @@ class Block:
             return []
         try:
             with open(p) as f:
-                return [x509.Cert(d) for d in x509.pem_blocks(f.read(3 * 8192))]
+                return [x509.Cert(d) for d in x509.pem_blocks(f.read(_CAFILE_BYTES))]
         except (OSError, x509.Invalid) as e:
             log.warn("certs", "--cafile unreadable: %s" % (e,))
             return []
@@ -85,14 +91,13 @@ class Block:
     def _issuer(self, idx, cert):
         """The installed certificate that issued `cert`, or None."""
         from firmware import x509
-        for e in idx["certs"]:
-            for _, c in self._certs(idx, e[1], bool(e[3])):
-                if c.subject == cert.issuer:
-                    try:
-                        x509.verify_signed_by(cert, c)
-                        return c
-                    except x509.Invalid:
-                        pass
+        for _, c in self._each(idx):
+            if c.subject == cert.issuer:
+                try:
+                    x509.verify_signed_by(cert, c)
+                    return c
+                except x509.Invalid:
+                    pass
         return None
 
     def _max(self):
@@ -121,30 +126,17 @@ class Block:
         try:
             idx = cert_store.load(store)
             check = ctype == CSMS and self.st.dm.get(SEC, "AdditionalRootCertificateCheck")
-            signer = None  # (index entry or None for the --cafile root, Cert)
-            if check:
-                # M05.FR.10/11: signed by the root in use, which it replaces
-                olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
-                again = [c for _, c in olds if c.der == cert.der]  # the root in use itself
-                for e, c in olds:
-                    if again:
-                        break
-                    try:
-                        x509.verify_signed_by(cert, c)
-                        signer = (e, c)
-                        break
-                    except x509.Invalid:
-                        pass
-                if olds and signer is None and not again:
-                    return _status("Rejected", "InvalidCertificate",
-                                   "not signed by the CSMS root in use")
+            signer = self._signer(idx, cert) if check else None
+            if isinstance(signer, str):
+                return _status("Rejected", "InvalidCertificate", signer)
             if signer is not None:
                 issuer = signer[1]
             elif cert.self_issued():
-                issuer = self._self_signed(cert)
-                if issuer is None:
-                    return _status("Rejected", "InvalidCertificate",
-                                   "self-signature does not verify")
+                try:
+                    x509.verify_signed_by(cert, cert)
+                except x509.Invalid as e:
+                    return _status("Rejected", "InvalidCertificate", "self-signature: %s" % (e,))
+                issuer = cert
             else:
                 issuer = self._issuer(idx, cert)
                 if issuer is None:
@@ -173,7 +165,10 @@ class Block:
                                "CertificateEntries maxLimit %d reached" % self._max())
             n = idx.get("next", 1)
             for c, t, h, fb in add:
-                cert_store.write_file(store, cert_store.cert_name(n), cert_store.pem(c.der))
+                text = cert_store.pem(c.der)
+                if len(text) > cert_store.MAX_CERT_BYTES:
+                    return _status("Rejected", "TooLargeElement")
+                cert_store.write_file(store, cert_store.cert_name(n), text)
                 certs.append([n, t, h, fb])
                 n += 1
             idx["certs"] = certs
@@ -187,15 +182,21 @@ class Block:
             ctype, triple[2], " (the old root is kept as fallback)" if signer else ""))
         return {"status": "Accepted"}
 
-    def _self_signed(self, cert):
+    def _signer(self, idx, cert):
+        """AdditionalRootCertificateCheck (M05.FR.10/11): (index entry, or None for the
+        --cafile root, Cert) of the CSMS root in use that signed `cert`; None when there is
+        no root to check against or `cert` is that root again; a reason when it is refused."""
         from firmware import x509
-        if not cert.self_issued():
+        olds = self._certs(idx, CSMS) or [(None, c) for c in self._cafile_roots()]
+        if not olds or [c for _, c in olds if c.der == cert.der]:
             return None
-        try:
-            x509.verify_signed_by(cert, cert)
-        except x509.Invalid:
-            return None
-        return cert
+        for e, c in olds:
+            try:
+                x509.verify_signed_by(cert, c)
+                return (e, c)
+            except x509.Invalid:
+                pass
+        return "not signed by the CSMS root in use"
 
     # ---------------------------------------------------------------- M03
     def get_ids(self, payload):
@@ -210,17 +211,35 @@ class Block:
         return {"status": "Accepted", "certificateHashDataChain": chain}
 
     # ---------------------------------------------------------------- M04
+    def _match(self, idx, alg, want):
+        from firmware import x509
+        for e, c in self._each(idx):
+            if x509.serial_hex(c.serial) != want[2]:
+                continue
+            issuer = c if c.self_issued() else self._issuer(idx, c)
+            if issuer is not None and _triple(x509.hash_data(c, issuer, alg)) == want:
+                return [e]
+        return []
+
     def delete(self, payload):
         hd = payload["certificateHashData"]
-        # M04.FR.07: the CSMS uses the algorithm GetInstalledCertificateIds reported (SHA256)
-        if hd["hashAlgorithm"] != "SHA256":
-            return {"status": "NotFound"}
         want = _triple(hd)
         store = self.st.store
         try:
             idx = cert_store.load(store)
-            hit = [e for e in idx["certs"] if e[2] == want]
+            if hd["hashAlgorithm"] == "SHA256":
+                hit = [e for e in idx["certs"] if e[2] == want]
+            else:
+                # M04.FR.07 has the CSMS use the SHA256 we report; other algorithms are
+                # matched by hashing each installed certificate again
+                hit = self._match(idx, hd["hashAlgorithm"], want)
             if not hit:
+                # M04.FR.06: the station's own certificate (kept by another block, which says
+                # so through an `owns_certificate(hashData)` method) is never deleted here
+                for b in self.st.blocks.values():
+                    f = getattr(b, "owns_certificate", None)
+                    if f is not None and f(hd):
+                        return _status("Failed", "Unspecified", "the Charging Station certificate")
                 return {"status": "NotFound"}
             e = hit[0]
             rest = [x for x in idx["certs"] if x is not e]
@@ -230,7 +249,7 @@ class Block:
                     rest = [[x[0], x[1], x[2], 0] if x in fb else x for x in rest]
                 elif (self.st.dm.get(SEC, "SecurityProfile") or 0) >= 2:
                     # M04.FR.03: the last CSMS root of a TLS station would cut it off
-                    return _status("Failed", "InvalidCertificate",
+                    return _status("Failed", "Unspecified",
                                    "the last CSMSRootCertificate is in use")
             idx["certs"] = rest
             idx["gone"] = list(idx.get("gone") or []) + [e[0]]

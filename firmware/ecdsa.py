@@ -1,11 +1,10 @@
 # ECDSA over NIST P-256 and P-384 (FIPS 186-4): verify, key generation and signing.
 # Points are Jacobian (X, Y, Z) during arithmetic, Z == 0 is the point at infinity; both
-# curves have a = -3. Pure Python big ints: correct, not constant-time. Signing uses a fresh
-# random nonce k from os.urandom per signature (rejection-sampled in [1, n-1]); the private
-# key never leaves the caller.
+# curves have a = -3. Pure Python big ints: correct, not constant-time. Signing uses a
+# hedged RFC 6979 nonce (see sign); the private key never leaves the caller.
 import os
 
-from firmware import asn1
+from firmware import asn1, sha512
 
 
 class Curve:
@@ -37,7 +36,7 @@ CURVES = {"P-256": P256, "P-384": P384}
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 
 
-def curve(name):
+def get_curve(name):
     c = CURVES.get(name)
     if c is None:
         raise ValueError("unsupported curve %s" % name)
@@ -167,12 +166,12 @@ def decode_sig(sig):
     return r, s
 
 
-def verify(pub, digest, sig, curve_name="P-256"):
+def verify(pub, digest, sig, curve="P-256"):
     """True when DER signature `sig` over `digest` (the message hash, truncated to the
     curve order as FIPS 186-4 says) was made by public key `pub` (point bytes, e.g. the
     certificate's subjectPublicKey). Any malformed input gives False."""
     try:
-        c = curve(curve_name)
+        c = get_curve(curve)
         q = decode_point(c, pub)
         r, s = decode_sig(sig)
     except ValueError:
@@ -193,14 +192,16 @@ def _random_scalar(c):
             return k
 
 
-def public_key(d, curve_name="P-256"):
-    c = curve(curve_name)
+def public_key(d, curve="P-256"):
+    c = get_curve(curve)
+    if not 0 < d < c.n:
+        raise ValueError("bad private key")
     return encode_point(c, _mul(c, d, c.g))
 
 
-def generate(curve_name="P-256"):
+def generate(curve="P-256"):
     """(private scalar d, uncompressed public point bytes)."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     d = _random_scalar(c)
     return d, encode_point(c, _mul(c, d, c.g))
 
@@ -209,33 +210,74 @@ def generate_p256():
     return generate("P-256")
 
 
-def sign(d, digest, curve_name="P-256"):
-    """DER ECDSA signature of `digest` with private scalar d."""
-    c = curve(curve_name)
+def _hmac(name, key, msg):
+    block = 64 if name == "SHA256" else 128
+    if len(key) > block:
+        key = sha512.digest(name, key)
+    key = key + bytes(block - len(key))
+    inner = sha512.digest(name, bytes(b ^ 0x36 for b in key) + msg)
+    return sha512.digest(name, bytes(b ^ 0x5C for b in key) + inner)
+
+
+def _nonce(c, d, digest, extra):
+    """RFC 6979 3.2 nonce, HMAC over the hash the digest came from (told by its length);
+    `extra` is the optional additional data k' of section 3.6."""
+    name = {32: "SHA256", 48: "SHA384", 64: "SHA512"}.get(len(digest))
+    if name is None:
+        raise ValueError("digest must be SHA-256/384/512")
     n = c.n
-    e = _digest_int(c, digest)
+    qlen = _bits(n)
+    rlen = (qlen + 7) // 8
+    seed = d.to_bytes(rlen, "big") + (_digest_int(c, digest) % n).to_bytes(rlen, "big") + extra
+    v = b"\x01" * len(digest)
+    k = bytes(len(digest))
+    k = _hmac(name, k, v + b"\x00" + seed)
+    v = _hmac(name, k, v)
+    k = _hmac(name, k, v + b"\x01" + seed)
+    v = _hmac(name, k, v)
     while True:
-        k = _random_scalar(c)
+        t = b""
+        while len(t) < rlen:
+            v = _hmac(name, k, v)
+            t += v
+        cand = int.from_bytes(t[:rlen], "big") >> (8 * rlen - qlen)
+        if 0 < cand < n:
+            return cand
+        k = _hmac(name, k, v + b"\x00")
+        v = _hmac(name, k, v)
+
+
+def sign(d, digest, curve="P-256", extra=None):
+    """DER ECDSA signature of `digest` (SHA-256/384/512 output) with private scalar d.
+    The nonce is RFC 6979's, hedged with 32 bytes of os.urandom as its additional data
+    (section 3.6): a weak RNG cannot repeat a nonce for two messages, a good one keeps
+    signatures unpredictable. extra=b"" gives plain deterministic RFC 6979."""
+    c = get_curve(curve)
+    n = c.n
+    if not 0 < d < n:
+        raise ValueError("bad private key")
+    e = _digest_int(c, digest)
+    k = _nonce(c, d, digest, os.urandom(32) if extra is None else extra)
+    while True:
         R = _mul(c, k, c.g)
         r = R[0] % n
-        if r == 0:
-            continue
         s = pow(k, n - 2, n) * (e + r * d) % n
-        if s:
+        if r and s:
             return asn1.seq(asn1.integer(r), asn1.integer(s))
+        k = _random_scalar(c)      # probability ~2**-256
 
 
-def spki(pub, curve_name="P-256"):
+def spki(pub, curve="P-256"):
     """DER SubjectPublicKeyInfo of an EC public point (for the CSR)."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     return asn1.seq(asn1.seq(asn1.oid(OID_EC_PUBLIC_KEY), asn1.oid(c.oid)),
                     asn1.bit_string(pub))
 
 
-def private_key_der(d, curve_name="P-256", pub=None):
+def private_key_der(d, curve="P-256", pub=None):
     """DER SEC 1 ECPrivateKey (RFC 5915), what ssl load_cert_chain accepts as a key."""
-    c = curve(curve_name)
+    c = get_curve(curve)
     if pub is None:
-        pub = public_key(d, curve_name)
+        pub = public_key(d, curve)
     return asn1.seq(asn1.integer(1), asn1.octet_string(d.to_bytes(c.size, "big")),
                     asn1.context(0, asn1.oid(c.oid)), asn1.context(1, asn1.bit_string(pub)))

@@ -24,16 +24,26 @@ def _iroot(n, k):
 
 
 def _constants():
+    # lists preallocated and filled in place: grown lists need contiguous blocks that a
+    # small, fragmented heap may not have
     global _K, _IV512, _IV384
-    primes = []
+    k = [0] * 80
+    iv = [0] * 16
+    i = 0
     p = 2
-    while len(primes) < 80:
-        if all(p % q for q in primes if q * q <= p):
-            primes.append(p)
+    while i < 80:
+        q = 2
+        while q * q <= p and p % q:
+            q += 1
+        if q * q > p:
+            k[i] = _iroot(p << 192, 3) & _M
+            if i < 16:
+                iv[i] = _iroot(p << 128, 2) & _M
+            i += 1
         p += 1
-    _K = [_iroot(q << 192, 3) & _M for q in primes]
-    _IV512 = [_iroot(q << 128, 2) & _M for q in primes[:8]]
-    _IV384 = [_iroot(q << 128, 2) & _M for q in primes[8:16]]
+    _K = k
+    _IV512 = iv[:8]
+    _IV384 = iv[8:]
 
 
 def _rotr(x, n):
@@ -49,6 +59,7 @@ class SHA512:
             _constants()
         self.digest_size = _size
         self._h = list(_IV512 if _size == 64 else _IV384)
+        self._w = [0] * 80
         self._buf = b""
         self._n = 0
         if data:
@@ -65,13 +76,15 @@ class SHA512:
         self._buf = buf[i:]
 
     def _block(self, blk):
-        w = [int.from_bytes(blk[i:i + 8], "big") for i in range(0, 128, 8)]
+        w = self._w   # reused: a fresh 80-slot list per block fragments a small heap
+        for t in range(16):
+            w[t] = int.from_bytes(blk[8 * t:8 * t + 8], "big")
         for t in range(16, 80):
             x = w[t - 15]
             s0 = _rotr(x, 1) ^ _rotr(x, 8) ^ (x >> 7)
             x = w[t - 2]
             s1 = _rotr(x, 19) ^ _rotr(x, 61) ^ (x >> 6)
-            w.append((w[t - 16] + s0 + w[t - 7] + s1) & _M)
+            w[t] = (w[t - 16] + s0 + w[t - 7] + s1) & _M
         a, b, c, d, e, f, g, h = self._h
         for t in range(80):
             t1 = (h + (_rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41))

@@ -66,6 +66,7 @@ class Station:
         # here. Without it the station connects to csms_url only.
         self.net = None
         self.slot = None  # configuration slot of the current / last connection
+        self._fallback_ok = True  # a replaced CSMS root may verify this connection (M05.FR.14)
         self.blocks = {}
         for name in blocks:
             self.blocks[name] = _load(name)(self)
@@ -259,7 +260,7 @@ class Station:
                 return c
         return [(None, {"ocppCsmsUrl": self.csms_url})]
 
-    async def _connect_once(self, profile, fallback_ok=True):
+    async def _connect_once(self, profile):
         from firmware import ws as wsmod
         pw = self.dm.get("SecurityCtrlr", "BasicAuthPassword") or self.password
         url = profile["ocppCsmsUrl"].rstrip("/")
@@ -307,7 +308,7 @@ class Station:
         except wsmod.WsCertError as e:
             # M05.FR.14: a CSMS certificate the new CSMS root does not accept is checked
             # against the replaced root, kept until a connection with the new one worked
-            fb = cert_store.csms_fallback_pem_path(self.store) if fallback_ok else None
+            fb = cert_store.csms_fallback_pem_path(self.store) if self._fallback_ok else None
             if fb is None:
                 raise
             log.warn("net", "%s; trying the previous CSMS root" % (e,))
@@ -344,7 +345,8 @@ class Station:
             slot, profile = cands[idx]
             try:
                 # M05.FR.15: a migration to another CSMS (B10) does not use the fallback root
-                ws = await self._connect_once(profile, self.slot is None or slot == self.slot)
+                self._fallback_ok = self.slot is None or slot == self.slot
+                ws = await self._connect_once(profile)
             except Exception as e:
                 self.last_error = "%s" % (e,)
                 log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))

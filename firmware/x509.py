@@ -190,7 +190,7 @@ class Cert:
         top.done()
         p = c.pos
         tbs = c.enter()
-        self.tbs = der[p:c.pos]
+        self._tbs = (p, c.pos)
         sig_alg = c.raw(asn1.SEQUENCE)
         s, e = c.bit_string()
         self.sig = der[s:e]
@@ -212,9 +212,13 @@ class Cert:
         oid = a.value(asn1.OID)
         self.sig_alg = SIG_ALGS.get(oid) or asn1.oid_str(oid)
         if a.more():
-            if not self.sig_alg.startswith("rsa-"):
+            if self.sig_alg.startswith("ecdsa-"):
                 raise Invalid("unexpected algorithm parameters")
-            a.next(asn1.NULL)
+            if self.sig_alg.startswith("rsa-"):
+                a.next(asn1.NULL)
+            else:       # an algorithm we cannot check (RSA-PSS, ...): parsed, refused later
+                asn1.check_tree(sig_alg, a.pos, a.end, 2)
+                a.pos = a.end
         a.done()
         self.issuer = tbs.raw(asn1.SEQUENCE)
         val = tbs.enter()
@@ -237,11 +241,10 @@ class Cert:
         elif oid == OID_EC:
             self.key_alg = "ec"
             c_oid = alg.value(asn1.OID)
-            self.curve = CURVES.get(c_oid)
-            if self.curve is None:
-                raise Invalid("unsupported curve " + asn1.oid_str(c_oid))
+            self.curve = CURVES.get(c_oid)     # None: listed and stored, never verified
         else:
             self.key_alg = asn1.oid_str(oid)
+            asn1.check_tree(der, alg.pos, alg.end, alg.depth + 1)
             alg.pos = alg.end
         alg.done()
         s, e = spki.bit_string()
@@ -296,6 +299,11 @@ class Cert:
                     self.unknown_critical.append(asn1.oid_str(oid))
             r.done()
 
+    @property
+    def tbs(self):
+        # sliced when asked (a signature check): a kept Cert does not hold the bytes twice
+        return self.der[self._tbs[0]:self._tbs[1]]
+
     def subject_cn(self):
         return _name_value(self.subject, OID_CN)
 
@@ -307,6 +315,17 @@ class Cert:
 
     def self_issued(self):
         return self.subject == self.issuer
+
+
+def make_name(cn=None, org=None, country=None):
+    """DER Name (one attribute per RDN, C, O, CN in that order) for a CSR subject; text as
+    UTF8String, the country as PrintableString (RFC 5280 requires it)."""
+    rdns = []
+    for oid, text, enc in (("2.5.4.6", country, asn1.printable), ("2.5.4.10", org, asn1.utf8),
+                           ("2.5.4.3", cn, asn1.utf8)):
+        if text is not None:
+            rdns.append(asn1.set_of(asn1.seq(asn1.oid(oid), enc(text))))
+    return asn1.seq(*rdns)
 
 
 def serial_hex(serial):
@@ -337,8 +356,8 @@ def verify_signed_by(cert, issuer):
     from firmware import sha512
     alg = cert.sig_alg
     if alg.startswith("ecdsa-"):
-        if issuer.key_alg != "ec":
-            raise Invalid("issuer key is not EC")
+        if issuer.key_alg != "ec" or issuer.curve is None:
+            raise Invalid("issuer key is not EC on P-256/P-384")
         from firmware import ecdsa
         h = sha512.digest("SHA" + alg[-3:], cert.tbs)
         ok = ecdsa.verify(issuer.key_bits, h, cert.sig, issuer.curve)

@@ -75,10 +75,11 @@ def make_pki(directory):
 
 # ------------------------------------------------------------------ CA certificates (M05)
 def new_key(kind="ec"):
-    """An EC P-256 ("ec"), P-384 ("ec384") or RSA-2048 ("rsa") private key."""
+    """An EC P-256 ("ec"), P-384 ("ec384"), RSA-2048 ("rsa") or RSA-4096 ("rsa4096") key."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(public_exponent=65537,
+                                        key_size=4096 if kind == "rsa4096" else 2048)
     return ec.generate_private_key(ec.SECP384R1() if kind == "ec384" else ec.SECP256R1())
 
 

@@ -54,14 +54,68 @@ def test_TC_M_01_CS_install_csms_root_certificate(csms, station):
 
 @pytest.mark.parametrize("kind", ["ec", "ec384", "rsa"])
 def test_TC_M_02_CS_install_manufacturer_root_certificate(csms, station, kind):
-    if kind == "rsa":
-        pytest.importorskip("firmware.rsa", reason="RSA verification not in the crypto core yet")
     st = _station(csms, station)
     cp = st.identity
     _, root = make_cert("Manufacturer Root", kind=kind)
     assert install(csms, cp, "ManufacturerRootCertificate", root)["status"] == "Accepted"
     r = installed(csms, cp, ["ManufacturerRootCertificate"])
     assert chain_of(r) == [("ManufacturerRootCertificate", expected_hash_data(root, root))]
+
+
+def test_M05_intermediate_ca_needs_its_issuer_installed(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    root_key, root = make_cert("MO Root", kind="rsa")
+    _, sub = make_cert("MO Sub-CA", issuer=root, issuer_key=root_key)
+    r = install(csms, cp, "MORootCertificate", sub)
+    assert r["status"] == "Rejected"  # issuerKeyHash needs the issuer's key
+    assert install(csms, cp, "MORootCertificate", root)["status"] == "Accepted"
+    assert install(csms, cp, "MORootCertificate", sub)["status"] == "Accepted"
+    assert sorted(chain_of(installed(csms, cp, ["MORootCertificate"])), key=str) == sorted(
+        [("MORootCertificate", expected_hash_data(root, root)),
+         ("MORootCertificate", expected_hash_data(sub, root))], key=str)
+    # a sub-CA naming an installed issuer but signed by another key is refused
+    other_key, _ = make_cert("Other", kind="rsa")
+    _, forged = make_cert("MO Sub-CA 2", issuer=root, issuer_key=other_key)
+    assert install(csms, cp, "MORootCertificate", forged)["status"] == "Rejected"
+
+
+def _big_root(target_len=5400):
+    """An RSA-4096 / SHA-512 root padded with subjectAltNames to just under the 5500
+    characters InstallCertificateRequest allows."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    from tests.pki import new_key
+    key = new_key("rsa4096")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Big Root")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    n = 10
+    while True:
+        c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .add_extension(x509.SubjectAlternativeName(
+                 [x509.DNSName("host%03d.example" % i) for i in range(n)]), critical=False)
+             .sign(key, hashes.SHA512()))
+        if len(pem_text(c)) > target_len:
+            return c
+        n += 10
+
+
+def test_M05_largest_certificate_the_schema_allows(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    root = _big_root()
+    assert 5000 < len(pem_text(root)) <= 5500
+    assert install(csms, cp, "CSMSRootCertificate", root)["status"] == "Accepted"
+    assert chain_of(installed(csms, cp)) == [("CSMSRootCertificate", expected_hash_data(root, root))]
+    import os
+    with open(os.path.join(st.data_dir, "csms_root.pem")) as f:
+        assert pem_text(root).strip() in f.read()  # the TLS bundle holds it whole
 
 
 def _invalid_certificates():
@@ -164,6 +218,23 @@ def test_TC_M_20_CS_delete_certificate(csms, station):
     assert len([x for x in recs if "CSMSRootCertificate deleted" in (x[2] or "")]) == 2
 
 
+def test_M04_FR_07_delete_with_sha384_and_sha512_hash_data(csms, station):
+    st = _station(csms, station)
+    cp = st.identity
+    k1, r1 = make_cert("MO Root", kind="rsa")
+    _, sub = make_cert("MO Sub-CA", issuer=r1, issuer_key=k1)
+    _, r2 = make_cert("V2G Root", kind="ec384")
+    assert install(csms, cp, "MORootCertificate", r1)["status"] == "Accepted"
+    assert install(csms, cp, "MORootCertificate", sub)["status"] == "Accepted"
+    assert install(csms, cp, "V2GRootCertificate", r2)["status"] == "Accepted"
+    # a hash of the right certificate with the wrong algorithm label matches nothing
+    wrong = dict(expected_hash_data(sub, r1, "SHA384"), hashAlgorithm="SHA512")
+    assert delete(csms, cp, wrong) == {"status": "NotFound"}
+    assert delete(csms, cp, expected_hash_data(sub, r1, "SHA384")) == {"status": "Accepted"}
+    assert delete(csms, cp, expected_hash_data(r2, r2, "SHA512")) == {"status": "Accepted"}
+    assert chain_of(installed(csms, cp)) == [("MORootCertificate", expected_hash_data(r1, r1))]
+
+
 def test_TC_M_22_CS_delete_certificate_not_found(csms, station):
     st = _station(csms, station)
     cp = st.identity
@@ -227,6 +298,35 @@ def test_certificates_block_loads_on_demand_and_is_dropped(csms, station):
     assert install(csms, cp, "CSMSRootCertificate", make_cert("Root")[1])["status"] == "Accepted"
     assert "firmware.certificates" in st.cmd("modules")["modules"]
     csms.wait_for(lambda: not [m for m in st.cmd("modules")["modules"]
-                               if m in ("firmware.certificates", "firmware.x509", "firmware.asn1",
+                               if m in ("firmware.certificates", "firmware.cert_store", "firmware.x509", "firmware.asn1",
                                         "firmware.ecdsa", "firmware.sha512")],
                   20, "certificate modules dropped")
+
+
+def test_M05_FR_07_mutated_certificates_rejected_cleanly(csms, station):
+    """Hostile input over the wire: a valid root with one byte changed (DER header, length,
+    field or signature), truncated, or padded; each gets Rejected and the station stays up."""
+    import base64
+    import random
+    st = _station(csms, station)
+    cp = st.identity
+    from cryptography.hazmat.primitives import serialization
+    der = make_cert("Fuzz Root")[1].public_bytes(serialization.Encoding.DER)
+    rng = random.Random(12)
+
+    def as_pem(b):
+        return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % \
+            base64.encodebytes(bytes(b)).decode().strip()
+    cases = [der[:n] for n in (1, 2, 4, len(der) // 2, len(der) - 1)]
+    cases.append(der + b"\x00")
+    cases.append(b"\x30\x84\xff\xff\xff\xff" + der[4:])
+    for _ in range(40):
+        b = bytearray(der)
+        i = rng.randrange(len(b))
+        b[i] ^= 1 << rng.randrange(8)
+        cases.append(bytes(b))
+    for b in cases:
+        r = install(csms, cp, "CSMSRootCertificate", as_pem(b))
+        assert r["status"] == "Rejected", b.hex()
+    assert installed(csms, cp) == {"status": "NotFound"}
+    assert st.status()["connected"]

@@ -19,12 +19,12 @@ CHECK_ARGS = set_args("SecurityCtrlr.AdditionalRootCertificateCheck=true")
 
 class Roots:
     """r1: the CSMS root the station starts with; r2: its successor, signed by r1
-    (M05.FR.10); solo: an unrelated self-signed root. Server certificates for each."""
+    (M05.FR.10); solo: an unrelated self-signed RSA root. Server certificates for each."""
 
     def __init__(self, directory):
         self.k1, self.r1 = make_cert("CSMS Root 1")
         self.k2, self.r2 = make_cert("CSMS Root 2", issuer=self.r1, issuer_key=self.k1)
-        self.ks, self.solo = make_cert("Solo Root")
+        self.ks, self.solo = make_cert("Solo Root", kind="rsa")
         self.r1_file = write_pem(os.path.join(str(directory), "r1.pem"), self.r1)
         self.contexts = {}
         for name, ca, key in (("r1", self.r1, self.k1), ("r2", self.r2, self.k2),

@@ -82,6 +82,30 @@ def test_ecdsa_sign_verified_by_cryptography(curve, kind, hash_name):
     assert len(sigs) == 3             # a fresh nonce each time
 
 
+@pytest.mark.parametrize("curve,kind,hash_name", [("P-256", "p256", "sha256"),
+                                                  ("P-256", "p256", "sha512"),
+                                                  ("P-384", "p384", "sha384"),
+                                                  ("P-384", "p384", "sha256")])
+def test_ecdsa_rfc6979_nonce_equals_cryptography_deterministic_signing(curve, kind, hash_name):
+    # without the hedge (extra=b"") the signature is RFC 6979's, byte for byte
+    k = pb.key(kind)
+    d = k.private_numbers().private_value
+    for msg in (b"sample", b"test", MSG):
+        want = k.sign(msg, ec.ECDSA(pb.HASHES[hash_name](), deterministic_signing=True))
+        assert ecdsa.sign(d, hashlib.new(hash_name, msg).digest(), curve, extra=b"") == want
+
+
+def test_ecdsa_sign_refuses_bad_inputs():
+    dig = hashlib.sha256(MSG).digest()
+    for d in (0, ecdsa.P256.n, -1):
+        with pytest.raises(ValueError):
+            ecdsa.sign(d, dig)
+        with pytest.raises(ValueError):
+            ecdsa.public_key(d)
+    with pytest.raises(ValueError):
+        ecdsa.sign(5, dig[:20])
+
+
 def test_generate_p256_key_is_what_cryptography_derives():
     seen = set()
     for _ in range(3):

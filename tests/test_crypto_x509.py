@@ -180,3 +180,57 @@ def test_sha384_sha512_fallback_matches_hashlib():
         h.update(data[i:i + 37])
     assert h.digest() == hashlib.sha512(data).digest()
     assert h.digest() == hashlib.sha512(data).digest()      # digest() does not finalise
+
+
+def test_csr_built_with_the_writer_is_valid_for_cryptography():
+    """What the station's SignCertificate needs (A02/A03): a PKCS#10 request from the DER
+    writer, make_name and ecdsa, signed on the device with its P-256 key."""
+    from firmware import ecdsa
+    d, pub = ecdsa.generate_p256()
+    subject = x509.make_name(cn="CS001", org="Test CSO ü", country="NL")
+    info = asn1.seq(asn1.integer(0), subject, ecdsa.spki(pub), asn1.context(0, b""))
+    alg = asn1.seq(asn1.oid("1.2.840.10045.4.3.2"))
+    csr_der = asn1.seq(info, alg,
+                       asn1.bit_string(ecdsa.sign(d, hashlib.sha256(info).digest())))
+    csr = cx.load_der_x509_csr(csr_der)
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == "CN=CS001,O=Test CSO ü,C=NL"
+    assert csr.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint) == pub
+    # and the Name parses back through the reader
+    assert x509._name_value(subject, x509.OID_O) == "Test CSO ü"
+
+
+def test_unsupported_algorithms_parse_but_never_verify():
+    """A root on a curve or with a signature scheme the station cannot check can still be
+    listed (hash data) but verifies nothing."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
+    k521 = ec.generate_private_key(ec.SECP521R1())
+    r521 = pb.issue("Root 521", ca=True, subject_key=k521, hash_name="sha512")
+    c = x509.Cert(r521.der)
+    assert c.key_alg == "ec" and c.curve is None and c.sig_alg == "ecdsa-sha512"
+    assert x509.hash_data(c, c)["issuerKeyHash"] == pb.ocsp_hash_data(
+        r521.cert, r521.cert)["issuerKeyHash"]
+    with pytest.raises(x509.Invalid, match="P-256"):
+        x509.verify_signed_by(c, c)
+    ed = ed25519.Ed25519PrivateKey.generate()
+    subject = pb.name("Ed Root")
+    cert = (cx.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(ed.public_key()).serial_number(7)
+            .not_valid_before(pb.NOW).not_valid_after(pb.NOW)
+            .sign(ed, None))
+    c = x509.Cert(cert.public_bytes(pb.DER))
+    assert c.key_alg == "1.3.101.112" and c.sig_alg == "1.3.101.112"
+    with pytest.raises(x509.Invalid, match="unsupported signature"):
+        x509.verify_signed_by(c, c)
+    rk = pb.key("rsa2048")
+    pss = (cx.CertificateBuilder().subject_name(subject).issuer_name(subject)
+           .public_key(rk.public_key()).serial_number(8)
+           .not_valid_before(pb.NOW).not_valid_after(pb.NOW)
+           .sign(rk, hashes.SHA256(), rsa_padding=padding.PSS(padding.MGF1(hashes.SHA256()),
+                                                              32)))
+    c = x509.Cert(pss.public_bytes(pb.DER))
+    assert c.sig_alg == "1.2.840.113549.1.1.10" and c.key_alg == "rsa"
+    with pytest.raises(x509.Invalid, match="unsupported signature"):
+        x509.verify_signed_by(c, c)
