@@ -279,7 +279,7 @@ class Station:
         from firmware import cert_store, client_cert
         client = client_cert.current(self.store)
         try:
-            ws, old_root = await self._connect_roots(connect, client, fallback_ok)
+            ws, old_root = await self._connect_roots(connect, client)
         except wsmod.WsError as e:
             # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
             # kept until the new one has connected once
@@ -287,7 +287,7 @@ class Station:
             if old is None:
                 raise
             log.warn("net", "%s; trying the previous station certificate" % (e,))
-            ws, old_root = await self._connect_roots(connect, old, fallback_ok)
+            ws, old_root = await self._connect_roots(connect, old)
             client_cert.revert(self.store)
             self.security_event("InvalidChargingStationCertificate",
                                 "the CSMS refused the new station certificate; using the previous one")
@@ -299,7 +299,7 @@ class Station:
                                 "previous CSMS root removed: connected with the new one")
         return ws
 
-    async def _connect_roots(self, connect, client, fallback_ok):
+    async def _connect_roots(self, connect, client):
         """(ws, True if only the previous CSMS root accepted the CSMS)."""
         from firmware import ws as wsmod
         from firmware import cert_store

@@ -19,20 +19,12 @@ MAX_CA_BYTES = 16384  # the roots the chain is checked against, read from one fi
 UNLOAD = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa")
 
 
-def _name(org, cn):
-    """DER Name O=org, CN=cn (UTF8String values), one attribute per RDN."""
-    rdns = []
-    for oid, value in (("2.5.4.10", org), ("2.5.4.3", cn)):
-        if value:
-            rdns.append(asn1.set_of(asn1.seq(asn1.oid(oid), asn1.utf8(value))))
-    return asn1.seq(*rdns)
-
-
 def build_csr(d, pub, org, cn):
     """DER PKCS#10 CertificationRequest (RFC 2986) for the P-256 key (d, pub), signed with
     ECDSA-SHA256 by d, without attributes."""
     from firmware import ecdsa
-    info = asn1.seq(asn1.integer(0), _name(org, cn), ecdsa.spki(pub), asn1.context(0, b""))
+    info = asn1.seq(asn1.integer(0), x509.make_name(cn=cn, org=org or None), ecdsa.spki(pub),
+                    asn1.context(0, b""))
     sig = ecdsa.sign(d, hashlib.sha256(info).digest())
     return asn1.seq(info, asn1.seq(asn1.oid(OID_ECDSA_SHA256)), asn1.bit_string(sig))
 

@@ -288,6 +288,22 @@ def test_station_cert_block_and_crypto_loaded_on_demand_and_dropped(station, csm
     assert loaded() == []
 
 
+def test_M04_FR_06_station_certificate_cannot_be_deleted(station, csms_p2, p3pki):
+    from cryptography import x509
+    from tests.pki import expected_hash_data
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    cert = x509.load_pem_x509_certificate(renew(csms_p2, st, p3pki).encode())
+    hd = expected_hash_data(cert, p3pki.ca)
+    r = csms_p2.call(cp, "DeleteCertificate", {"certificateHashData": hd})
+    assert r["status"] == "Failed", r
+    # still there and in use
+    conns = len(csms_p2.csms.peercerts)
+    csms_p2.run(csms_p2.csms.disconnect(cp))
+    csms_p2.wait_for(lambda: [1 for c, pc in csms_p2.csms.peercerts[conns:]
+                              if c == cp and client_cn(pc) == cp], 20, "reconnect with it")
+
+
 # ------------------------------------------------------------------ A05
 def test_TC_A_21_CS_profile_3_without_station_certificate_rejected(station, csms_p2, csms_p3, p3pki):
     st = start(station, csms_p2, p3pki)
