@@ -8,9 +8,11 @@
 #   cs_cert.<g>.pem  the certificate chain the CSMS signed for that key (leaf first)
 #   cs_csr.pem       the CSR of the pending key, resent by the A02.FR.17 timer
 # and one index document, cs_cert.json, the only record of which generation is what:
-#   {"next": g, "cur": g|None, "old": g|None, "pending": g|None}
-# cur = the certificate in use, old = the one it replaced (kept until cur has connected once,
-# the fallback of A02.FR.10), pending = a key whose CSR waits for its certificate. New files
+#   {"next": g, "cur": g|None, "old": g|None, "pending": g|None, "from": t, "until": t}
+# cur = the newest certificate, old = the one it replaced (kept until cur has connected once,
+# the fallback of A02.FR.10), pending = a key whose CSR waits for its certificate; from/until
+# = cur's validity (unix seconds): before "from" the station keeps using old (A02.FR.08),
+# "until" drives the renewal a month ahead (A03.FR.02). New files
 # are written (atomically) before the index names them and removed after it stops naming
 # them, so a power cut leaves at worst an unnamed file, overwritten or removed later.
 from firmware.storage import sync
@@ -62,24 +64,30 @@ def _pair(store, g):
 
 
 def current(store):
-    """(certfile, keyfile) of the certificate in use, or None."""
+    """(certfile, keyfile) of the newest certificate, or None."""
     return _pair(store, load(store).get("cur"))
 
 
-def previous(store):
-    """(certfile, keyfile) of the certificate the current one replaced, or None."""
-    return _pair(store, load(store).get("old"))
+def pick(store, now):
+    """(generation, (certfile, keyfile), fallback pair) for a connection at unix time now:
+    the newest certificate once it is valid, with the previous one as fallback; before that
+    the previous one (A02.FR.08). (None, None, None) without any."""
+    idx = load(store)
+    cur, old = idx.get("cur"), idx.get("old")
+    if cur is not None and (idx.get("from") or 0) > now:
+        return old, _pair(store, old), None
+    return cur, _pair(store, cur), _pair(store, old)
 
 
 def installed(store):
     return current(store) is not None
 
 
-def confirm(store):
-    """The current certificate connected: forget the previous one. True if one was dropped."""
+def confirm(store, g):
+    """Certificate g connected: when it is the newest, forget the previous one."""
     idx = load(store)
     old = idx.get("old")
-    if old is None:
+    if old is None or g != idx.get("cur"):
         return False
     idx["old"] = None
     save(store, idx, (old,))
@@ -91,4 +99,5 @@ def revert(store):
     idx = load(store)
     bad = idx.get("cur")
     idx["cur"], idx["old"] = idx.get("old"), None
+    idx["from"], idx["until"] = 0, None  # unknown for the old one: no renewal from it
     save(store, idx, (bad,))

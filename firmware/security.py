@@ -25,6 +25,9 @@ CRITICAL = (
     "MaintenanceLoginAccepted", "MaintenanceLoginFailed",
 )
 
+RENEW_BEFORE_S = 30 * 86400  # A03.FR.02: "will expire in one month"
+DAY_S = 86400
+
 # passwordString (part 2, 2.1.x primitive types): these characters only.
 _PW_SPECIAL = "*-_=:+|@."
 
@@ -54,6 +57,10 @@ class Block:
         station.on("csr_accepted", self._csr_accepted)
         station.on("csr_new", self._csr_stop)
         station.on("csr_done", self._csr_stop)
+        # A03.FR.02: renew the station certificate a month before it expires
+        self._renew_task = None
+        station.on("boot_accepted", self._renew_watch)
+        station.on("cert_installed", self._renew_watch)
 
     def _on_var(self, component, variable, value):
         # A01: a new BasicAuthPassword is recorded without its value.
@@ -102,6 +109,33 @@ class Block:
             if resp.get("status") != "Accepted":
                 break
         self._csr_task = None  # done (a cancelled task never gets here)
+
+    def _renew_watch(self):
+        t, self._renew_task = self._renew_task, None
+        if t is not None:
+            t.cancel()
+        self._renew_task = self.st.spawn(self._renew_loop())
+
+    async def _renew_loop(self):
+        from firmware import client_cert
+        st = self.st
+        while True:
+            idx = client_cert.load(st.store)
+            until = idx.get("until")
+            wait = DAY_S
+            if idx.get("cur") is not None and until is not None and idx.get("pending") is None:
+                left = until - compat.now()
+                if left > RENEW_BEFORE_S:
+                    wait = min(left - RENEW_BEFORE_S, DAY_S)
+                elif st.dm.get("SecurityCtrlr", "OrganizationName"):
+                    log.info("cert", "station certificate expires %s: renewing it (A03)"
+                             % compat.iso8601(until))
+                    blk = st.borrow("station_cert")
+                    try:
+                        await blk.request()
+                    finally:
+                        st.release("station_cert")
+            await compat.sleep_ms(int(wait * 1000))
 
     def owns_certificate(self, hash_data):
         """M04.FR.06, asked by the certificates block: hash_data (CertificateHashDataType)

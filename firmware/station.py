@@ -277,13 +277,12 @@ class Station:
         if not tls:
             return await connect(None)
         from firmware import cert_store, client_cert
-        client = client_cert.current(self.store)
+        gen, client, old = client_cert.pick(self.store, compat.now())
         try:
             ws, old_root = await self._connect_roots(connect, client)
         except wsmod.WsError as e:
             # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
             # kept until the new one has connected once
-            old = client_cert.previous(self.store) if client else None
             if old is None:
                 raise
             log.warn("net", "%s; trying the previous station certificate" % (e,))
@@ -292,7 +291,7 @@ class Station:
             self.security_event("InvalidChargingStationCertificate",
                                 "the CSMS refused the new station certificate; using the previous one")
             return ws
-        if client is not None and client_cert.confirm(self.store):
+        if gen is not None and client_cert.confirm(self.store, gen):
             log.info("net", "connected with the new station certificate")
         if not old_root and cert_store.drop_fallback(self.store):  # M05.FR.13
             self.security_event("ReconfigurationOfSecurityParameters",

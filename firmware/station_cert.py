@@ -29,6 +29,17 @@ def build_csr(d, pub, org, cn):
     return asn1.seq(info, asn1.seq(asn1.oid(OID_ECDSA_SHA256)), asn1.bit_string(sig))
 
 
+async def _switch_at(st, not_before):
+    await compat.sleep_ms(200)  # the CertificateSignedResponse first
+    while True:
+        wait = not_before - compat.now()
+        if wait <= 0:
+            break
+        await compat.sleep_ms(int(min(wait, 3600) * 1000) + 50)  # bounded: ESP32 small ints
+    log.info("cert", "reconnecting with the new station certificate")
+    await st.reconnect()
+
+
 def _rejected(reason, info):
     return {"status": "Rejected", "statusInfo": {"reasonCode": reason, "additionalInfo": info[:512]}}
 
@@ -91,24 +102,25 @@ class Block:
         text = "".join([x509.pem(c.der) for c in certs])  # re-encoded: no request text on flash
         try:
             client_cert.write(st.store, client_cert.cert_name(g), text)
+            leaf = certs[0]
             old = idx.get("old")
             idx["old"], idx["cur"], idx["pending"] = idx.get("cur"), g, None
+            idx["from"], idx["until"] = leaf.not_before, leaf.not_after
             client_cert.save(st.store, idx, (old,))
             st.store.remove(client_cert.CSR)
         except OSError as e:
             log.exc("cert", "cannot store the station certificate", e)
             return {"status": "Rejected", "statusInfo": {"reasonCode": "OutOfStorage"}}
-        leaf = certs[0]
-        log.info("cert", "station certificate accepted: CN=%s issuer %s, valid until %s" % (
-            leaf.subject_cn(), leaf.issuer_cn(), compat.iso8601(leaf.not_after)))
+        log.info("cert", "station certificate accepted: CN=%s issuer %s, valid %s to %s" % (
+            leaf.subject_cn(), leaf.issuer_cn(), compat.iso8601(leaf.not_before),
+            compat.iso8601(leaf.not_after)))
         st.emit("csr_done")
+        st.emit("cert_installed")
         st.security_event("ReconfigurationOfSecurityParameters", "new ChargingStationCertificate")
-
-        async def after():  # A02.FR.08: it is valid now (checked): reconnect with it
-            await compat.sleep_ms(200)
-            await st.reconnect()
-
-        return {"status": "Accepted"}, after
+        # A02.FR.08: a new connection with it as soon as it is valid (the wait is a task of
+        # its own, so this block is not held for it)
+        st.spawn(_switch_at(st, leaf.not_before))
+        return {"status": "Accepted"}
 
     def _invalid(self, reason, why):
         # A02.FR.07 / A03.FR.07: discarded, a security event; A02.FR.20: no resend timer
@@ -132,7 +144,8 @@ class Block:
             raise x509.Invalid("certificate is a CA certificate")
         if leaf.key_usage is not None and not leaf.key_usage & x509.KU_DIGITAL_SIGNATURE:
             raise x509.Invalid("certificate keyUsage lacks digitalSignature")
-        x509.verify_chain(leaf, certs[1:], self._roots(), compat.now())
+        # A02.FR.08: one that becomes valid later is checked for that time and used from then
+        x509.verify_chain(leaf, certs[1:], self._roots(), max(compat.now(), leaf.not_before))
         return certs
 
     def _pending_pub(self, g):

@@ -229,7 +229,8 @@ class Csms:
         self.after_reply = {}
         self.auth_failures = 0
         self.connections = 0
-        self.peercerts = []  # (identity, client certificate dict or None) per connection
+        # (identity, client certificate dict or None, time) per connection
+        self.peercerts = []
         self._last_payload = {}
         self._server = None
         self.port = None
@@ -311,7 +312,7 @@ class Csms:
         session = Session(self, cp_id, ws)
         # the TLS client certificate the station presented (security profile 3), or None
         session.peercert = ws.transport.get_extra_info("peercert") if ws.transport else None
-        self.peercerts.append((cp_id, session.peercert))
+        self.peercerts.append((cp_id, session.peercert, time.time()))
         self.sessions[cp_id] = session
         self.log.info("station %s connected", cp_id)
         try:

@@ -42,7 +42,8 @@ class Pki:
             ctx.verify_mode = client_cert
         return ctx
 
-    def sign(self, csr_pem, issuer="ca", days=30, start_days=-1, key=None, cn=None):
+    def sign(self, csr_pem, issuer="ca", days=60, start_days=-1, key=None, cn=None,
+             start_seconds=0):
         """PEM certificate for the CSR's subject and key (or `key`, or subject CN `cn`)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -55,7 +56,7 @@ class Pki:
             subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
                                  x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         now = datetime.datetime.now(datetime.timezone.utc)
-        start = now + datetime.timedelta(days=start_days)
+        start = now + datetime.timedelta(days=start_days, seconds=start_seconds)
         cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
                 .public_key(key.public_key() if key is not None else csr.public_key())
                 .serial_number(x509.random_serial_number())
@@ -141,7 +142,7 @@ def renew(tls, st, p3pki):
     cert = p3pki.sign(csr)
     assert certificate_signed(tls, cp, cert)["status"] == "Accepted"
     # A02.FR.08: a new TLS connection with the new certificate
-    tls.wait_for(lambda: [1 for c, pc in tls.csms.peercerts[conns:] if c == cp and client_cn(pc) == cp],
+    tls.wait_for(lambda: [1 for c, pc, _ in tls.csms.peercerts[conns:] if c == cp and client_cn(pc) == cp],
                  20, "reconnect with the client certificate")
     st.wait_status(lambda s: s["connected"], 15, "connected")
     return cert
@@ -169,7 +170,7 @@ def test_TC_A_11_CS_update_station_certificate_and_TC_A_07_CS_client_certificate
     cert_pem = p3pki.sign(csr_pem)
     assert certificate_signed(csms_p2, cp, cert_pem)["status"] == "Accepted"
     # A02.FR.08 / TC_A_07: the station reconnects presenting the new certificate, CN = identity
-    peer = csms_p2.wait_for(lambda: [pc for c, pc in csms_p2.csms.peercerts[conns:]
+    peer = csms_p2.wait_for(lambda: [pc for c, pc, _ in csms_p2.csms.peercerts[conns:]
                                      if c == cp and pc], 20, "client certificate")[0]
     assert client_cn(peer) == cp
     serial = x509.load_pem_x509_certificate(cert_pem.encode()).serial_number
@@ -216,7 +217,7 @@ def test_TC_A_14_CS_invalid_station_certificates_rejected(station, csms_p2, p3pk
                                   if p["type"] == "InvalidChargingStationCertificate"]) == len(bad),
                      15, "one security event per rejected certificate")
     assert not [f for f in os.listdir(st.data_dir) if f.startswith("cs_cert.") and f.endswith(".pem")]
-    assert not [pc for c, pc in csms_p2.csms.peercerts if c == cp and pc]
+    assert not [pc for c, pc, _ in csms_p2.csms.peercerts if c == cp and pc]
     # the pending key is still there: the right certificate is accepted afterwards
     assert certificate_signed(csms_p2, cp, p3pki.sign(csr))["status"] == "Accepted"
 
@@ -258,7 +259,7 @@ def test_A02_FR_10_falls_back_to_previous_certificate(station, csms_p2, p3pki):
     csr = request_csr(csms_p2, cp, 2)
     conns = len(csms_p2.csms.peercerts)
     assert certificate_signed(csms_p2, cp, p3pki.sign(csr, issuer="other"))["status"] == "Accepted"
-    csms_p2.wait_for(lambda: [1 for c, pc in csms_p2.csms.peercerts[conns:] if c == cp and pc],
+    csms_p2.wait_for(lambda: [1 for c, pc, _ in csms_p2.csms.peercerts[conns:] if c == cp and pc],
                      30, "reconnect with the previous certificate")
     from cryptography import x509
     serial = x509.load_pem_x509_certificate(good.encode()).serial_number
@@ -283,9 +284,44 @@ def test_station_cert_block_and_crypto_loaded_on_demand_and_dropped(station, csm
     csms_p2.wait_for(lambda: loaded() == [], 20, "station_cert and the crypto core dropped")
     conns = len(csms_p2.csms.peercerts)
     csms_p2.run(csms_p2.csms.disconnect(st.identity))
-    csms_p2.wait_for(lambda: [1 for c, pc in csms_p2.csms.peercerts[conns:]
+    csms_p2.wait_for(lambda: [1 for c, pc, _ in csms_p2.csms.peercerts[conns:]
                               if c == st.identity and client_cn(pc) == st.identity], 20, "reconnect")
     assert loaded() == []
+
+
+def test_A02_FR_08_certificate_valid_later_is_used_from_its_not_before(station, csms_p2, p3pki):
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    csr = request_csr(csms_p2, cp)
+    cert = p3pki.sign(csr, start_days=0, start_seconds=4)
+    from cryptography import x509
+    nb = x509.load_pem_x509_certificate(cert.encode()).not_valid_before_utc.timestamp()
+    assert certificate_signed(csms_p2, cp, cert)["status"] == "Accepted"
+    peer = csms_p2.wait_for(lambda: [(pc, t) for c, pc, t in csms_p2.csms.peercerts
+                                     if c == cp and pc], 30, "reconnect with it")[0]
+    assert client_cn(peer[0]) == cp
+    # opened once it was valid, not before (the station's clock, taken from this CSMS at
+    # boot, can only lag; 0.2 s for the TLS handshake before the server records it)
+    assert peer[1] >= nb - 0.2, (peer[1], nb)
+    lines = st.cmd("log 60")["lines"]
+    assert [x for x in lines if "reconnecting with the new station certificate" in x], lines
+
+
+def test_A03_FR_02_station_renews_a_certificate_expiring_within_a_month(station, csms_p2, p3pki):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    csr = request_csr(csms_p2, cp)
+    assert certificate_signed(csms_p2, cp, p3pki.sign(csr, days=20))["status"] == "Accepted"
+    # no TriggerMessage: the station sends a new CSR, for a new key, by itself
+    second = csms_p2.wait_for(lambda: csrs(csms_p2, cp)[1:], 20, "A03 SignCertificateRequest")[0]
+    new = x509.load_pem_x509_csr(second.encode())
+    assert new.is_signature_valid
+    assert new.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cp
+    assert new.public_key() != x509.load_pem_x509_csr(csr.encode()).public_key()
+    assert len([m for m in csms_p2.csms.messages if m["cp"] == cp and m["dir"] == "out"
+                and m["frame"][0] == 2 and m["frame"][2] == "TriggerMessage"]) == 1
 
 
 def test_M04_FR_06_station_certificate_cannot_be_deleted(station, csms_p2, p3pki):
@@ -300,7 +336,7 @@ def test_M04_FR_06_station_certificate_cannot_be_deleted(station, csms_p2, p3pki
     # still there and in use
     conns = len(csms_p2.csms.peercerts)
     csms_p2.run(csms_p2.csms.disconnect(cp))
-    csms_p2.wait_for(lambda: [1 for c, pc in csms_p2.csms.peercerts[conns:]
+    csms_p2.wait_for(lambda: [1 for c, pc, _ in csms_p2.csms.peercerts[conns:]
                               if c == cp and client_cn(pc) == cp], 20, "reconnect with it")
 
 
