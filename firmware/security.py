@@ -60,7 +60,7 @@ class Block:
         # A03.FR.02: renew the station certificate a month before it expires
         self._renew_task = None
         station.on("boot_accepted", self._renew_watch)
-        station.on("cert_installed", self._renew_watch)
+        station.on("cert_installed", self._cert_installed)
 
     def _on_var(self, component, variable, value):
         # A01: a new BasicAuthPassword is recorded without its value.
@@ -110,7 +110,22 @@ class Block:
                 break
         self._csr_task = None  # done (a cancelled task never gets here)
 
-    def _renew_watch(self):
+    def _cert_installed(self, not_before):
+        self._renew_watch()
+        return self._switch_at(not_before)
+
+    async def _switch_at(self, not_before):
+        """A02.FR.08: reconnect with the new station certificate once it is valid."""
+        await compat.sleep_ms(200)  # the CertificateSignedResponse first
+        while True:
+            wait = not_before - compat.now()
+            if wait <= 0:
+                break
+            await compat.sleep_ms(int(min(wait, 3600) * 1000) + 50)  # bounded: ESP32 small ints
+        log.info("cert", "reconnecting with the new station certificate")
+        await self.st.reconnect()
+
+    def _renew_watch(self, *args):
         t, self._renew_task = self._renew_task, None
         if t is not None:
             t.cancel()
@@ -134,6 +149,7 @@ class Block:
                     try:
                         await blk.request()
                     finally:
+                        blk = None  # this task lives on: it must not keep the block
                         st.release("station_cert")
             await compat.sleep_ms(int(wait * 1000))
 

@@ -29,17 +29,6 @@ def build_csr(d, pub, org, cn):
     return asn1.seq(info, asn1.seq(asn1.oid(OID_ECDSA_SHA256)), asn1.bit_string(sig))
 
 
-async def _switch_at(st, not_before):
-    await compat.sleep_ms(200)  # the CertificateSignedResponse first
-    while True:
-        wait = not_before - compat.now()
-        if wait <= 0:
-            break
-        await compat.sleep_ms(int(min(wait, 3600) * 1000) + 50)  # bounded: ESP32 small ints
-    log.info("cert", "reconnecting with the new station certificate")
-    await st.reconnect()
-
-
 def _rejected(reason, info):
     return {"status": "Rejected", "statusInfo": {"reasonCode": reason, "additionalInfo": info[:512]}}
 
@@ -115,11 +104,10 @@ class Block:
             leaf.subject_cn(), leaf.issuer_cn(), compat.iso8601(leaf.not_before),
             compat.iso8601(leaf.not_after)))
         st.emit("csr_done")
-        st.emit("cert_installed")
         st.security_event("ReconfigurationOfSecurityParameters", "new ChargingStationCertificate")
-        # A02.FR.08: a new connection with it as soon as it is valid (the wait is a task of
-        # its own, so this block is not held for it)
-        st.spawn(_switch_at(st, leaf.not_before))
+        # A02.FR.08: a new connection with it as soon as it is valid; the security block
+        # waits for that, so no task here keeps this module (and the crypto core) in RAM
+        st.emit("cert_installed", leaf.not_before)
         return {"status": "Accepted"}
 
     def _invalid(self, reason, why):
