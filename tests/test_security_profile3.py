@@ -222,6 +222,35 @@ def test_TC_A_14_CS_invalid_station_certificates_rejected(station, csms_p2, p3pk
     assert certificate_signed(csms_p2, cp, p3pki.sign(csr))["status"] == "Accepted"
 
 
+def test_A02_FR_06_hostile_chains_rejected_station_stays_up(station, csms_p2, p3pki):
+    import base64
+    import random
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    csr = request_csr(csms_p2, cp)
+    good = p3pki.sign(csr)
+    body = "".join(good.splitlines()[1:-1])
+    der = bytearray(base64.b64decode(body))
+    rng = random.Random(7)
+
+    def pem(b):
+        return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % \
+            base64.b64encode(bytes(b)).decode()
+    hostile = [good[:len(good) // 2], pem(der[:-40]), pem(b"\x30\x84\x7f\xff\xff\xff" + der[6:]),
+               pem(b"\x30\x80" * 200), "no pem at all", good.replace("CERTIFICATE-----", "CERT-----"),
+               good * 9]
+    for _ in range(6):
+        m = bytearray(der)
+        for _ in range(3):
+            m[rng.randrange(len(m))] = rng.randrange(256)
+        hostile.append(pem(m))
+    for chain in hostile:
+        r = certificate_signed(csms_p2, cp, chain[:10000])
+        assert r["status"] == "Rejected", chain[:80]
+    assert st.status()["connected"]
+    assert certificate_signed(csms_p2, cp, good)["status"] == "Accepted"
+
+
 def test_TC_A_15_CS_sign_certificate_rejected(station, csms_p2, p3pki):
     st = start(station, csms_p2, p3pki, "SecurityCtrlr.CertSigningWaitMinimum=1",
                "SecurityCtrlr.CertSigningRepeatTimes=2")
