@@ -2,10 +2,13 @@
 # on the station, a PKCS#10 CSR signed on the station and sent in SignCertificateRequest, and
 # CertificateSigned: the chain checked before it is used, then a reconnect with it.
 #
-# Loaded on demand (station.ON_DEMAND) for CertificateSigned, and by the TriggerMessage
-# SignChargingStationCertificate (remote_control borrows it); dropped with the crypto modules
-# when idle. What outlives a request is on flash (firmware.client_cert); the A02.FR.17 resend
-# timer is in the security block, which is always loaded.
+# Loaded on demand (station.ON_DEMAND) for CertificateSigned, and borrowed for a CSR by the
+# TriggerMessage SignChargingStationCertificate (remote_control) and by the A03 renewal;
+# dropped with the crypto modules when idle, and it leaves no task behind. What outlives a
+# request is on flash (firmware.client_cert); the waits (A02.FR.17 resend timer, A02.FR.08
+# switch-over at notBefore, A03.FR.02 renewal a month before expiry) are in the security
+# block, which is always loaded. On MicroPython the TLS client presents the leaf only
+# (compat.tls_context): a CSMS must know the intermediates of the station's chain.
 import hashlib
 
 from firmware import asn1, client_cert, compat, log, x509
