@@ -251,6 +251,22 @@ def test_A02_FR_06_hostile_chains_rejected_station_stays_up(station, csms_p2, p3
     assert certificate_signed(csms_p2, cp, good)["status"] == "Accepted"
 
 
+def test_A02_pending_key_survives_a_power_cut(station, csms_p2, p3pki):
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    csr = request_csr(csms_p2, cp)
+    st.kill()  # SIGKILL between SignCertificate and CertificateSigned
+    st2 = station(url=wss_url(csms_p2), identity=cp, data_dir=st.data_dir,
+                  args=["--cafile", p3pki.trusted] + RECONNECT_EVERY_1S_ARGS
+                  + set_args("SecurityCtrlr.OrganizationName=" + ORG))
+    booted(csms_p2, cp, 2)
+    conns = len(csms_p2.csms.peercerts)
+    assert certificate_signed(csms_p2, cp, p3pki.sign(csr))["status"] == "Accepted"
+    csms_p2.wait_for(lambda: [1 for c, pc, _ in csms_p2.csms.peercerts[conns:]
+                              if c == cp and client_cn(pc) == cp], 20, "reconnect with it")
+    assert len(key_files(st2)) == 1
+
+
 def test_TC_A_15_CS_sign_certificate_rejected(station, csms_p2, p3pki):
     st = start(station, csms_p2, p3pki, "SecurityCtrlr.CertSigningWaitMinimum=1",
                "SecurityCtrlr.CertSigningRepeatTimes=2")
