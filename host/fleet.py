@@ -11,13 +11,13 @@
 #   CMD           same as @all CMD
 #   fleet         a summary: stations, connected, accepted, memory
 #   wait SECONDS  pause (in a script); `wait accepted` waits until every station is Accepted
-# --script FILE runs such lines in order while stdin stays open for more.
+# --script FILE runs such lines in order while stdin stays open for more; their replies
+# carry "script": LINE_NUMBER.
 #
 # What the stations share: the process (one event loop, one safety stepper for all, see
 # FleetStepper), the log (ring of `log N` and stderr lines, not tagged per station), the
 # clock correction learned from the CSMS and the DNS cache (firmware/compat.py).
 import sys
-import json
 
 from firmware import compat, log
 from firmware.console import ConsoleError
@@ -161,14 +161,6 @@ class FleetStepper:
             sp.open_all()
 
 
-def _write(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    try:
-        sys.stdout.flush()
-    except AttributeError:
-        pass
-
-
 def _tagged(reply, ident):
     # "ok" stays the first key: the reply dict keeps its order and "station" goes last
     reply["station"] = ident
@@ -176,13 +168,14 @@ def _tagged(reply, ident):
 
 
 class Fleet:
-    def __init__(self, args, simulator_class):
+    def __init__(self, args, simulator_class, write=None):
         self.args = args
         self.ids = station_ids(args["id_prefix"], args["stations"])
         self.stepper = FleetStepper()
         self.sims = {}
         self._sim_class = simulator_class
         self.tasks = []
+        self.write = write
 
     def build(self):
         """Create every station (boards, device models on flash); ConsoleError on bad input."""
@@ -289,12 +282,15 @@ class Fleet:
     async def run_script(self, path):
         with open(path) as f:
             lines = f.read().split("\n")
+        n = 0
         for line in lines:
+            n += 1
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             for r in await self.handle(line):
-                _write(r)
+                r["script"] = n   # the script's line number: tells these from console replies
+                self.write(r)
             if self.done():
                 return
 
@@ -321,10 +317,10 @@ def _rss_kb():
     return None
 
 
-async def fleet_main(args, simulator_class, stdin_lines):
+async def fleet_main(args, simulator_class, stdin_lines, write):
     if not args["verbose"]:
         log.level = 2   # N stations' info lines would drown the console: warnings and errors only
-    fleet = Fleet(args, simulator_class)
+    fleet = Fleet(args, simulator_class, write)
     try:
         fleet.build()
     except ConsoleError as e:
@@ -356,4 +352,4 @@ async def _console(fleet, lines, eof):
         line = line.strip()
         if line:
             for r in await fleet.handle(line):
-                _write(r)
+                fleet.write(r)

@@ -306,7 +306,7 @@ def main(argv=None):
         return demo.main(args)
     if args["stations"] is not None:
         from host import fleet
-        return compat.run(fleet.fleet_main(args, Simulator, StdinLines()))
+        return compat.run(fleet.fleet_main(args, Simulator, StdinLines(), _write))
     return compat.run(console_main(args))
 
 
