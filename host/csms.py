@@ -6,6 +6,7 @@ CALLs (well-formed through `ocpp`'s ChargePoint, or raw frames for robustness te
 """
 import asyncio
 import base64
+import sys
 import json
 import logging
 import os
@@ -457,7 +458,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # run the host.csms module's main, not this __main__ copy: host.csms_console imports
+    # host.csms, and its classes (CsmsCallError) must be the ones the CSMS raises
+    from host import csms as _module
+    sys.exit(_module.main())
 
 
 def wait_until(predicate, timeout=15, what="condition"):
