@@ -217,3 +217,14 @@ def test_fleet_one_stepper_thread_and_events_stay_per_station(csms, tmp_path, mo
             cp = "CS%04d" % i
             assert all(p["connectorStatus"] != "Faulted"
                        for p in csms.csms.calls("StatusNotification", cp)), cp
+
+
+def test_bench_fleet_tool_reports_figures(capsys):
+    """tools/bench_fleet.py end to end on a 3-station CPython fleet (figures, not limits)."""
+    from tools import bench_fleet
+    assert bench_fleet.main(["--target", "cpython", "--stations", "3", "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    fig = json.loads(out.strip().splitlines()[-1])
+    assert fig["accepted"] == 3 and fig["calls"] > 0 and fig["call_errors"] == 0, fig
+    assert fig["schema_violations"] == 0 and fig["still_connected"] == 3
+    assert "rss_kb_per_station" in fig and "boot storm" in out
