@@ -43,6 +43,10 @@ def parse_args(argv):
             a["verbose"] = True
             i += 1
             continue
+        if arg == "--no-fsync":   # fleet only (host/fleet.py)
+            a["no_fsync"] = True
+            i += 1
+            continue
         key, val = arg, None
         if "=" in arg and arg.startswith("--"):
             key, val = arg.split("=", 1)
@@ -76,8 +80,8 @@ def parse_args(argv):
     if a["stations"] is not None:
         from host import fleet
         return fleet.check_args(a)
-    if a["id_prefix"] is not None or a["script"] is not None:
-        raise ConsoleError("--id-prefix and --script go with --stations N")
+    if a["id_prefix"] is not None or a["script"] is not None or a.get("no_fsync"):
+        raise ConsoleError("--id-prefix, --script and --no-fsync go with --stations N")
     if a["data_dir"] is None:
         a["data_dir"] = ".sim-data/" + a["id"]
     return a
@@ -243,8 +247,14 @@ class StdinLines:
             self._reader = compat.asyncio.StreamReader(sys.stdin)
             return self
         import asyncio
+        import os
+        import stat
         loop = asyncio.get_running_loop()
         self._reader = asyncio.StreamReader()
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
+            self._thread = True  # a regular file or /dev/null: epoll refuses them
+            return self
         try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._reader), sys.stdin)
         except (ValueError, OSError):

@@ -138,6 +138,7 @@ def test_fleet_B01_twenty_stations_boot_and_one_charges_by_script(target, csms, 
     (["--stations", "3", "--id-prefix", "a/b"], "--id-prefix may hold"),
     (["--stations", "3", "--script", "/nonexistent/script.txt"], "--script"),
     (["--id-prefix", "P"], "go with --stations"),
+    (["--no-fsync"], "go with --stations"),
 ])
 def test_fleet_bad_arguments_exit_2_with_a_message(target, args, message, tmp_path):
     cmd = fleet_cmd(target, "--csms", "ws://127.0.0.1:9", "--data-dir", str(tmp_path / "d"), *args)
