@@ -6,6 +6,7 @@ CALLs (well-formed through `ocpp`'s ChargePoint, or raw frames for robustness te
 """
 import asyncio
 import base64
+import sys
 import json
 import logging
 import os
@@ -232,8 +233,10 @@ class Csms:
         # (identity, client certificate dict or None, time) per connection
         self.peercerts = []
         self._last_payload = {}
+        self._uids = 0  # message ids of CALLs sent with call(): unique also when concurrent
         self._server = None
         self.port = None
+        self.host = "127.0.0.1"
         self.changed = asyncio.Event()
 
     # ------------------------------------------------------------ scripting
@@ -328,6 +331,7 @@ class Csms:
             self.changed.set()
 
     async def start(self, host="127.0.0.1", port=0, ssl_context=None):
+        self.host = host
         self._server = await serve(self._handler, host, port, subprotocols=["ocpp2.0.1"],
                                    process_request=self._check_request, ssl=ssl_context,
                                    ping_interval=None, max_size=2 ** 20)
@@ -335,7 +339,8 @@ class Csms:
         return self.port
 
     def url(self, scheme="ws"):
-        return "%s://127.0.0.1:%d" % (scheme, self.port)
+        host = self.host if ":" not in self.host else "[%s]" % self.host
+        return "%s://%s:%d" % (scheme, host, self.port)
 
     async def stop(self):
         if self._server is not None:
@@ -348,7 +353,8 @@ class Csms:
         or raise CsmsCallError."""
         session = self.sessions[cp_id]
         req = getattr(ocpp_call, action)(**camel_to_snake_case(payload))
-        uid = "csms-%d" % len(self.messages)
+        self._uids += 1
+        uid = "csms-%d" % self._uids
         session.replies[uid] = None
         session._response_timeout = timeout
         try:
@@ -428,17 +434,33 @@ class CsmsThread:
 
 
 def main(argv=None):
-    """`python -m host.csms [PORT]`: run the demo CSMS until interrupted."""
+    """`python -m host.csms [PORT] [--host ADDR]`: run the demo CSMS until interrupted; stdin
+    takes commands (host/csms_console.py), replies go to stdout as JSON lines, the frame
+    log to stderr."""
     import sys
-    argv = sys.argv[1:] if argv is None else argv
+    from host import csms_console
+    argv = list(sys.argv[1:] if argv is None else argv)
+    host = "127.0.0.1"
+    if "--host" in argv:
+        i = argv.index("--host")
+        if i + 1 >= len(argv):
+            print("usage: python -m host.csms [PORT] [--host ADDR]", file=sys.stderr)
+            return 2
+        host = argv[i + 1]
+        del argv[i:i + 2]
     port = int(argv[0]) if argv else 9000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # the ocpp package logs every frame too: Csms._record's line is the one kept
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
 
     async def serve_forever():
         csms = Csms()
-        await csms.start(port=port)
-        print("demo CSMS on %s" % csms.url(), flush=True)
-        await asyncio.Future()
+        await csms.start(host=host, port=port)
+        print("demo CSMS on %s" % csms.url(), file=sys.stderr, flush=True)
+        console = csms_console.CsmsConsole(csms)
+        console.write({"ok": True, "listening": csms.url()})
+        await console.run(await csms_console.stdin_reader())
+        await asyncio.Future()  # stdin ended: go on serving
 
     try:
         asyncio.run(serve_forever())
@@ -447,7 +469,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # run the host.csms module's main, not this __main__ copy: host.csms_console imports
+    # host.csms, and its classes (CsmsCallError) must be the ones the CSMS raises
+    from host import csms as _module
+    sys.exit(_module.main())
 
 
 def wait_until(predicate, timeout=15, what="condition"):

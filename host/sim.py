@@ -4,6 +4,7 @@
 #                      [--data-dir DIR] [--set Component.Variable=VALUE ...] [--verbose]
 #                      [--stop-reaction-ms MS]   (test knob: IEC 61851-1's 6 s EV reaction bound)
 #   micropython -m host.sim --csms URL ...
+#   python -m host.sim --csms URL --stations N [--id-prefix P] [--script FILE]   (host/fleet.py)
 #
 # With --csms: one command per stdin line, one JSON line per command on stdout, logs on stderr.
 # Without --csms (CPython only): start the demo CSMS on a free loopback port and run a demo.
@@ -18,17 +19,21 @@ from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
          "[--evses N] [--data-dir DIR] [--set Component.Variable=VALUE] [--verbose] "
-         "[--stop-reaction-ms MS]")
+         "[--stop-reaction-ms MS]\n"
+         "       host.sim --csms URL --stations N [--id-prefix P] [--data-dir DIR] [--script FILE]"
+         "   (a fleet of N stations, see host/fleet.py)")
 
 OPTIONS = {"--csms": "csms", "--id": "id", "--password": "password", "--cafile": "cafile",
            "--evses": "evses", "--data-dir": "data_dir", "--set": "set",
-           "--stop-reaction-ms": "stop_reaction_ms"}
+           "--stop-reaction-ms": "stop_reaction_ms",
+           "--stations": "stations", "--id-prefix": "id_prefix", "--script": "script"}
 
 
 def parse_args(argv):
     """Tiny argument parser (argparse is not available on every MicroPython)."""
     a = {"csms": None, "id": "CS001", "password": None, "cafile": None, "evses": "1",
-         "data_dir": None, "set": [], "verbose": False, "stop_reaction_ms": None}
+         "data_dir": None, "set": [], "verbose": False, "stop_reaction_ms": None,
+         "stations": None, "id_prefix": None, "script": None}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -36,6 +41,10 @@ def parse_args(argv):
             raise ConsoleError(USAGE)
         if arg == "--verbose":
             a["verbose"] = True
+            i += 1
+            continue
+        if arg == "--no-fsync":   # fleet only (host/fleet.py)
+            a["no_fsync"] = True
             i += 1
             continue
         key, val = arg, None
@@ -53,6 +62,7 @@ def parse_args(argv):
             a["set"].append(val)
         else:
             a[name] = val
+            a[name + "_given"] = True
         i += 1
     try:
         a["evses"] = int(a["evses"])
@@ -67,6 +77,11 @@ def parse_args(argv):
                 raise ValueError
         except ValueError:
             raise ConsoleError("--stop-reaction-ms must be a number of milliseconds")
+    if a["stations"] is not None:
+        from host import fleet
+        return fleet.check_args(a)
+    if a["id_prefix"] is not None or a["script"] is not None or a.get("no_fsync"):
+        raise ConsoleError("--id-prefix, --script and --no-fsync go with --stations N")
     if a["data_dir"] is None:
         a["data_dir"] = ".sim-data/" + a["id"]
     return a
@@ -232,8 +247,14 @@ class StdinLines:
             self._reader = compat.asyncio.StreamReader(sys.stdin)
             return self
         import asyncio
+        import os
+        import stat
         loop = asyncio.get_running_loop()
         self._reader = asyncio.StreamReader()
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
+            self._thread = True  # a regular file or /dev/null: epoll refuses them
+            return self
         try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._reader), sys.stdin)
         except (ValueError, OSError):
@@ -293,6 +314,9 @@ def main(argv=None):
             return 2
         from host import demo
         return demo.main(args)
+    if args["stations"] is not None:
+        from host import fleet
+        return compat.run(fleet.fleet_main(args, Simulator, StdinLines(), _write))
     return compat.run(console_main(args))
 
 
