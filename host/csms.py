@@ -334,7 +334,8 @@ class Csms:
         self.host = host
         self._server = await serve(self._handler, host, port, subprotocols=["ocpp2.0.1"],
                                    process_request=self._check_request, ssl=ssl_context,
-                                   ping_interval=None, max_size=2 ** 20)
+                                   ping_interval=None, max_size=2 ** 20,
+                                   backlog=1024)  # a fleet's boot storm connects all at once
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -182,6 +182,7 @@ class Fleet:
     def build(self):
         """Create every station (boards, device models on flash); ConsoleError on bad input."""
         base = self.args["data_dir"].rstrip("/")
+        short = False
         for ident in self.ids:
             a = dict(self.args)
             a["id"] = ident
@@ -190,11 +191,19 @@ class Fleet:
                 sim = self._sim_class(a)
                 self.stepper.attach(sim.board)
                 sim.make_station()
+                self.sims[ident] = sim
             except MemoryError:
-                raise ConsoleError("out of memory after %d stations%s" % (
-                    len(self.sims), " (start micropython with a bigger heap, e.g. "
-                    "`micropython -X heapsize=64M -m host.sim ...`)" if compat.MICROPYTHON else ""))
-            self.sims[ident] = sim
+                short = True
+                break
+        if short:   # give the heap back first: the message needs some of it
+            n = len(self.sims)
+            self.sims = {}
+            self.stepper.steppers = []
+            sim = a = None
+            compat.collect()
+            raise ConsoleError("out of memory after %d stations%s" % (
+                n, " (start micropython with a bigger heap, e.g. "
+                "`micropython -X heapsize=64M -m host.sim ...`)" if compat.MICROPYTHON else ""))
 
     def start(self):
         self.stepper.start()

@@ -229,3 +229,14 @@ def test_bench_fleet_tool_reports_figures(capsys):
     assert fig["accepted"] == 3 and fig["calls"] > 0 and fig["call_errors"] == 0, fig
     assert fig["schema_violations"] == 0 and fig["still_connected"] == 3
     assert "rss_kb_per_station" in fig and "boot storm" in out
+
+
+def test_fleet_out_of_heap_says_so_and_how_to_fix_it(target, tmp_path):
+    if target != "micropython":
+        pytest.skip("CPython has no fixed heap to run out of (it grows until the OS refuses)")
+    cmd = interpreter(target) + ["-X", "heapsize=1M", "-m", "host.sim", "--csms", "ws://127.0.0.1:9",
+                                 "--stations", "200", "--data-dir", str(tmp_path / "d")]
+    p = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert p.returncode == 2, (p.stdout, p.stderr[-2000:])
+    assert b"out of memory after" in p.stderr and b"heapsize" in p.stderr, p.stderr[-2000:]
+    assert b"Traceback" not in p.stderr

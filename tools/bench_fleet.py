@@ -2,7 +2,7 @@
 demo CSMS (`python -m host.csms`, mobilityhouse `ocpp`, every station frame schema-checked).
 
     python -m tools bench-fleet [--target cpython|micropython|both] [--stations N]
-                                [--seconds S] [--heap SIZE]
+                                [--seconds S] [--heap SIZE] [--no-fsync]
 
 For each runtime (default: CPython with 1,000 stations, micropython with 100):
   - build: time until the fleet process has created every station and answers its console;
@@ -15,6 +15,7 @@ For each runtime (default: CPython with 1,000 stations, micropython with 100):
   - the fleet's safety stepper: worst round over all stations, and the event loop's worst
     lateness (`stall`) as one station sees it;
   - schema violations the CSMS logged.
+--no-fsync passes the fleet's option of that name (first boots without fsync).
 Runs on loopback only; data directories in a temporary directory that is removed.
 """
 import json
@@ -85,12 +86,12 @@ def start_csms(tmp):
     return p, lines, first["listening"], err
 
 
-def start_fleet(target, url, n, data, heap):
+def start_fleet(target, url, n, data, heap, extra=()):
     if target == "micropython":
         head = [micropython_exe(), "-X", "heapsize=" + heap]
     else:
         head = [sys.executable]
-    cmd = head + ["-m", "host.sim", "--csms", url, "--stations", str(n), "--data-dir", data]
+    cmd = head + ["-m", "host.sim", "--csms", url, "--stations", str(n), "--data-dir", data] + list(extra)
     err = open(data + ".log", "wb")
     p = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                          bufsize=0)
@@ -119,9 +120,9 @@ def stop(p, lines=None):
         p.wait()
 
 
-def baseline(target, url, tmp, heap):
+def baseline(target, url, tmp, heap, extra):
     """Memory of a 1-station fleet, booted."""
-    p, lines, err = start_fleet(target, url, 1, os.path.join(tmp, "one"), heap)
+    p, lines, err = start_fleet(target, url, 1, os.path.join(tmp, "one"), heap, extra)
     try:
         deadline = time.time() + 60
         while True:
@@ -159,14 +160,14 @@ def sustained_calls(csms_lines, ids, seconds):
     return done, errors, time.time() - t0
 
 
-def run(target, n, seconds, heap):
+def run(target, n, seconds, heap, extra=()):
     tmp = tempfile.mkdtemp(prefix="bench-fleet-")
     csms = fleet = None
     try:
         csms, clines, url, cerr = start_csms(tmp)
-        base = baseline(target, url, tmp, heap)
+        base = baseline(target, url, tmp, heap, extra)
         t0 = time.time()
-        fleet, flines, ferr = start_fleet(target, url, n, os.path.join(tmp, "fleet"), heap)
+        fleet, flines, ferr = start_fleet(target, url, n, os.path.join(tmp, "fleet"), heap, extra)
         s = summary(flines, 600)
         built = time.time() - t0
         while s["accepted"] < n:
@@ -186,7 +187,7 @@ def run(target, n, seconds, heap):
         with open(os.path.join(tmp, "csms.log"), "rb") as f:
             violations = f.read().count(b"schema violation")
         fig = {
-            "target": target, "stations": n, "build_s": round(built, 1),
+            "target": target, "stations": n, "fsync": "--no-fsync" not in extra, "build_s": round(built, 1),
             "boot_storm_s": round(storm, 1), "accepted": booted["accepted"],
             "rss_kb_fleet": booted.get("rss_kb"), "rss_kb_one": base.get("rss_kb"),
             "calls": done, "call_errors": errors, "calls_per_s": round(done / took, 1),
@@ -211,8 +212,9 @@ def run(target, n, seconds, heap):
 
 
 def report(fig):
-    lines = ["%s: %d stations in one process, %d accepted; built in %.1f s, boot storm %.1f s" % (
-        fig["target"], fig["stations"], fig["accepted"], fig["build_s"], fig["boot_storm_s"])]
+    lines = ["%s: %d stations in one process, %d accepted; built in %.1f s, boot storm %.1f s%s" % (
+        fig["target"], fig["stations"], fig["accepted"], fig["build_s"], fig["boot_storm_s"],
+        "" if fig["fsync"] else " (--no-fsync)")]
     mem = "  memory per station: %s KB RSS" % fig.get("rss_kb_per_station")
     if "heap_kb_per_station" in fig:
         mem += ", %s KB live heap (fleet heap %s KB)" % (fig["heap_kb_per_station"], fig["heap_kb_fleet"])
@@ -231,11 +233,15 @@ def report(fig):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = {"--target": "both", "--stations": None, "--seconds": "10", "--heap": "128M"}
+    extra = []
     while argv:
         a = argv.pop(0)
         if a in ("-h", "--help"):
             print(USAGE)
             return 0
+        if a == "--no-fsync":
+            extra.append(a)
+            continue
         if a not in opts or not argv:
             print("bench-fleet: bad option %s\n%s" % (a, USAGE), file=sys.stderr)
             return 2
@@ -250,7 +256,7 @@ def main(argv=None):
             print("micropython: not installed, skipped")
             continue
         n = int(opts["--stations"] or GOALS[t])
-        fig = run(t, n, float(opts["--seconds"]), opts["--heap"])
+        fig = run(t, n, float(opts["--seconds"]), opts["--heap"], extra)
         print(report(fig), flush=True)
         print(json.dumps(fig), flush=True)
         out.append(fig)
