@@ -287,6 +287,33 @@ def _no_shared_pins():
             raise ConfigError("%s: GPIO%d is already used by %s" % (p, v, o[0]))
 
 
+# The shipped example carries this host so that a copied, unedited config is refused instead
+# of dialling somebody's LAN.
+PLACEHOLDER_HOST = "SET-YOUR-CSMS-HOST"
+
+
+def _check_url(url):
+    if not (url.startswith("ws://") or url.startswith("wss://")):
+        raise ConfigError("station.csms_url: must start with ws:// or wss://, got %r" % url)
+    rest = url.split("://", 1)[1]
+    hostport = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if PLACEHOLDER_HOST.lower() in hostport.lower():
+        raise ConfigError("station.csms_url: still the example's placeholder %r; set the URL "
+                          "of your CSMS (ws://host:port/path or wss://...)" % url)
+    host, port = hostport, None
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, tail = hostport[:end + 1], hostport[end + 1:]
+        if tail:
+            port = tail[1:] if tail[0] == ":" else tail
+    elif ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+    if not host or host == "[]":
+        raise ConfigError("station.csms_url: no host in %r" % url)
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError("station.csms_url: port must be 1..65535, got %r" % port)
+
+
 def validate(raw):
     """Return a normalized copy of `raw` with defaults, or raise ConfigError. The copy's
     "warnings" lists what deserves a console line at boot (parts left out, strapping pins)."""
@@ -308,9 +335,7 @@ def validate(raw):
         "vendor": _take(st, "vendor", "station", str, "OpenSource"),
         "model": _take(st, "model", "station", str, "PyStation-ESP32"),
     }, "station")}
-    url = cfg["station"]["csms_url"]
-    if not (url.startswith("ws://") or url.startswith("wss://")):
-        raise ConfigError("station.csms_url: must start with ws:// or wss://, got %r" % url)
+    _check_url(cfg["station"]["csms_url"])
     if not 1 <= len(cfg["station"]["identity"]) <= 48:
         raise ConfigError("station.identity: 1..48 characters")
     w = _take(raw, "wifi", "", dict, None)

@@ -8,9 +8,16 @@ from board import config
 EXAMPLE = "board/config.example.json"
 
 
-def example():
+def shipped():
     with open(EXAMPLE) as f:
         return json.load(f)
+
+
+def example():
+    """The example with a CSMS URL set, as a user's edited copy would have it."""
+    raw = shipped()
+    raw["station"]["csms_url"] = "ws://127.0.0.1:9000/ocpp"
+    return raw
 
 
 def err(raw):
@@ -23,6 +30,32 @@ def test_example_config_is_valid_and_complete():
     assert e["pilot"]["adc_pin"] == 36 and e["relay"]["pin"] == 26
     assert e["meter"]["type"] == "sdm630" and c["reader"]["type"] == "mfrc522"
     assert c["watchdog_ms"] == 1500
+
+
+def test_shipped_example_refuses_its_csms_placeholder_until_set():
+    # copying the example unedited must never dial an address by accident
+    raw = shipped()
+    assert config.PLACEHOLDER_HOST in raw["station"]["csms_url"]
+    e = err(raw)
+    assert "station.csms_url" in e and "placeholder" in e, e
+    raw["station"]["csms_url"] = "ws://127.0.0.1:9000/ocpp"
+    assert config.validate(raw)["station"]["csms_url"] == "ws://127.0.0.1:9000/ocpp"
+
+
+def test_csms_url_port_and_host_are_checked():
+    for url, why in (("ws://h:0/ocpp", "port must be 1..65535"),
+                     ("ws://h:99999/ocpp", "port must be 1..65535"),
+                     ("ws://h:80x/ocpp", "port must be 1..65535"),
+                     ("ws:///ocpp", "no host"), ("http://h/ocpp", "ws:// or wss://"),
+                     ("ws://[::1]:x/o", "port must be")):
+        raw = example()
+        raw["station"]["csms_url"] = url
+        e = err(raw)
+        assert why in e, (url, e)
+    for url in ("wss://user@csms.example:443/ocpp", "ws://[::1]:9000/ocpp", "ws://h/ocpp"):
+        raw = example()
+        raw["station"]["csms_url"] = url
+        assert config.validate(raw)["station"]["csms_url"] == url
 
 
 def test_defaults_are_filled():

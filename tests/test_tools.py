@@ -71,7 +71,9 @@ def test_built_mpy_files_load_under_micropython(built, tmp_path):
 def test_deploy_commands(tmp_path):
     (tmp_path / "firmware").mkdir()
     cfg = tmp_path / "c.json"
-    cfg.write_text(open(os.path.join(ROOT, "board", "config.example.json")).read())
+    raw = json.load(open(os.path.join(ROOT, "board", "config.example.json")))
+    raw["station"]["csms_url"] = "ws://127.0.0.1:9000/ocpp"
+    cfg.write_text(json.dumps(raw))
     cmds = deploy.deploy("/dev/pts/7", str(tmp_path), str(cfg), resume=True, dry_run=True,
                          log=lambda s: None)
     assert all(c[1:4] == ["connect", "/dev/pts/7", "resume"] for c in cmds)
@@ -95,6 +97,7 @@ def test_deploy_validates_the_config_before_copying_anything(tmp_path):
     fake.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"]))
     raw = json.load(open(os.path.join(ROOT, "board", "config.example.json")))
+    raw["station"]["csms_url"] = "ws://127.0.0.1:9000/ocpp"
     raw["evses"][0]["max_curent"] = 16
 
     def run(cfg_text):
@@ -186,3 +189,13 @@ def test_python_dash_m_tools_runs():
     p = subprocess.run([sys.executable, "-m", "tools", "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "gen-schemas" in p.stdout
+
+
+@pytest.mark.parametrize("tool", ["bench", "cutpoints", "coverage", "bench-fleet", "build"])
+def test_tool_help_prints_usage_and_runs_nothing(tool, tmp_path):
+    # `bench --help` used to start the 10-minute benchmark; a tool's help must only print
+    p = subprocess.run([sys.executable, "-m", "tools", tool, "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "python -m tools" in p.stdout or "usage:" in p.stdout, p.stdout
+    assert "Traceback" not in p.stderr

@@ -1,4 +1,4 @@
-"""python -m tools <command> [args]: build | deploy | flash | diag | bench | cutpoints | gen-schemas | coverage"""
+"""python -m tools <command> [args]: one of COMMANDS below; `python -m tools <command> --help`."""
 import importlib
 import sys
 
@@ -41,7 +41,16 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
         raise
-    return mod.main(argv[1:]) or 0
+    rest = argv[1:]
+    if ("-h" in rest or "--help" in rest) and not _parses_own_args(mod):
+        # Tools that read sys.argv by hand would otherwise run (a 10-minute bench) on --help.
+        print((mod.__doc__ or COMMANDS[name][1]).strip())
+        return 0
+    return mod.main(rest) or 0
+
+
+def _parses_own_args(mod):
+    return hasattr(mod, "argparse")
 
 
 if __name__ == "__main__":
