@@ -293,25 +293,14 @@ PLACEHOLDER_HOST = "SET-YOUR-CSMS-HOST"
 
 
 def _check_url(url):
-    if not (url.startswith("ws://") or url.startswith("wss://")):
-        raise ConfigError("station.csms_url: must start with ws:// or wss://, got %r" % url)
-    rest = url.split("://", 1)[1]
-    hostport = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    if PLACEHOLDER_HOST.lower() in hostport.lower():
+    from firmware.ws import split_url, WsError
+    try:
+        host = split_url(url)[1]
+    except WsError as e:
+        raise ConfigError("station.csms_url: %s" % e)
+    if PLACEHOLDER_HOST.lower() in host.lower():
         raise ConfigError("station.csms_url: still the example's placeholder %r; set the URL "
                           "of your CSMS (ws://host:port/path or wss://...)" % url)
-    host, port = hostport, None
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host, tail = hostport[:end + 1], hostport[end + 1:]
-        if tail:
-            port = tail[1:] if tail[0] == ":" else tail
-    elif ":" in hostport:
-        host, port = hostport.rsplit(":", 1)
-    if not host or host == "[]":
-        raise ConfigError("station.csms_url: no host in %r" % url)
-    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise ConfigError("station.csms_url: port must be 1..65535, got %r" % port)
 
 
 def validate(raw):

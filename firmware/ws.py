@@ -68,7 +68,8 @@ def _b64(b):
     return binascii.b2a_base64(b).strip()
 
 
-def _split_url(url):
+def split_url(url):
+    """(secure, host, port, path) of a ws:// or wss:// URL; WsError says what is wrong."""
     if url.startswith("wss://"):
         secure, rest = True, url[6:]
     elif url.startswith("ws://"):
@@ -94,6 +95,8 @@ def _split_url(url):
             if tail[0] != ":":
                 raise ValueError
             port = int(tail[1:])
+            if not 1 <= port <= 65535:
+                raise ValueError
         except ValueError:
             raise WsError("bad port in URL: %r" % (url,))
     if not host:
@@ -135,7 +138,7 @@ async def connect(url, subprotocol="ocpp2.0.1", username=None, password=None,
                   certfile=None, keyfile=None):
     """Open a WebSocket. `deflate` is False, True (10-bit window) or window bits 9..15.
     certfile/keyfile add a TLS client certificate (security profile 3)."""
-    secure, host, port, path = _split_url(url)
+    secure, host, port, path = split_url(url)
     wbits = 0
     if deflate:
         wbits = _DEFAULT_WBITS if deflate is True else int(deflate)

@@ -77,6 +77,12 @@ def parse_args(argv):
                 raise ValueError
         except ValueError:
             raise ConsoleError("--stop-reaction-ms must be a number of milliseconds")
+    if a["csms"] is not None:
+        from firmware.ws import split_url, WsError
+        try:
+            split_url(a["csms"])
+        except WsError as e:
+            raise ConsoleError("--csms: %s (expected ws://host:port/path or wss://...)" % e)
     if a["stations"] is not None:
         from host import fleet
         return fleet.check_args(a)

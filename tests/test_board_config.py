@@ -43,16 +43,15 @@ def test_shipped_example_refuses_its_csms_placeholder_until_set():
 
 
 def test_csms_url_port_and_host_are_checked():
-    for url, why in (("ws://h:0/ocpp", "port must be 1..65535"),
-                     ("ws://h:99999/ocpp", "port must be 1..65535"),
-                     ("ws://h:80x/ocpp", "port must be 1..65535"),
-                     ("ws:///ocpp", "no host"), ("http://h/ocpp", "ws:// or wss://"),
-                     ("ws://[::1]:x/o", "port must be")):
+    for url, why in (("ws://h:0/ocpp", "bad port"), ("ws://h:99999/ocpp", "bad port"),
+                     ("ws://h:80x/ocpp", "bad port"), ("ws:///ocpp", "no host"),
+                     ("http://h/ocpp", "ws:// or wss://"), ("ws://[::1]:x/o", "bad port"),
+                     ("ws://h /ocpp", "whitespace")):
         raw = example()
         raw["station"]["csms_url"] = url
         e = err(raw)
         assert why in e, (url, e)
-    for url in ("wss://user@csms.example:443/ocpp", "ws://[::1]:9000/ocpp", "ws://h/ocpp"):
+    for url in ("wss://csms.example:443/ocpp", "ws://[::1]:9000/ocpp", "ws://h/ocpp"):
         raw = example()
         raw["station"]["csms_url"] = url
         assert config.validate(raw)["station"]["csms_url"] == url
