@@ -11,12 +11,12 @@
 #   6. the OCPP station, the serial line console
 # Ctrl-C ends the loop: relays open, the stepper only feeds the watchdog, `from board import diag`.
 import sys
-import json
 
 from firmware import compat, log
 from firmware.compat import asyncio
 from firmware import safety as safety_mod
 from firmware.stepper import Stepper
+from firmware.console import ConsoleError, reply_json
 
 # the running objects: board, safeties, cfg, wifi, station, console. The REPL helpers
 # (board/diag.py, imported only from the REPL) read them from here.
@@ -49,12 +49,20 @@ async def console_task(console, reader=None, write=None):
         # drop control bytes: tools like mpremote leave Ctrl-B/Ctrl-C behind on the line
         line = "".join(c for c in line if c >= " ").strip()
         if not line:
+            # unlike the simulator's stdin, no reply: a stray reply here could be taken by
+            # `tools diag` as the answer to the command it sends next
             continue
         try:
             reply = await console.handle(line[:512])
         except Exception as e:
             reply = {"ok": False, "error": "console: %s" % e}
-        write(json.dumps(reply))
+        write(reply_json(reply))
+
+
+def _no_quit(args):
+    # the simulator's `quit` ends a process; a charger has nothing to quit to
+    raise ConsoleError("quit only ends the simulator; on a charger use `reboot` (or Ctrl-C "
+                       "for the REPL)")
 
 
 def board_status(args=None):
@@ -141,6 +149,7 @@ async def _run(board, cfg, stepper, station_factory, console_reader):
         try:
             from firmware.console import Console
             console = Console(station)
+            console.commands["quit"] = _no_quit
             ctx["console"] = console
             compat.create_task(console_task(console, console_reader))
         except ImportError as e:

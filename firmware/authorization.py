@@ -256,6 +256,7 @@ class Block:
     # ---------------------------------------------------------------- console
     def _on_console(self, console):
         console.commands["auth"] = self._console
+        console.syntax["auth"] = "auth TOKEN [TYPE] [EVSE]"
 
     async def _console(self, args):
         """auth TOKEN [TYPE] [EVSE] | auth stop START STOP [TYPE] | auth cache | auth list |

@@ -2,11 +2,41 @@
 # Every command gets exactly one JSON-able dict back: {"ok": true, ...} or {"ok": false, "error": ...}.
 # Variables are named Component[ci]@evse[,connector].Variable[vi], e.g.
 #   OCPPCommCtrlr.HeartbeatInterval   OCPPCommCtrlr.MessageTimeout[Default]   EVSE@1.AvailabilityState
+import json
+
 from firmware import log
 
 
 class ConsoleError(Exception):
-    pass
+    """A refused command: the message, and optional fields for the JSON reply."""
+
+    def __init__(self, msg, extra=None):
+        super().__init__(msg)
+        self.extra = extra
+
+
+def reply_json(reply):
+    """One reply as a JSON line with "ok" first (MicroPython dicts keep no order)."""
+    rest = dict(reply)
+    ok = rest.pop("ok", False)
+    tail = json.dumps(rest)[1:-1] if rest else ""
+    return '{"ok": %s%s}' % ("true" if ok else "false", ", " + tail if tail else "")
+
+
+# `help CMD`: the syntax of the core commands; other layers add theirs to Console.syntax.
+SYNTAX = {
+    "help": "help [COMMAND]",
+    "status": "status",
+    "get": "get Component[inst]@EVSE[,CONN].Variable[inst]",
+    "set": "set Component.Variable VALUE",
+    "log": "log [N]",
+    "trace": "trace on|off",
+    "mem": "mem [gc | watch MS]",
+    "stall": "stall [reset]",
+    "modules": "modules",
+    "reboot": "reboot",
+    "quit": "quit",
+}
 
 
 def parse_var(name):
@@ -61,7 +91,8 @@ class Console:
             "reboot": self._reboot,
             "quit": self._quit,
         }
-        # Other layers (simulator, board, charging) add their commands here.
+        self.syntax = dict(SYNTAX)
+        # Other layers (simulator, board, charging) add their commands (and syntax) here.
         station.emit("console", self)
 
     async def handle(self, line):
@@ -76,7 +107,10 @@ class Console:
             if hasattr(r, "send"):
                 r = await r
         except ConsoleError as e:
-            return {"ok": False, "error": str(e)}
+            out = {"ok": False, "error": str(e)}
+            if e.extra:
+                out.update(e.extra)
+            return out
         except Exception as e:
             log.exc("console", "command %s failed" % words[0], e)
             return {"ok": False, "error": "%s failed: %s" % (words[0], e)}
@@ -86,7 +120,11 @@ class Console:
         return out
 
     def _help(self, args):
-        return {"commands": sorted(self.commands)}
+        if not args:
+            return {"commands": sorted(self.commands)}
+        if args[0] not in self.commands:
+            raise ConsoleError("unknown command %r; try 'help'" % args[0][:40])
+        return {"command": args[0], "usage": self.syntax.get(args[0], args[0])}
 
     def _status(self, args):
         st = self.st
@@ -113,7 +151,17 @@ class Console:
         r = self.st.dm.csms_set_many([item])[0]
         status = r.get("attributeStatus")
         if status not in ("Accepted", "RebootRequired"):
-            raise ConsoleError("%s: %s" % (args[0], status))
+            info = r.get("attributeStatusInfo") or {}
+            extra = {"status": status}
+            why = ""
+            if info.get("reasonCode"):
+                extra["reasonCode"] = info["reasonCode"]
+                why = " (%s" % info["reasonCode"]
+                if info.get("additionalInfo"):
+                    extra["additionalInfo"] = info["additionalInfo"]
+                    why += ": %s" % info["additionalInfo"]
+                why += ")"
+            raise ConsoleError("%s: %s%s" % (args[0], status, why), extra)
         return {"name": args[0], "status": status}
 
     def _log(self, args):

@@ -229,6 +229,7 @@ class Block:
     # ---------------------------------------------------------------- console
     def _console(self, console):
         console.commands["seclog"] = self._cmd_seclog
+        console.syntax["seclog"] = "seclog [N]"
 
     def _cmd_seclog(self, args):
         try:

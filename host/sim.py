@@ -14,7 +14,7 @@ import json
 from firmware import compat, log, safety
 from firmware.hal import FAULT_NAMES, PILOT_STATES
 from firmware.station import Station
-from firmware.console import Console, ConsoleError, parse_var
+from firmware.console import Console, ConsoleError, parse_var, reply_json
 from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
@@ -108,6 +108,13 @@ def apply_settings(station, settings):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
 
 
+SIM_SYNTAX = {
+    "plug": "plug N", "unplug": "unplug N", "ev": "ev N A|B|C|D|E|F",
+    "stubborn": "stubborn N on|off", "tap": "tap TOKEN [TYPE]", "power": "power N WATTS",
+    "fault": "fault N NAME", "clear": "clear N NAME", "lock": "lock N broken|ok",
+}
+
+
 def add_sim_commands(console, board):
     """Console commands that act on the simulated hardware (the EV, the driver, faults)."""
 
@@ -157,9 +164,12 @@ def add_sim_commands(console, board):
     def power(args):
         e = evse(args, "power N WATTS")
         try:
-            e.meter.ev_power_w = max(0.0, float(args[1]))
+            w = float(args[1])
         except ValueError:
             raise ConsoleError("usage: power N WATTS")
+        if not 0 <= w <= 100000:   # also refuses nan: an EV draws, it does not feed back
+            raise ConsoleError("power: WATTS must be 0..100000, got %s" % args[1])
+        e.meter.ev_power_w = w
         return {}
 
     def fault(args):
@@ -187,6 +197,7 @@ def add_sim_commands(console, board):
                      ("tap", tap), ("power", power), ("fault", fault), ("clear", clear),
                      ("lock", lock)):
         console.commands[name] = fn
+    console.syntax.update(SIM_SYNTAX)
 
 
 class Simulator:
@@ -237,7 +248,7 @@ class Simulator:
 
 
 def _write(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.write(reply_json(obj) + "\n")
     try:
         sys.stdout.flush()
     except AttributeError:
@@ -289,10 +300,7 @@ async def console_main(args):
         line = await lines.readline()
         if not line:
             break
-        line = line.strip()
-        if not line:
-            continue
-        _write(await sim.handle(line))
+        _write(await sim.handle(line.strip()))   # an empty line too: one reply per line
         if sim.console is not None and sim.console.quit:
             break
     sim.quit = True
