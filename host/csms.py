@@ -14,15 +14,20 @@ import threading
 import time
 import urllib.parse
 
-import jsonschema
-import ocpp.v201
-from ocpp.charge_point import camel_to_snake_case
-from ocpp.routing import on
-from ocpp.v201 import call as ocpp_call
-from ocpp.v201 import call_result
-from websockets.asyncio.server import serve
-from websockets.datastructures import Headers
-from websockets.http11 import Response
+try:
+    import jsonschema
+    import ocpp.v201
+    from ocpp.charge_point import camel_to_snake_case
+    from ocpp.routing import on
+    from ocpp.v201 import call as ocpp_call
+    from ocpp.v201 import call_result
+    from websockets.asyncio.server import serve
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+except ImportError as _e:   # run outside the venv: say how, not just "No module named"
+    from host import missing_package
+    print(missing_package(_e, "host.csms"), file=sys.stderr)
+    raise SystemExit(2)
 
 SCHEMA_DIR = os.path.join(os.path.dirname(ocpp.v201.__file__), "schemas")
 _schema_cache = {}
@@ -441,14 +446,23 @@ def main(argv=None):
     import sys
     from host import csms_console
     argv = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m host.csms [PORT] [--host ADDR]   (default 9000 on 127.0.0.1; 0 = any free port)"
+    if "-h" in argv or "--help" in argv:
+        from host import csms_console
+        print(usage + "\n\nstdin commands:\n" + csms_console.__doc__.split("\n", 2)[2])
+        return 0
     host = "127.0.0.1"
     if "--host" in argv:
         i = argv.index("--host")
         if i + 1 >= len(argv):
-            print("usage: python -m host.csms [PORT] [--host ADDR]", file=sys.stderr)
+            print(usage, file=sys.stderr)
             return 2
         host = argv[i + 1]
         del argv[i:i + 2]
+    if len(argv) > 1 or (argv and not (argv[0].isdigit() and int(argv[0]) < 65536)):
+        print("host.csms: PORT must be a number from 0 (any free port) to 65535, got %s\n%s"
+              % (" ".join(argv), usage), file=sys.stderr)
+        return 2
     port = int(argv[0]) if argv else 9000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # the ocpp package logs every frame too: Csms._record's line is the one kept
@@ -467,6 +481,10 @@ def main(argv=None):
         asyncio.run(serve_forever())
     except KeyboardInterrupt:
         pass
+    except OSError as e:   # port in use, address not on this machine
+        print("host.csms: cannot listen on %s port %d: %s (pass another PORT, or --host)"
+              % (host, port, e.strerror or e), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

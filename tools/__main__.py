@@ -40,7 +40,9 @@ def main(argv=None):
             print("`%s` is not available in this checkout (%s is missing)" % (name, modname),
                   file=sys.stderr)
             return 2
-        raise
+        from host import missing_package
+        print(missing_package(e, "tools " + name), file=sys.stderr)
+        return 2
     rest = argv[1:]
     if ("-h" in rest or "--help" in rest) and not _parses_own_args(mod):
         # Tools that read sys.argv by hand would otherwise run (a 10-minute bench) on --help.
