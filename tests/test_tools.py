@@ -138,6 +138,27 @@ def test_flash_commands_and_refusals(tmp_path):
         flash.flash(str(tmp_path / "none.bin"), "p", dry_run=True)
 
 
+def test_flash_checks_the_image_header_before_erasing(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(flash.subprocess, "run", lambda c: ran.append(c))
+    html = tmp_path / "download.bin"
+    html.write_bytes(b"<!DOCTYPE html><html>" + bytes(100))
+    with pytest.raises(SystemExit, match="not an ESP32 firmware image.*nothing was erased"):
+        flash.flash(str(html), "/dev/ttyUSB0")
+    s3 = tmp_path / "ESP32_GENERIC_S3.bin"
+    s3.write_bytes(b"\xe9\x03\x02\x20" + bytes(8) + b"\x09\x00" + bytes(100))
+    with pytest.raises(SystemExit, match="image for esp32s3, not esp32"):
+        flash.flash(str(s3), "/dev/ttyUSB0")
+    assert ran == []   # esptool never ran: the chip was not erased
+    assert len(flash.flash(str(s3), "/dev/ttyUSB0", chip="esp32s3", dry_run=True)) == 2
+
+
+def test_esptool_floor_matches_the_command_syntax_flash_uses():
+    # erase-flash / write-flash (hyphens) are esptool 5 syntax; 4.x knows only underscores
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert '"esptool>=5' in text
+
+
 class FakeSerial:
     def __init__(self, replies):
         self.replies = list(replies)
@@ -199,3 +220,21 @@ def test_tool_help_prints_usage_and_runs_nothing(tool, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "python -m tools" in p.stdout or "usage:" in p.stdout, p.stdout
     assert "Traceback" not in p.stderr
+
+
+def _diag(args):
+    p = subprocess.run([sys.executable, "-m", "tools", "diag"] + args, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_diag_on_a_missing_port_says_so_without_a_traceback(tmp_path):
+    rc, out, err = _diag([str(tmp_path / "ttyUSB9"), "status"])
+    assert rc == 2 and "cannot open" in err and "Traceback" not in err, err
+
+
+def test_diag_on_a_board_at_the_repl_says_how_to_start_the_station():
+    # pyserial's loop:// echoes what it is sent, as a REPL does: never a JSON reply
+    rc, out, err = _diag(["loop://", "status", "--timeout", "0.5"])
+    assert rc == 1 and "does not seem to run" in err and "import board.main" in err, err
+    assert "Traceback" not in err

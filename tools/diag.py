@@ -12,7 +12,18 @@ def open_port(port, baud=115200):
         import serial
     except ImportError:
         raise SystemExit("pyserial missing: pip install pyserial (it comes with mpremote)")
-    return serial.serial_for_url(port, baudrate=baud, timeout=0.1)
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=0.1)
+    except (serial.SerialException, OSError, ValueError) as e:
+        print("cannot open %s: %s (is the board plugged in, is the port right, or does "
+              "another program hold it, e.g. mpremote or a terminal?)" % (port, e),
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
+NO_REPLY = ("no console reply from %s: the station does not seem to run. At the MicroPython "
+            "REPL (>>>) start it with `import board.main` or reset the board; if it runs, "
+            "check --baud")
 
 
 def ask(ser, line, timeout=5.0, echo=None):
@@ -53,7 +64,11 @@ def main(argv=None):
     ser = open_port(a.port, a.baud)
     try:
         if a.command:
-            r = ask(ser, " ".join(a.command), a.timeout)
+            try:
+                r = ask(ser, " ".join(a.command), a.timeout)
+            except TimeoutError:
+                print(NO_REPLY % a.port, file=sys.stderr)
+                return 1
             print(json.dumps(r, indent=2))
             return 0 if r.get("ok") else 1
         print("connected to %s; type console commands (help), Ctrl-D to leave" % a.port)
@@ -67,7 +82,7 @@ def main(argv=None):
             try:
                 print(json.dumps(ask(ser, line, a.timeout, echo=lambda t: print("  | " + t)),
                                  indent=2))
-            except TimeoutError as e:
-                print(e, file=sys.stderr)
+            except TimeoutError:
+                print(NO_REPLY % a.port, file=sys.stderr)
     finally:
         ser.close()

@@ -10,6 +10,28 @@ OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": 
            "esp32c6": "0x0"}
 
 
+# chip id in the image's extended header (bytes 12-13, little endian), as esptool writes it
+CHIP_IDS = {"esp32": 0, "esp32s2": 2, "esp32s3": 9, "esp32c3": 5, "esp32c6": 13}
+
+
+def check_image(image, chip):
+    """Refuse, before anything touches the chip, a file that is not an ESP image for `chip`
+    (an HTML page saved as .bin, a ROMFS image, the wrong chip's build)."""
+    with open(image, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[0] != 0xE9:
+        raise SystemExit("%s is not an ESP32 firmware image (no 0xE9 image header at its "
+                         "start); nothing was erased" % image)
+    cid = head[12] | head[13] << 8
+    for name, want in CHIP_IDS.items():
+        if cid == want and name != chip:
+            raise SystemExit("%s is an image for %s, not %s (pass --chip %s if that is your "
+                             "board); nothing was erased" % (image, name, chip, name))
+    if cid not in CHIP_IDS.values():
+        raise SystemExit("%s: unknown chip id %d in the image header; nothing was erased"
+                         % (image, cid))
+
+
 def commands(image, port, chip="esp32", baud=460800, erase=True):
     if chip not in OFFSETS:
         raise SystemExit("unknown chip %r (one of %s)" % (chip, ", ".join(OFFSETS)))
@@ -29,6 +51,9 @@ def flash(image, port, chip="esp32", baud=460800, erase=True, dry_run=False, log
         raise SystemExit("firmware image %s not found" % image)
     if not image.endswith(".bin"):
         raise SystemExit("%s: expected an ESP32 .bin image" % image)
+    if chip not in OFFSETS:
+        raise SystemExit("unknown chip %r (one of %s)" % (chip, ", ".join(OFFSETS)))
+    check_image(image, chip)
     cmds = commands(image, port, chip, baud, erase)
     for i, c in enumerate(cmds, 1):
         log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))
