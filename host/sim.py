@@ -286,12 +286,20 @@ class StdinLines:
         return line.decode() if isinstance(line, bytes) else line
 
 
+def data_dir_error(path, e):
+    return ("host.sim: cannot use --data-dir %s: %s (it must be a directory this user may "
+            "write, or a path where one can be made)" % (path, e))
+
+
 async def console_main(args):
-    sim = Simulator(args)
     try:
+        sim = Simulator(args)
         sim.make_station()
     except ConsoleError as e:
         print("host.sim: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:   # e.g. under /proc, a file in the way, read-only (OSError 30)
+        print(data_dir_error(args["data_dir"], e), file=sys.stderr)
         return 2
     runner = compat.create_task(sim.run())
     await compat.sleep_ms(0)

@@ -30,3 +30,13 @@ def test_bad_csms_url_exits_2_with_the_reason(target, tmp_path, url, why):
     assert "Traceback" not in err
     # refused before a station existed: nothing queued (no StartupOfTheDevice per attempt)
     assert not data.exists()
+
+
+def test_unusable_data_dir_exits_2_with_the_reason(target, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for d in (str(blocker / "data"), "/proc/no-such-dir/data"):
+        rc, out, err = run_sim(target, ["--csms", "ws://127.0.0.1:9/ocpp", "--data-dir", d],
+                               tmp_path)
+        assert rc == 2, (d, rc, err)
+        assert "cannot use --data-dir %s" % d in err and "Traceback" not in err, err
