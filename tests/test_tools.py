@@ -238,3 +238,12 @@ def test_diag_on_a_board_at_the_repl_says_how_to_start_the_station():
     rc, out, err = _diag(["loop://", "status", "--timeout", "0.5"])
     assert rc == 1 and "does not seem to run" in err and "import board.main" in err, err
     assert "Traceback" not in err
+
+
+def test_coverage_reads_its_vendored_table_so_a_clean_clone_works():
+    from tools import coverage
+    assert os.path.commonpath([coverage.DEFAULT_TSV, ROOT]) == ROOT  # never ../shared
+    p = subprocess.run([sys.executable, "-m", "tools", "coverage"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert " all " in p.stdout

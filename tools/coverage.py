@@ -2,8 +2,8 @@
 
     python -m tools coverage [--profile Core] [--tsv PATH] [--missing]
 
-Reads the profile table (default ../shared/ocpp/cs_testcases_by_profile.tsv next to the
-repository) and the test function names under tests/. A name covers an id when it contains
+Reads the profile table (default tests/data/cs_testcases_by_profile.tsv, a copy of the
+shared spec table) and the test function names under tests/. A name covers an id when it contains
 it: test_TC_E_01_CS_..., test_TC_C_02_06_07_56_CS_... (several ids of one block) or
 test_TC_E_28_to_34_CS_... (a range)."""
 import glob
@@ -12,7 +12,8 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TSV = os.path.join(os.path.dirname(ROOT), "shared", "ocpp", "cs_testcases_by_profile.tsv")
+# vendored (tests/data/README.md): a clean clone has no ../shared
+DEFAULT_TSV = os.path.join(ROOT, "tests", "data", "cs_testcases_by_profile.tsv")
 
 
 def covered_ids():
