@@ -14,11 +14,21 @@ _count = 0
 sink = None  # optional extra callable(line), e.g. tests
 
 
+_last_t = [None]   # wall time of the last line, to notice the clock stepping back
+
+
 def _emit(lvl, tag, msg):
     global _head, _count
     if lvl < level:
         return
-    t = compat.iso8601()
+    now = compat.now()
+    last = _last_t[0]
+    _last_t[0] = now
+    if last is not None and now < last - 1:
+        # the clock was set (CSMS currentTime, NTP): times before this line are the old clock's
+        _emit(2, "log", "clock stepped back %d s: the times from here on follow the new clock"
+              % (last - now))
+    t = compat.iso8601(now)
     line = "%s %s [%s] %s" % (t[11:23], LEVELS[lvl][0].upper(), tag, msg)
     try:
         print(line, file=sys.stderr)

@@ -389,6 +389,10 @@ class Station:
                     ws.abort()
                 except Exception:
                     pass
+            if not self.running:   # stop() closed it: a clean shutdown, not a fault
+                log.info("net", "connection closed: station stopping")
+                self.emit("disconnected")
+                return
             self.last_error = "%s" % (reason,)
             log.warn("net", "connection lost: %s" % (reason,))
             self.emit("disconnected")

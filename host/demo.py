@@ -3,6 +3,7 @@ connected to it, and a short scripted tour with a readable log (CPython only).""
 import asyncio
 import logging
 import sys
+import shutil
 import tempfile
 import time
 
@@ -74,14 +75,18 @@ async def run_demo(args):
         energy = regs[-1] - regs[0] if regs else 0.0
         frames = [m for m in csms.messages if m["cp"] == args["id"]]
         say("summary: %.1f Wh in %.1f s, %d TransactionEvents (seqNo 0..%d), %d frames, "
-            "%d schema violations, data in %s"
+            "%d schema violations"
             % (energy, duration, len(events), events[-1]["seqNo"], len(frames),
-               len(csms.schema_violations), data_dir))
+               len(csms.schema_violations)))
         return 0 if not csms.schema_violations else 1
     finally:
         await station.stop()
         task.cancel()
         await csms.stop()
+        if args.get("keep"):
+            say("the station's data directory is kept: %s" % data_dir)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(args):

@@ -19,7 +19,7 @@ from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
          "[--evses N] [--data-dir DIR] [--set Component.Variable=VALUE] [--verbose] "
-         "[--stop-reaction-ms MS]\n"
+         "[--stop-reaction-ms MS] [--keep (demo: keep its data)]\n"
          "       host.sim --csms URL --stations N [--id-prefix P] [--data-dir DIR] [--script FILE]"
          "   (a fleet of N stations, see host/fleet.py)")
 
@@ -41,6 +41,10 @@ def parse_args(argv):
             raise ConsoleError(USAGE)
         if arg == "--verbose":
             a["verbose"] = True
+            i += 1
+            continue
+        if arg == "--keep":   # the demo keeps its data directory
+            a["keep"] = True
             i += 1
             continue
         if arg == "--no-fsync":   # fleet only (host/fleet.py)
