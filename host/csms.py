@@ -200,6 +200,14 @@ class Session(ocpp.v201.ChargePoint):
     def _monitoring_report(self, **kw):
         return self._answer("NotifyMonitoringReport", kw)
 
+    @on("NotifyChargingLimit")
+    def _notify_charging_limit(self, **kw):
+        return self._answer("NotifyChargingLimit", kw)
+
+    @on("ClearedChargingLimit")
+    def _cleared_charging_limit(self, **kw):
+        return self._answer("ClearedChargingLimit", kw)
+
     @on("ReservationStatusUpdate")
     def _reservation_status(self, **kw):
         return self._answer("ReservationStatusUpdate", kw)
