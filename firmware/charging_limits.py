@@ -78,8 +78,13 @@ class Block:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if not self.st.online():
+                await compat.sleep_ms(500)   # offline: what is sent later is the latest value
+                continue
             key = self._due.pop(0)
             amps = self.now.get(key)
+            if amps == self.reported.get(key):
+                continue  # set and lifted again (or back) before it went out
             action, p = self.payload(key[0], key[1], amps)
             try:
                 await self.st.call(action, p)

@@ -153,3 +153,32 @@ def test_K11_FR_04_rate_change_beyond_LimitChangeSignificance_is_reported(tmp_pa
         assert hw.pilot.offered == 32 and tx.active(1)["token"] == TOKEN
         await st.stop()
     asyncio.run(scenario())
+
+
+def test_K12_FR_02_NotifyChargingLimit_only_for_significant_changes_and_clear_only_if_reported(
+        tmp_path):
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "LIM3")
+    cl = st.blocks["charging_limits"]
+    st.dm.set("SmartChargingCtrlr", "LimitChangeSignificance", 10.0)
+    st.emit("charging_limit", 1, "profile", 10)          # the CSMS's own: never reported back
+    assert cl._due == []
+    st.emit("charging_limit", 1, "external", 20)
+    assert cl._due == [(1, "external")]
+    cl._due = []
+    cl.reported[(1, "external")] = 20
+    st.emit("charging_limit", 1, "external", 21)         # 5 %
+    assert cl._due == []
+    st.emit("charging_limit", 1, "external", 23)         # 15 %
+    assert cl._due == [(1, "external")]
+    st.emit("charging_limit", 0, "local", None)          # never reported: nothing to clear
+    assert cl._due == [(1, "external")]
+    assert cl.payload(1, "external", 23) == ("NotifyChargingLimit", {
+        "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": False}, "evseId": 1})
+    assert cl.payload(0, "local", None) == ("ClearedChargingLimit",
+                                            {"chargingLimitSource": "Other"})
+    st.dm.set("SmartChargingCtrlr", "ExternalControlSignalsEnabled", False)
+    cl._due = []
+    st.emit("charging_limit", 1, "external", 6)
+    assert cl._due == [] and cl.now[(1, "external")] == 6
