@@ -95,3 +95,19 @@ def test_K12_ExternalControlSignalsEnabled_false_sends_nothing_limit_still_appli
     assert _calls(csms, st, "NotifyChargingLimit") == []
     assert _calls(csms, st, "ClearedChargingLimit") == []
     assert any(e["triggerReason"] == "ChargingRateChanged" for e in tx_events(csms, st.identity))
+
+
+def test_limit_input_reading_survives_a_station_restart_console_limit_does_not(csms, station):
+    from tests.helpers import booted
+    st = boot(csms, station)
+    st.cmd("extlimit 1 10")
+    st.cmd("limit 1 12")
+    s = st.wait_status(lambda s: s["evses"][0]["limits"] == {"external": 10, "local": 12}, 5,
+                       "both limits")
+    assert s["evses"][0]["limit"] == 10
+    assert st.cmd("reboot")["ok"]
+    booted(csms, st.identity, 2)
+    # the board's input still reads 10 A; a console limit is the operator's, for this run
+    s = st.wait_status(lambda s: s["evses"][0].get("limits") == {"external": 10}, 10,
+                       "the input's reading after the restart")
+    assert s["evses"][0]["limit"] == 10
