@@ -132,3 +132,45 @@ def test_limit_input_config_is_strict():
     _refused({"type": "pwm", "pin": 13}, ["type"])
     _refused({"type": "digital", "pin": 26}, ["GPIO26 is already used"])
     _refused({"type": "analog", "adc_pin": 32, "full_scale_amps": 4}, ["out of range"])
+
+
+def test_K12_FR_01_board_limit_input_reaches_the_pwm_through_the_station():
+    # the whole path on the board: input -> evse block ("external") -> Safety -> LEDC duty
+    from firmware.station import Station
+    from firmware.stepper import Stepper
+    from firmware.compat import asyncio
+    b = board(limit_input={"type": "digital", "pin": 13, "active_low": True, "amps": 10,
+                           "evse": 0})
+    machine.created[("adc", 36)].source = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)
+    e = b.evses[0]
+    e.safety = safety.Safety(e)
+    b.safeties = [e.safety]
+    b.stepper = Stepper([e.safety], beat=b.beat)     # stepped here, never started
+    pwm = machine.created[("pwm", 25)]
+    pin = machine.created[("pin", 13)]
+
+    async def scenario():
+        st = Station(b, "ws://127.0.0.1:9", "BLIM1")
+        st.emit("start")
+        now = [ticks_ms()]
+
+        async def step(n=1):
+            for _ in range(n):
+                now[0] += 10
+                b.stepper.step(now[0])
+                await asyncio.sleep(0)
+        await step(5)
+        st.blocks["evse"].permit(1, True)
+        await step(5)
+        assert e.safety.relay_closed() and abs(duty(pwm) - P.duty_for(32)) < 0.01
+        pin.value(0)                                  # the energy manager asks for 10 A
+        b.poll_limit()
+        await step(1)
+        assert abs(duty(pwm) - P.duty_for(10)) < 0.01, duty(pwm)
+        assert st.blocks["evse"].status(1)["limit"] == 10
+        pin.value(1)
+        b.poll_limit()
+        await step(1)
+        assert abs(duty(pwm) - P.duty_for(32)) < 0.01
+        await st.stop()
+    asyncio.run(scenario())
