@@ -141,7 +141,10 @@ class Block:
         else:
             table[source] = amps
         for e in targets:
-            e.limit = self._effective(e)
+            lim = self._effective(e)
+            if lim != e.limit:
+                log.info("evse", "EVSE %d charging limit %s A (%s)" % (e.id, lim, source))
+            e.limit = lim
             self._apply(e)
         return True
 
