@@ -277,6 +277,32 @@ def _reader(r):
     return _only(r, out, path)
 
 
+def _limit_input(x, ids):
+    """The energy manager's input (optional; absent or null: none). Its reading is the
+    "external" charging limit of EVSE `evse` (0: the whole station):
+      digital: while the input is active the limit is `amps` (0 suspends charging, e.g. a
+               utility's ripple-control block), inactive = no limit
+      analog:  an ADC1 pin reading 0..3.3 V (a 0-10 V signal through a divider) is scaled
+               to 0..full_scale_amps, in whole amps; below 6 A charging suspends"""
+    if x is None:
+        return None
+    path = "limit_input"
+    t = _take(x, "type", path, str, choices=("digital", "analog"))
+    out = {"type": t, "evse": _take(x, "evse", path, int, 0, lo=0, hi=16)}
+    if out["evse"] and out["evse"] not in ids:
+        raise ConfigError("%s.evse: no EVSE %d (evses have %s; 0 = the whole station)"
+                          % (path, out["evse"], ids))
+    if t == "digital":
+        out.update({"pin": _pin(x, "pin", path),
+                    "active_low": _take(x, "active_low", path, bool, True),
+                    "amps": _take(x, "amps", path, float, 0.0, lo=0.0, hi=80.0)})
+    else:
+        out.update({"adc_pin": _pin(x, "adc_pin", path, use="a"),
+                    "full_scale_amps": _take(x, "full_scale_amps", path, float, 32.0,
+                                             lo=6.0, hi=80.0)})
+    return _only(x, out, path)
+
+
 def _no_shared_pins():
     seen = {}
     for v, p, bus in _pins:
@@ -345,6 +371,7 @@ def validate(raw):
     if len(set(ids)) != len(ids):
         raise ConfigError("evses: duplicate id in %s" % ids)
     cfg["reader"] = _reader(_take(raw, "reader", "", dict, {"type": "none"}))
+    cfg["limit_input"] = _limit_input(_take(raw, "limit_input", "", dict, None), ids)
     _only(raw, cfg, "")
     _no_shared_pins()
     cfg["warnings"] = _warn[:]

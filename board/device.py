@@ -11,6 +11,7 @@ from board import pilot as pilot_mod
 from board import io, meters, modbus
 
 SLOW_PERIOD_MS = 1000    # meters, temperature
+LIMIT_PERIOD_MS = 200    # the limit input: well inside the 1 s a limit may take to the pilot
 # The watchdog (1-2 s) is fed by the stepper while it and the pilot sampling are alive. A
 # hung event loop (no OCPP, no metering) is tolerated this long, so that a slow DNS miss or
 # a long print never resets a charger mid-session, then the feeding stops: the board resets
@@ -159,6 +160,36 @@ class EspBoard(hal.Board):
         self.stepper = None            # set by main.py
         self.safeties = None
         self.errors = 0
+        li = cfg.get("limit_input")
+        self.limit_input = None
+        self.limit_evse = 0
+        if li:
+            self.limit_evse = li["evse"]
+            if li["type"] == "digital":
+                self.limit_input = io.LimitInput("digital", li["pin"], li["active_low"],
+                                                 amps=li["amps"])
+            else:
+                self.limit_input = io.LimitInput("analog", li["adc_pin"],
+                                                 full_scale_amps=li["full_scale_amps"])
+        self.limit_amps = None     # the input's last reading (None: no limit)
+        self._limit_cb = None
+
+    def attach_limits(self, cb):
+        """The evse block takes the limit input's readings as cb(evse_id, amps or None),
+        source "external"; the current one at once (again after a station restart)."""
+        self._limit_cb = cb
+        if self.limit_input is not None:
+            cb(self.limit_evse, self.limit_amps)
+
+    def poll_limit(self):
+        """Read the limit input and hand a changed reading on. False when it did not change."""
+        a = self.limit_input.read()
+        if a == self.limit_amps:
+            return False
+        self.limit_amps = a
+        if self._limit_cb is not None:
+            self._limit_cb(self.limit_evse, a)
+        return True
 
     def beat(self, now=None):
         """Once per stepper period, on the stepper's thread: the ESP32 task watchdog is fed
@@ -252,9 +283,20 @@ class EspBoard(hal.Board):
                 log.exc("board", "reader", ex)
             await sleep_ms(self._scan_ms)
 
+    async def _limit_loop(self):
+        while True:
+            try:
+                self.poll_limit()
+            except Exception as ex:
+                self.errors += 1
+                log.exc("board", "limit input", ex)
+            await sleep_ms(LIMIT_PERIOD_MS)
+
     async def poll(self):
         # the pilot and fault inputs are sampled by the safety stepper (BoardEvse.fast)
         tasks = [asyncio.create_task(self._slow_loop())]
+        if self.limit_input is not None:
+            tasks.append(asyncio.create_task(self._limit_loop()))
         if hasattr(self.reader, "scan"):
             tasks.append(asyncio.create_task(self._reader_loop()))
         await asyncio.gather(*tasks)

@@ -1,5 +1,6 @@
 # Simple digital/analog I/O around the contactor: relay with optional auxiliary contact,
-# RCD/RCM input with self-test, socket lock with feedback, NTC temperature sensor.
+# RCD/RCM input with self-test, socket lock with feedback, NTC temperature sensor, and the
+# energy manager's limit input.
 import machine
 
 from firmware.compat import sleep_ms, ticks_ms, ticks_diff
@@ -180,3 +181,39 @@ class Temperature:
         elif t < self.limit - self.hyst:
             self.hot = False
         return self.hot
+
+
+class LimitInput:
+    """An energy manager's charging-limit signal (config key limit_input). read() gives
+    the limit in amps, or None for no limit. Digital: `amps` while the input is active.
+    Analog: 0..3.3 V at the ADC scaled to 0..full_scale_amps, in whole amps; the reading
+    moves only once the signal is a quarter amp past a step edge, so noise does not toggle."""
+
+    def __init__(self, kind, pin, active_low=True, amps=0.0, full_scale_amps=32.0, samples=8):
+        self.kind = kind
+        self.amps = amps
+        self.full_scale = full_scale_amps
+        self.samples = samples
+        self._al = active_low
+        self._last = None
+        if kind == "digital":
+            self._pin = _in(pin)
+            self._adc = None
+        else:
+            self._pin = None
+            self._adc = adc(pin)
+
+    def read(self):
+        if self._adc is None:
+            return self.amps if _active(self._pin, self._al) else None
+        n = self.samples
+        raw = 0
+        for _ in range(n):
+            raw += self._adc.read_u16()
+        a = raw * self.full_scale / (n * 65535.0)
+        last = self._last
+        # whole amps, with a quarter amp of hysteresis around the step edges
+        if last is None or a >= last + 1.25 or a < last - 0.25:
+            last = float(int(a))
+            self._last = last
+        return last

@@ -87,6 +87,7 @@ class Console:
             "trace": self._trace,
             "mem": self._mem,
             "stall": self._stall,
+            "limit": self._limit,
             "modules": self._modules,
             "reboot": self._reboot,
             "quit": self._quit,
@@ -132,7 +133,27 @@ class Console:
         ev = st.blocks.get("evse")
         s["evses"] = [ev.status(e.id) if ev is not None else {"id": e.id}
                       for e in st.board.evses]
+        if ev is not None:
+            s["station_limits"] = dict(ev.station_limits)
         return s
+
+    def _limit(self, args):
+        """`limit N AMPS|off`: the local limit (an operator, an energy manager on the serial
+        line) of EVSE N, 0 = the whole station; below 6 A the EVSE suspends."""
+        usage = "usage: limit N AMPS|off (N = EVSE id, 0 = station-wide)"
+        if len(args) != 2:
+            raise ConsoleError(usage)
+        try:
+            n = int(args[0])
+            amps = None if args[1] == "off" else float(args[1])
+        except ValueError:
+            raise ConsoleError(usage)
+        if n != 0 and self.st.board.evse(n) is None:
+            raise ConsoleError("no EVSE %d" % n)
+        if amps is not None and not 0 <= amps <= 1000:  # also refuses nan
+            raise ConsoleError("AMPS must be 0..1000 or off")
+        self.st.emit("charging_limit", n, "local", amps)
+        return {"evse": n, "limit": amps}
 
     def _get(self, args):
         if len(args) != 1:

@@ -14,8 +14,18 @@
 #   "fault" / "fault_cleared" (evse_id, name)
 #   "connector_status" (evse_id, status)   derived status changed
 #   "token" (id_token dict)          a card was presented / the start button pressed
+#   "offer" (evse_id, amps)          the pilot offer changed (0 = no PWM)
+#
+# Charging limits: listeners emit "charging_limit" (evse_id, source, amps or None) and this
+# block keeps them by source ("profile" from smart charging, "local" from the console or an
+# energy manager, "external" from a board input); evse_id 0 is station-wide and applies to
+# every EVSE, None lifts that source's limit. The EVSE is permitted the lowest of the
+# station-wide and its own limits; Safety clamps that, every step, to evse_hw.max_current
+# (rating, config and the cable's PP coding), so a limit can only lower the current. Below
+# MIN_AMPS the EVSE suspends: Safety stops the PWM at once and leaves the relay to the EV's
+# reaction time; the transactions block reports SuspendedEVSE (see limited()).
 from firmware import compat, log
-from firmware.safety import Safety
+from firmware.safety import Safety, MIN_AMPS
 from firmware.stepper import Stepper
 
 SAFETY_PERIOD_MS = 10
@@ -36,7 +46,8 @@ class Evse:
         self.authorized = False   # set by the transactions block
         self.available = True     # set by the availability block (ChangeAvailability)
         self.reserved = False     # set by a reservation block
-        self.limit = None         # amps from smart charging; None = hardware maximum
+        self.limit = None         # effective charging limit in amps; None = hardware maximum
+        self.limits = {}          # source -> amps set for this EVSE alone
         self.held = False         # cable kept locked after an EV-side disconnect (E09.FR.03)
         self.status = None        # last derived connector status
 
@@ -59,7 +70,9 @@ class Block:
         for e in self.evses:
             self._handed[e.id] = [None, False, 0, set()]   # nothing handed yet
         self.stepper = None
+        self.station_limits = {}   # source -> amps for the whole station (evse_id 0)
         station.on("start", self._on_start)
+        station.on("charging_limit", self._on_limit)
 
     # ---------------------------------------------------------------- API
     def get(self, evse_id):
@@ -109,11 +122,58 @@ class Block:
             e.reserved = bool(reserved)
             self.refresh(evse_id)
 
-    def set_limit(self, evse_id, amps):
-        e = self._by_id.get(evse_id)
-        if e is not None:
-            e.limit = amps
+    def set_limit(self, evse_id, amps, source="local"):
+        """Set (amps) or lift (None) the limit `source` puts on `evse_id` (0: every EVSE).
+        False for an unknown EVSE."""
+        if amps is not None and amps < 0:
+            amps = 0
+        if evse_id == 0:
+            table = self.station_limits
+            targets = self.evses
+        else:
+            e = self._by_id.get(evse_id)
+            if e is None:
+                return False
+            table = e.limits
+            targets = (e,)
+        if amps is None:
+            table.pop(source, None)
+        else:
+            table[source] = amps
+        for e in targets:
+            lim = self._effective(e)
+            if lim != e.limit:
+                log.info("evse", "EVSE %d charging limit %s A (%s)" % (e.id, lim, source))
+            e.limit = lim
             self._apply(e)
+        return True
+
+    def _effective(self, e):
+        lim = None
+        for table in (self.station_limits, e.limits):
+            for src in table:
+                a = table[src]
+                if lim is None or a < lim:
+                    lim = a
+        return lim
+
+    def limit(self, evse_id):
+        """The effective charging limit of the EVSE in amps (before the hardware clamp),
+        None when nothing limits it."""
+        e = self._by_id.get(evse_id)
+        return e.limit if e is not None else None
+
+    def limited(self, evse_id):
+        """A charging limit below MIN_AMPS suspends the EVSE (SuspendedEVSE)."""
+        e = self._by_id.get(evse_id)
+        return e is not None and e.limit is not None and e.limit < MIN_AMPS
+
+    def _on_limit(self, evse_id, source, amps):
+        if not self.set_limit(evse_id, amps, source):
+            log.warn("evse", "charging limit for unknown EVSE %s ignored" % (evse_id,))
+
+    def _external_limit(self, evse_id, amps):
+        self.st.emit("charging_limit", evse_id, "external", amps)
 
     def _apply(self, e):
         self._lock(e)
@@ -179,11 +239,17 @@ class Block:
                 "available": e.available, "locked": e.hw.lock.locked(),
                 "transaction": t["id"] if t else None,
                 "charging_state": t.get("state") if t else None,
+                "limit": e.limit, "limits": dict(e.limits),
                 "energy_wh": round(wh, 2) if wh is not None else None,
                 "power_w": round(w, 1) if w is not None else None}
 
     # ---------------------------------------------------------------- tasks
     def _on_start(self):
+        # a board with a limit input (board/device.py, host/sim_board.py) reports through
+        # this; attached once every block listens, so its first reading is reported too
+        attach = getattr(self.st.board, "attach_limits", None)
+        if attach is not None:
+            attach(self._external_limit)
         for e in self.evses:
             self._apply(e)
         stepper = getattr(self.st.board, "stepper", None)   # board/main.py runs one
@@ -319,6 +385,8 @@ class Block:
                         if not value:
                             self._lock(e)
                         self.st.emit("relay", e.id, value)
+                    elif kind == "offer":
+                        self.st.emit("offer", e.id, value)
                     elif kind == "fault" or kind == "fault_cleared":
                         log.warn("evse", "EVSE %d %s %s" % (e.id, kind.replace("_", " "), value))
                         self.st.emit(kind, e.id, value)

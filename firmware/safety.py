@@ -119,6 +119,11 @@ class Safety:
 
     # ---------------------------------------------------------------- inputs
     def permit(self, authorized, available, amps):
+        # amps is the charging limit (the evse block's minimum over smart charging, local
+        # and external limits). Called on the event loop: plain attribute stores that the
+        # next step reads, so a new limit reaches the pilot within one PERIOD; a step that
+        # falls between two stores runs once with the old amps, which is never more than
+        # the clamp below allows
         self._auth = bool(authorized)
         self._avail = bool(available)
         self._amps = amps if amps is None else (amps or 0)

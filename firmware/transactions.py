@@ -69,6 +69,7 @@ class Block:
         station.on("start", self._on_start)
         station.on("pilot", self._on_pilot)
         station.on("relay", self._on_relay)
+        station.on("offer", self._on_offer)
         station.on("fault", self._on_fault)
         station.on("fault_cleared", self._on_fault_cleared)
         station.on("token", self._token)
@@ -112,11 +113,13 @@ class Block:
         if ev is None or not ev.connected(evse_id):
             return "Idle"
         if ev.relay_closed(evse_id):
-            # stopping: the offer is withdrawn and the EV has not opened its S2 yet
-            return "SuspendedEVSE" if tx.get("ending") else "Charging"
+            # stopping, or a charging limit below 6 A: the offer is withdrawn and the EV has
+            # not opened its S2 yet
+            return "SuspendedEVSE" if tx.get("ending") or ev.limited(evse_id) else "Charging"
         if tx.get("auth"):
             e = ev.get(evse_id)
-            if tx.get("hold") or ev.blocked(evse_id) or not e.available:
+            if tx.get("hold") or ev.blocked(evse_id) or not e.available or \
+                    ev.limited(evse_id):
                 return "SuspendedEVSE"
             return "SuspendedEV"
         return "EVConnected"
@@ -299,7 +302,8 @@ class Block:
         tx = {"id": compat.uuid4(), "seq": 0, "evse": evse_id, "token": None, "info": None,
               "auth": False, "state": None, "evse_sent": False,
               "wh": self._energy(evse_id), "rsid": None, "stop_reason": None,
-              "_plugged": self._connected(evse_id), "_auth_ms": None}
+              "_plugged": self._connected(evse_id), "_auth_ms": None,
+              "_offer": ev.offered(evse_id) if ev is not None else 0}
         pend = self._pending.pop(evse_id, None)
         tok = None
         if pend is not None:
@@ -558,6 +562,22 @@ class Block:
                 "EnergyTransfer" in self._start_points():
             self._start(evse_id, "ChargingStateChanged")  # E01.FR.06
             return
+        self._update(evse_id)
+
+    def _on_offer(self, evse_id, amps):
+        """The pilot offer changed: a limit below 6 A suspends (ChargingStateChanged, via
+        _update); a rate change of more than LimitChangeSignificance percent while charging
+        is reported with ChargingRateChanged (K11.FR.04, K13.FR.03)."""
+        tx = self.tx.get(evse_id)
+        if tx is None:
+            return
+        old = tx.get("_offer")
+        tx["_offer"] = amps
+        if old and amps and tx.get("state") == "Charging" and not tx.get("ending"):
+            sig = self.dm.get("SmartChargingCtrlr", "LimitChangeSignificance")
+            if abs(amps - old) * 100.0 > (sig or 0) * old:
+                self._event(evse_id, tx, "Updated", "ChargingRateChanged")
+                return
         self._update(evse_id)
 
     def _on_fault(self, evse_id, name):

@@ -197,9 +197,26 @@ def add_sim_commands(console, board):
         e.lock.broken = args[1] == "broken"
         return {}
 
+    def extlimit(args):
+        # the board's limit input (an energy manager's signal): reported as source "external"
+        usage = "usage: extlimit N AMPS|off (N = EVSE id, 0 = station-wide)"
+        if len(args) != 2:
+            raise ConsoleError(usage)
+        try:
+            n = int(args[0])
+            amps = None if args[1] == "off" else float(args[1])
+        except ValueError:
+            raise ConsoleError(usage)
+        if n != 0 and board.evse(n) is None:
+            raise ConsoleError("no EVSE %d" % n)
+        if amps is not None and not 0 <= amps <= 1000:
+            raise ConsoleError("AMPS must be 0..1000 or off")
+        board.set_limit_input(n, amps)
+        return {"evse": n, "extlimit": amps}
+
     for name, fn in (("plug", plug), ("unplug", unplug), ("ev", ev), ("stubborn", stubborn),
                      ("tap", tap), ("power", power), ("fault", fault), ("clear", clear),
-                     ("lock", lock)):
+                     ("lock", lock), ("extlimit", extlimit)):
         console.commands[name] = fn
     console.syntax.update(SIM_SYNTAX)
 

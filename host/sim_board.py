@@ -168,6 +168,21 @@ class SimBoard(hal.Board):
         hal.Board.__init__(self, evses, SimReader(), data_dir)
         self.serial = serial
         self.reboot_requested = False
+        # the simulated limit input (console `extlimit`), like board/device.py's: evse id
+        # (0 = station-wide) -> amps it reads, None = no limit
+        self.limit_input = {}
+        self._limit_cb = None
+
+    def attach_limits(self, cb):
+        """The evse block takes the input's readings (again after an in-process restart)."""
+        self._limit_cb = cb
+        for evse_id in self.limit_input:
+            cb(evse_id, self.limit_input[evse_id])
+
+    def set_limit_input(self, evse_id, amps):
+        self.limit_input[evse_id] = amps
+        if self._limit_cb is not None:
+            self._limit_cb(evse_id, amps)
 
     def reboot(self):
         # The simulator restarts the station in the same process (see host/sim.py).
