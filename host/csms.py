@@ -208,11 +208,10 @@ class Session(ocpp.v201.ChargePoint):
     def _monitoring_report(self, **kw):
         return self._answer("NotifyMonitoringReport", kw)
 
-<<<<<<< HEAD
     @on("SignCertificate")
     def _sign_certificate(self, **kw):
         return self._answer("SignCertificate", kw)
-=======
+
     @on("NotifyChargingLimit")
     def _notify_charging_limit(self, **kw):
         return self._answer("NotifyChargingLimit", kw)
@@ -220,7 +219,6 @@ class Session(ocpp.v201.ChargePoint):
     @on("ClearedChargingLimit")
     def _cleared_charging_limit(self, **kw):
         return self._answer("ClearedChargingLimit", kw)
->>>>>>> limit
 
     @on("ReservationStatusUpdate")
     def _reservation_status(self, **kw):
