@@ -51,6 +51,7 @@ class Rpc:
         # The WebSocket to the CSMS, None while offline: the only record of the connection
         # (Station.connected reads it). Assign through `ws`, which keeps link_ev in step.
         self._ws = None
+        self.memory_error = None  # a MemoryError while sending, for the connection loop
         self.link_ev = compat.asyncio.Event()  # set exactly while a WebSocket is attached
         self.trace = False
         # Set by the station: gate(action, payload) returns a CallError to refuse a CSMS request
@@ -105,6 +106,13 @@ class Rpc:
             log.info("ocpp", ">> " + redact(text if isinstance(text, str) else "".join(text)))
         try:
             await ws.send(text)
+        except MemoryError as e:
+            # a frame may be half written: the link is unusable. The connection loop
+            # reconnects and counts it (Station.out_of_memory)
+            text = None
+            self.memory_error = e
+            ws.abort("out of memory while sending")
+            raise Offline("send failed: MemoryError")
         except Exception as e:  # transport gone: the connection loop reconnects
             raise Offline("send failed: %s" % (e,))
 

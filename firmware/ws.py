@@ -189,6 +189,8 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
 
 def _connect_error(secure, host, port, addr, e):
     """The WsError for a failure before the server answered; the address is marked bad."""
+    if isinstance(e, MemoryError):  # the station's to handle (Station.out_of_memory)
+        return e
     compat.resolve_result(host, False)
     if secure and compat.is_cert_error(e):
         return WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
