@@ -40,9 +40,12 @@ TOKEN = "AABBCCDD"
 SETTINGS = ("SampledDataCtrlr.TxUpdatedInterval=1", "AlignedDataCtrlr.Interval=1",
             "OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0")
 BACKLOG = 499  # + the StartupOfTheDevice security event = a full 500-message outbox
-ROMRUN = """import sys, vfs, gc
+# The image goes into one preallocated buffer: read() would grow it piece by piece (twice its
+# size at the end, and holes left behind that a board with ROMFS in flash never has).
+ROMRUN = """import sys, vfs, gc, os
 f = open(sys.argv[1], "rb")
-img = f.read()
+img = bytearray(os.stat(sys.argv[1])[6])
+f.readinto(img)
 f.close()
 vfs.mount(vfs.VfsRom(img), "/rom")
 sys.path[:] = ["/rom"] + [p for p in sys.path if p not in ("", ".")]
@@ -51,9 +54,10 @@ sys.exit(host.sim.main(sys.argv[2:]))
 """
 IMPORT_PROBE = """import sys, gc, micropython
 if len(sys.argv) > 1:
-    import vfs
+    import vfs, os
     f = open(sys.argv[1], "rb")
-    img = f.read()
+    img = bytearray(os.stat(sys.argv[1])[6])
+    f.readinto(img)
     f.close()
     vfs.mount(vfs.VfsRom(img), "/rom")
     sys.path[:] = ["/rom", ".frozen"]
