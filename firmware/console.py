@@ -198,12 +198,18 @@ class Console:
             try:
                 ms = int(args[1])
             except ValueError:
-                raise ConsoleError("usage: mem [gc | watch MS]")
+                raise ConsoleError("usage: mem [gc | blocks | watch MS]")
             _watch_start(ms)
         elif args == ["gc"]:
             compat.collect()
+        elif args == ["blocks"]:
+            # MicroPython prints its block statistics (largest allocated and free block, in
+            # 16-byte blocks on 64-bit) to stdout, ahead of this reply
+            compat.collect()
+            import micropython
+            micropython.mem_info()
         elif args:
-            raise ConsoleError("usage: mem [gc | watch MS]")
+            raise ConsoleError("usage: mem [gc | blocks | watch MS]")
         free, alloc, peak = compat.mem_figures()
         return {"free": free, "alloc": alloc, "peak": peak, "live_max": _watch[0],
                 "flash_written": self.st.store.bytes_written}

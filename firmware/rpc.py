@@ -51,6 +51,7 @@ class Rpc:
         # The WebSocket to the CSMS, None while offline: the only record of the connection
         # (Station.connected reads it). Assign through `ws`, which keeps link_ev in step.
         self._ws = None
+        self.memory_error = None  # a MemoryError while sending, for the connection loop
         self.link_ev = compat.asyncio.Event()  # set exactly while a WebSocket is attached
         self.trace = False
         # Set by the station: gate(action, payload) returns a CallError to refuse a CSMS request
@@ -93,17 +94,25 @@ class Rpc:
         ws = self._ws
         if ws is None:
             raise Offline("not connected")
-        if frame[0] == CALL and isinstance(frame[3], list):
-            # payload as JSON text pieces (NotifyReport parts): joined once, into the frame,
-            # so a big message exists as one string, never as dicts or partial copies
-            text = "".join(["[2,%s,%s," % (json.dumps(frame[1]), json.dumps(frame[2]))]
-                           + frame[3] + ["]"])
+        if frame[0] == CALL:
+            # as JSON text pieces that the WebSocket writes one after the other: a big
+            # message (a NotifyReport part, an Ended event) never exists as one string
+            head = "[2,%s,%s," % (json.dumps(frame[1]), json.dumps(frame[2]))
+            p = frame[3]
+            text = [head] + p + ["]"] if isinstance(p, list) else json_pieces(p, [head], "]")
         else:
             text = json.dumps(frame)
         if self.trace:
-            log.info("ocpp", ">> " + redact(text))
+            log.info("ocpp", ">> " + redact(text if isinstance(text, str) else "".join(text)))
         try:
             await ws.send(text)
+        except MemoryError as e:
+            # a frame may be half written: the link is unusable. The connection loop
+            # reconnects and counts it (Station.out_of_memory)
+            text = None
+            self.memory_error = e
+            ws.abort("out of memory while sending")
+            raise Offline("send failed: MemoryError")
         except Exception as e:  # transport gone: the connection loop reconnects
             raise Offline("send failed: %s" % (e,))
 
@@ -292,6 +301,24 @@ def _secret_variables():
     # the device-model table flags secrets; read it only when a trace needs it
     from firmware import dm_table as T
     return [r[1] for r in T.Rows() if T.is_secret(r[3])]
+
+
+def json_pieces(obj, out, tail):
+    """`obj` (a dict) as JSON text pieces appended to `out`, then `tail`: one piece per
+    member, and one per element of a member that is a list (meterValue, reportData...)."""
+    sep = "{"
+    for k in obj:
+        v = obj[k]
+        if isinstance(v, list) and len(v) > 1:
+            out.append("%s%s:[%s" % (sep, json.dumps(k), json.dumps(v[0])))
+            for i in range(1, len(v)):
+                out.append("," + json.dumps(v[i]))
+            out.append("]")
+        else:
+            out.append("%s%s:%s" % (sep, json.dumps(k), json.dumps(v)))
+        sep = ","
+    out.append(("}" if sep == "," else "{}") + tail)
+    return out
 
 
 def redact(text):

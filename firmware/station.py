@@ -31,6 +31,7 @@ COMM = "OCPPCommCtrlr"
 # Largest incoming message accepted (bigger ones are refused with close 1009). Each received
 # message needs about 3x its size in heap on MicroPython, so this is sized for a ~110 KB heap.
 MAX_MESSAGE = 20000
+OOM_REBOOTS = 3  # MemoryErrors in a row on the network path before a clean reboot
 # Offer permessage-deflate (RFC 7692), which OCPP 2.0.1 recommends to save cellular data. A
 # 10-bit window keeps the decompressor at about 1 KB; runtimes that cannot compress send
 # plain frames, which the extension allows.
@@ -56,6 +57,7 @@ class Station:
         self.rpc.gate = self._gate
         self.boot_status = None  # None until the first BootNotification reply
         self.running = False
+        self._oom = 0  # MemoryErrors in a row (out_of_memory)
         self.last_error = None
         self._listeners = {}
         self._tasks = []
@@ -161,11 +163,20 @@ class Station:
             log.info("security", "%s %s" % (kind, tech_info or ""))
 
     def spawn(self, coro):
-        t = compat.create_task(coro)
+        t = compat.create_task(self._guarded(coro))
         self._tasks.append(t)
         if len(self._tasks) > 16:
             self._tasks = [x for x in self._tasks if not x.done()]
         return t
+
+    async def _guarded(self, coro):
+        try:
+            return await coro
+        except MemoryError:
+            # a station task (heartbeat, meter loop, sender ...) is gone: the station cannot
+            # go on correctly without it, so this reboots at once
+            coro = None
+            self.out_of_memory("task", True)
 
     def log(self, level, msg):
         getattr(log, level)("station", msg)
@@ -348,7 +359,11 @@ class Station:
                 ws = await self._connect_once(profile)
             except Exception as e:
                 self.last_error = "%s" % (e,)
-                log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))
+                if isinstance(e, MemoryError):
+                    e = None
+                    self.out_of_memory("connect")
+                else:
+                    log.warn("net", "connect to %s failed: %s" % (self.csms_url, e))
                 self._connect_failed(e, reported)
                 attempt += 1
                 fails += 1
@@ -395,7 +410,39 @@ class Station:
                 return
             self.last_error = "%s" % (reason,)
             log.warn("net", "connection lost: %s" % (reason,))
+            oom = isinstance(reason, MemoryError) or self.rpc.memory_error is not None
+            reason = self.rpc.memory_error = None
             self.emit("disconnected")
+            if oom:
+                self.out_of_memory("protocol")
+            else:
+                self._oom = 0
+
+    def out_of_memory(self, where, fatal=False):
+        """A MemoryError on the network or protocol path: logged once per streak, the heap
+        collected, the connection retried; the OOM_REBOOTS-th in a row reboots cleanly
+        (relays open first; transactions stay in the journal and resume after the boot)
+        instead of failing to reconnect forever."""
+        compat.collect()
+        self._oom += 1
+        if self._oom == 1 or fatal:
+            try:
+                log.error("station", "out of memory (%s): heap collected, %s"
+                          % (where, "rebooting" if fatal else "retrying"))
+            except MemoryError:
+                pass
+        if (self._oom < OOM_REBOOTS and not fatal) or not self.running:
+            return
+        ev = self.blocks.get("evse")
+        sp = getattr(ev, "stepper", None)
+        if sp is not None:
+            sp.stop()  # relays open, before anything that could fail again
+        self.running = False
+        try:
+            self.reboot("ApplicationReset")
+        except MemoryError:
+            compat.collect()
+            self.board.reboot()
 
     async def reconnect(self):
         """Drop the current connection (e.g. new credentials); the loop reconnects."""
@@ -411,7 +458,11 @@ class Station:
         self.running = True
         self.emit("start")
         try:
-            await self._connection_loop()
+            while self.running:
+                try:
+                    await self._connection_loop()
+                except MemoryError:  # anywhere on the way (log lines, backoff, profiles)
+                    self.out_of_memory("network")
         finally:
             self.running = False
 

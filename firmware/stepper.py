@@ -148,6 +148,7 @@ class Stepper:
                 stall[1] += 1
                 if late > 1000:
                     log.warn("stepper", "event loop held for %d ms; safety kept stepping" % late)
+            compat.sample_mem()  # the console's `mem` peak where mem_peak() is missing
             due = ticks_add(now, period_ms)
             await compat.sleep_ms(period_ms)
 

@@ -11,7 +11,6 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADERS = const(48)
 _MAX_LINE = const(2048)
 _CHUNK = const(1024)  # masking granularity
-_ONE_WRITE = const(8192)  # larger frames are streamed in _CHUNK pieces
 _CLOSE_WAIT_MS = const(2000)
 _LINGER_MS = const(1000)
 _DEFAULT_WBITS = const(10)  # 1 KB inflate window on the device
@@ -193,6 +192,8 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
 
 def _connect_error(secure, host, port, addr, e):
     """The WsError for a failure before the server answered; the address is marked bad."""
+    if isinstance(e, MemoryError):  # the station's to handle (Station.out_of_memory)
+        return e
     compat.resolve_result(host, False)
     if secure and compat.is_cert_error(e):
         return WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
@@ -280,32 +281,58 @@ def _mask(mv, key, full):
     mv[:] = (int.from_bytes(mv, "big") ^ mk).to_bytes(m, "big")
 
 
-def _write_masked(writer, hdr, payload, key):
-    n = len(payload)
-    h = len(hdr)
-    full = int.from_bytes(key * (_CHUNK // 4), "big") if n >= _CHUNK else 0
-    # Up to _ONE_WRITE the frame goes out as one buffer: several small writes hit
-    # Nagle + delayed ACK (~40 ms per message measured on loopback).
-    m = n if n <= _ONE_WRITE else _CHUNK
-    buf = bytearray(h + m)
+async def _write_masked(writer, buf, hdr, parts, n, key):
+    """Header, then the n payload bytes taken from `parts` (buffers) in order, masked and
+    written _CHUNK bytes at a time through `buf` (the connection's one send buffer): a frame
+    never exists as one buffer, so a 4 KB report part needs no 4 KB free block."""
     mv = memoryview(buf)
-    src = memoryview(payload)
-    buf[:h] = hdr
-    pos = h
-    off = 0
-    while True:
-        mv[pos:pos + m] = src[off:off + m]
-        p = pos
-        while p < pos + m:  # every slice starts at a payload offset divisible by 4
-            q = min(p + _CHUNK, pos + m)
-            _mask(mv[p:q], key, full)
-            p = q
-        writer.write(buf if pos + m == len(buf) else bytes(mv[:pos + m]))
-        off += m
-        if off >= n:
-            return
-        pos = 0
-        m = min(_CHUNK, n - off)
+    h = len(hdr)
+    mv[:h] = hdr
+    full = int.from_bytes(key * (_CHUNK // 4), "big") if n >= _CHUNK else 0
+    pos = h  # the first chunk shares the buffer (and the write) with the header
+    room = min(n, _CHUNK)
+    filled = 0
+    left = n
+    if not n:
+        await _out(writer, mv[:h])
+        return
+    for p in parts:
+        src = memoryview(p)
+        off = 0
+        size = len(src)
+        while off < size:
+            if room == 0:
+                raise ValueError("frame parts longer than announced")
+            k = min(size - off, room - filled)
+            mv[pos + filled:pos + filled + k] = src[off:off + k]
+            off += k
+            filled += k
+            if filled == room:  # every chunk starts at a payload offset divisible by 4
+                _mask(mv[pos:pos + room], key, full)
+                await _out(writer, mv[:pos + room])
+                left -= room
+                pos = 0
+                filled = 0
+                room = min(left, _CHUNK)
+        src = None
+    if left:
+        raise ValueError("frame parts shorter than announced")
+
+
+async def _out(writer, mv):
+    # CPython's transport may keep what it could not send yet: give it a copy. MicroPython's
+    # stream copies the unsent rest itself; draining each chunk keeps that rest small.
+    writer.write(mv if compat.MICROPYTHON else bytes(mv))
+    await writer.drain()
+
+
+def _byte_len(s):
+    return len(memoryview(s)) if compat.MICROPYTHON else len(s.encode())
+
+
+def _as_buffer(s):
+    # MicroPython lends a str's UTF-8 bytes as a buffer: no copy of a 4 KB report part
+    return s if compat.MICROPYTHON else s.encode()
 
 
 def _valid_close_code(code):
@@ -327,6 +354,7 @@ class WebSocket:
         self._reader_task = None
         self._cancelled_by_abort = False
         self._pong_wait = False
+        self._buf = bytearray(14 + _CHUNK)  # the send buffer, reused for every frame
         self.closed = False
         self.close_code = None
         self.close_reason = ""
@@ -356,13 +384,19 @@ class WebSocket:
         self._drop()
 
     # ------------------------------------------------------------------ sending
-    async def _send_frame(self, opcode, payload, rsv=0):
+    async def _send_frame(self, opcode, payload, rsv=0, parts=None):
+        """One frame: `payload` (a buffer) or, with `parts`, the buffers in `parts` whose
+        lengths add up to `payload` (an int)."""
         async with self._lock:
             if self.closed or self._close_sent:
                 raise self._closed_exc() if self.closed else WsClosed(1000, "closing")
             if opcode == OP_CLOSE:
                 self._close_sent = True
-            n = len(payload)
+            if parts is None:
+                n = len(payload)
+                parts = (payload,)
+            else:
+                n = payload
             hdr = bytearray(14)
             hdr[0] = 0x80 | rsv | opcode
             if n < 126:
@@ -379,17 +413,26 @@ class WebSocket:
             key = compat.random_bytes(4)
             hdr[i:i + 4] = key
             try:
-                _write_masked(self._w, hdr[:i + 4], payload, key)
-                await self._w.drain()
+                await _write_masked(self._w, self._buf, memoryview(hdr)[:i + 4], parts, n, key)
             except OSError as e:
                 self.abort("connection lost: %s" % _exc_text(e))
                 raise self._closed_exc()
 
     async def send(self, data):
-        """Send one message: str as text, bytes-like as binary."""
+        """Send one message: str as text, bytes-like as binary, a list of str as one text
+        message made of those pieces (written in order, never joined)."""
+        if isinstance(data, list):
+            if self._compress:  # one deflate stream over the whole text
+                data = "".join(data)
+            else:
+                n = 0
+                for p in data:
+                    n += _byte_len(p)
+                await self._send_frame(OP_TEXT, n, 0, [_as_buffer(p) for p in data]
+                                       if not compat.MICROPYTHON else data)
+                return
         if isinstance(data, str):
             op = OP_TEXT
-            # MicroPython lends a str's UTF-8 bytes as a buffer: no copy of a 4 KB report part
             data = memoryview(data) if compat.MICROPYTHON else data.encode()
         else:
             op = OP_BINARY

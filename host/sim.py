@@ -260,7 +260,17 @@ class Simulator:
                 self.board.reboot_requested = False
                 log.info("sim", "station restarting")
             if not self.quit:
-                st = self.make_station()
+                # as after a hard reset: nothing of the old station is left on the heap
+                self.station = self.console = st = None
+                task = None
+                compat.collect()
+                try:
+                    st = self.make_station()
+                except MemoryError:
+                    # a board would start from an empty heap; the simulator exits instead
+                    # (its harness sees REBOOT_EXIT) rather than leave a dead station behind
+                    log.error("sim", "out of memory while restarting: exit %d" % REBOOT_EXIT)
+                    raise SystemExit(REBOOT_EXIT)
 
     async def handle(self, line):
         if self.console is None:
@@ -274,6 +284,9 @@ def _write(obj):
         sys.stdout.flush()
     except AttributeError:
         pass
+
+
+REBOOT_EXIT = 75  # the station wanted a reboot the in-process restart could not give it
 
 
 class StdinLines:

@@ -23,4 +23,5 @@ class FakeWs:
         return item
 
     async def send(self, text):
-        self.out.append(json.loads(text))
+        # the station sends its CALLs as a list of JSON text pieces (ws.WebSocket.send)
+        self.out.append(json.loads(text if isinstance(text, str) else "".join(text)))

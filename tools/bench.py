@@ -1,6 +1,8 @@
 """Footprint and performance figures (printed, never pass/fail).
 
-    python -m tools bench [--calls N] [--no-bisect] [--soak N] [--reaction [SECONDS]]
+    python -m tools bench [--calls N] [--no-bisect] [--heap-only] [--soak N] [--reaction [SECONDS]]
+
+--heap-only: the footprint figures only (no round trips, no relay reaction).
 
 1. Scenario: a fixed, realistic run driven through the simulator console against the test CSMS
    (mobilityhouse `ocpp`, every frame schema-checked): boot, GetBaseReport FullInventory, two
@@ -38,9 +40,12 @@ TOKEN = "AABBCCDD"
 SETTINGS = ("SampledDataCtrlr.TxUpdatedInterval=1", "AlignedDataCtrlr.Interval=1",
             "OCPPCommCtrlr.RetryBackOffWaitMinimum=1", "OCPPCommCtrlr.RetryBackOffRandomRange=0")
 BACKLOG = 499  # + the StartupOfTheDevice security event = a full 500-message outbox
-ROMRUN = """import sys, vfs, gc
+# The image goes into one preallocated buffer: read() would grow it piece by piece (twice its
+# size at the end, and holes left behind that a board with ROMFS in flash never has).
+ROMRUN = """import sys, vfs, gc, os
 f = open(sys.argv[1], "rb")
-img = f.read()
+img = bytearray(os.stat(sys.argv[1])[6])
+f.readinto(img)
 f.close()
 vfs.mount(vfs.VfsRom(img), "/rom")
 sys.path[:] = ["/rom"] + [p for p in sys.path if p not in ("", ".")]
@@ -49,9 +54,10 @@ sys.exit(host.sim.main(sys.argv[2:]))
 """
 IMPORT_PROBE = """import sys, gc, micropython
 if len(sys.argv) > 1:
-    import vfs
+    import vfs, os
     f = open(sys.argv[1], "rb")
-    img = f.read()
+    img = bytearray(os.stat(sys.argv[1])[6])
+    f.readinto(img)
     f.close()
     vfs.mount(vfs.VfsRom(img), "/rom")
     sys.path[:] = ["/rom", ".frozen"]
@@ -261,6 +267,22 @@ def write_backlog(data_dir, n=BACKLOG):
             f.write(json.dumps(["a", "bk%d" % i, "TransactionEvent", p]) + "\n")
 
 
+def mem_blocks(st):
+    """Largest allocated block on the station's heap after a collection, in bytes, from
+    micropython.mem_info() (printed by `mem blocks` ahead of the JSON reply)."""
+    import re
+    st.send_line("mem blocks")
+    blk = 0
+    while True:
+        ln = st.read_line(20)
+        m = re.search(r"max blk sz: (\d+)", ln)
+        if m:
+            blk = int(m.group(1)) * 16  # 16-byte blocks on the 64-bit port
+        if ln.startswith("{"):
+            _ok(json.loads(ln))
+            return blk
+
+
 def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
     """The fixed scenario; returns its figures or raises Failed."""
     from tests.harness import StationProc
@@ -279,6 +301,9 @@ def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
             stall()  # the forced collection below is the bench's, not the station's
             m = _ok(st.cmd("mem gc", 20))
             res["samples"].append((phase, m["alloc"]))
+            blk = mem_blocks(st) if variant == "mpy" else 0  # ROMFS: the image is the biggest
+            if blk > res.get("max_block", (0, ""))[0]:
+                res["max_block"] = (blk, phase)
             res["mem_peak"] = max(res.get("mem_peak", 0), m["peak"])  # both processes
             _ok(st.cmd("stall reset"))
 
@@ -366,31 +391,46 @@ def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
         proxy.stop()
 
 
-def smallest_heapsize(t, dist, tmp, lo=64 * 1024, hi=384 * 1024, step=4 * 1024, log=print):
-    """Bisection on `-X heapsize` for the whole scenario with the code as .mpy."""
+def smallest_heapsize(t, dist, tmp, variant="mpy", lo=64 * 1024, hi=384 * 1024,
+                      step=4 * 1024, log=print):
+    """Bisection on `-X heapsize` for the whole scenario (variant mpy or romfs; for ROMFS the
+    figures are without the image, which the unix port has to read into its heap). Returns
+    (smallest passing, {failing heapsize: the allocation that failed, bytes})."""
     n = [0]
+    extra = os.path.getsize(dist["romfs"]) if variant == "romfs" else 0
+    failed = {}
 
     def passes(hs):
+        import re
         n[0] += 1
+        name = "BENCH-%s-hs%d-%d" % (variant, hs // 1024, n[0])
         try:
-            run_scenario(t, "mpy", dist, tmp, "BENCH-hs%d-%d" % (hs // 1024, n[0]), heapsize=hs)
+            run_scenario(t, variant, dist, tmp, name, heapsize=hs + extra)
             ok = True
         except (Failed, AssertionError) as e:
             ok = False
-            log("    heapsize %dK: fails (%s)" % (hs // 1024, str(e).splitlines()[0][:80]))
+            try:
+                with open(os.path.join(tmp, name + ".log"), errors="replace") as f:
+                    sizes = [int(x) for x in re.findall(r"allocating (\d+) bytes", f.read())]
+            except OSError:
+                sizes = []
+            if sizes:
+                failed[hs] = sizes[0]
+            log("    %s heapsize %dK: fails (%s; first failed allocation %s B)"
+                % (variant, hs // 1024, str(e).splitlines()[0][:60], sizes[0] if sizes else "-"))
         else:
-            log("    heapsize %dK: passes" % (hs // 1024))
+            log("    %s heapsize %dK: passes" % (variant, hs // 1024))
         return ok
 
     if not passes(hi):
-        return None
+        return None, failed
     while hi - lo > step:
         mid = (lo + hi) // 2 // step * step
         if passes(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    return hi, failed
 
 
 # ---------------------------------------------------------------- round trips
@@ -642,7 +682,7 @@ def main(argv=None):
     try:
         if soak_n:
             return _main_soak(t, tmp, soak_n)
-        return _main_bench(t, tmp, n, "--no-bisect" not in argv)
+        return _main_bench(t, tmp, n, "--no-bisect" not in argv, "--heap-only" in argv)
     finally:
         t.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -665,7 +705,7 @@ def _main_soak(t, tmp, n):
     return 0
 
 
-def _main_bench(t, tmp, n, bisect):
+def _main_bench(t, tmp, n, bisect, heap_only=False):
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     say("building .mpy + ROMFS image ...")
     dist = make_dist(os.path.join(tmp, "dist"))
@@ -679,13 +719,21 @@ def _main_bench(t, tmp, n, bisect):
     if dist["romfs"]:
         say("scenario under micropython, ROMFS, heap sampler every 20 ms ...")
         rom = run_scenario(t, "romfs", dist, tmp, "BENCH-romfs", watch_ms=20)
-    hs = None
+    hs = hs_rom = None
+    fails = {}
     if bisect:
         say("smallest -X heapsize (bisection, .mpy) ...")
-        hs = smallest_heapsize(t, dist, tmp, log=say)
-    say("round trips ...")
-    rt = bench_round_trips(t, tmp, n)
-    reaction = bench_reaction(tmp, log=say)
+        hs, fails = smallest_heapsize(t, dist, tmp, log=say)
+        if dist["romfs"]:
+            say("smallest -X heapsize (bisection, ROMFS, image excluded) ...")
+            hs_rom, f2 = smallest_heapsize(t, dist, tmp, "romfs", lo=32 * 1024,
+                                           hi=256 * 1024, log=say)
+            fails.update(("ROMFS %dK" % (k // 1024), v) for k, v in f2.items())
+    rt, reaction = {}, {}
+    if not heap_only:
+        say("round trips ...")
+        rt = bench_round_trips(t, tmp, n)
+        reaction = bench_reaction(tmp, log=say)
 
     rows = dist["rows"]
     size = dict((m, b) for m, _, b in rows)
@@ -738,6 +786,15 @@ def _main_bench(t, tmp, n, bisect):
                          _kb(rom_watch - (imp_rom_sim - base)) if rom_watch else "-"))
     row("smallest passing -X heapsize, code as .mpy",
         ("%d KB" % (hs // 1024)) if hs else ("not searched" if not bisect else "> 384 KB"))
+    row("smallest passing -X heapsize, ROMFS (image excluded)",
+        ("%d KB" % (hs_rom // 1024)) if hs_rom else ("not searched" if not bisect else "> 256 KB"))
+    if "max_block" in mpy:
+        row("largest live block (mem_info max blk, .mpy, phase samples)",
+            "%d B (%s)" % mpy["max_block"])
+    if fails:
+        row("allocation that failed just below (heapsize: bytes)",
+            ", ".join("%s: %d" % (("%dK" % (k // 1024)) if isinstance(k, int) else k, v)
+                      for k, v in sorted(fails.items(), key=lambda kv: str(kv[0]))))
     row("worst 10 ms loop lateness, micropython / CPython",
         "%d ms / %d ms" % (mpy["stall"], cpy["stall"]))
     row("boot to Accepted (process start), micropython / CPython",
@@ -746,13 +803,15 @@ def _main_bench(t, tmp, n, bisect):
         "%.0f /s / %.0f /s" % (mpy["drain_rate"], cpy["drain_rate"]))
     row("flash written per charging session (~3 s, 1 s samples)",
         "%.0f B (FullInventory report: %d B)" % (mpy["flash_per_session"], mpy["flash_report"]))
-    base_rt = rt["mobilityhouse"]
-    row("round trips/s, this firmware on CPython %d.%d" % sys.version_info[:2],
-        "%.0f /s (%.2fx mobilityhouse)" % (rt["cpython"], rt["cpython"] / base_rt))
-    if "micropython" in rt:
+    base_rt = rt.get("mobilityhouse")
+    if base_rt:
+        row("round trips/s, this firmware on CPython %d.%d" % sys.version_info[:2],
+            "%.0f /s (%.2fx mobilityhouse)" % (rt["cpython"], rt["cpython"] / base_rt))
+    if base_rt and "micropython" in rt:
         row("round trips/s, this firmware under micropython",
             "%.0f /s (%.2fx mobilityhouse)" % (rt["micropython"], rt["micropython"] / base_rt))
-    row("round trips/s, mobilityhouse ocpp ChargePoint, CPython", "%.0f /s" % base_rt)
+    if base_rt:
+        row("round trips/s, mobilityhouse ocpp ChargePoint, CPython", "%.0f /s" % base_rt)
     print("phase samples (live heap after gc, .mpy / ROMFS bytecode excluded):")
     for (ph, a), (_, b) in zip(mpy["samples"], rom["samples"] if rom else mpy["samples"]):
         print("  %-20s %9d B %9s" % (ph, a, (b - img) if rom else "-"))
@@ -760,7 +819,8 @@ def _main_bench(t, tmp, n, bisect):
     for label, b in state:
         print("  %-52s %6d B" % (label, b))
     print("  %-52s %6d B" % ("total", sum(b for _, b in state)))
-    print_reaction(reaction)
+    if reaction:
+        print_reaction(reaction)
     if t.csms.schema_violations:
         print("schema violations: %d" % len(t.csms.schema_violations))
     return 0
