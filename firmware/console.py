@@ -23,20 +23,6 @@ def reply_json(reply):
     return '{"ok": %s%s}' % ("true" if ok else "false", ", " + tail if tail else "")
 
 
-# `help CMD`: the syntax of the core commands; other layers add theirs to Console.syntax.
-SYNTAX = {
-    "help": "help [COMMAND]",
-    "status": "status",
-    "get": "get Component[inst]@EVSE[,CONN].Variable[inst]",
-    "set": "set Component.Variable VALUE",
-    "log": "log [N]",
-    "trace": "trace on|off",
-    "mem": "mem [gc | watch MS]",
-    "stall": "stall [reset]",
-    "modules": "modules",
-    "reboot": "reboot",
-    "quit": "quit",
-}
 
 
 def parse_var(name):
@@ -92,7 +78,7 @@ class Console:
             "reboot": self._reboot,
             "quit": self._quit,
         }
-        self.syntax = dict(SYNTAX)
+        self.syntax = {}   # `help CMD` of commands added by other layers
         # Other layers (simulator, board, charging) add their commands (and syntax) here.
         station.emit("console", self)
 
@@ -125,7 +111,12 @@ class Console:
             return {"commands": sorted(self.commands)}
         if args[0] not in self.commands:
             raise ConsoleError("unknown command %r; try 'help'" % args[0][:40])
-        return {"command": args[0], "usage": self.syntax.get(args[0], args[0])}
+        usage = self.syntax.get(args[0])
+        if usage is None:   # the core commands' table loads for the question only
+            from firmware import compat, console_help
+            usage = console_help.SYNTAX.get(args[0], args[0])
+            compat.unload("firmware.console_help")
+        return {"command": args[0], "usage": usage}
 
     def _status(self, args):
         st = self.st

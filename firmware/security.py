@@ -9,6 +9,8 @@
 # 2 * LOG_BYTES and the newest LOG_BYTES are always kept. Never pass secrets as tech_info.
 import json
 
+import sys
+
 from firmware import compat, log, storage
 
 LOG_FILES = ("seclog.0.jnl", "seclog.1.jnl")
@@ -132,10 +134,9 @@ class Block:
         self._renew_task = self.st.spawn(self._renew_loop())
 
     async def _renew_loop(self):
-        from firmware import client_cert
         st = self.st
         while True:
-            idx = client_cert.load(st.store)
+            idx = _cert_index(st.store)
             until = idx.get("until")
             wait = DAY_S
             if idx.get("cur") is not None and until is not None and idx.get("pending") is None:
@@ -237,3 +238,14 @@ class Block:
         except ValueError:
             n = 20
         return {"records": self.records(max(1, min(n, 100)))}
+
+
+def _cert_index(store):
+    # a daily look at the station certificate's index: the module is not kept resident for it
+    # (a wss:// connect imports it anyway)
+    had = "firmware.client_cert" in sys.modules
+    from firmware import client_cert
+    idx = client_cert.load(store)
+    if not had:
+        compat.unload("firmware.client_cert")
+    return idx
