@@ -54,9 +54,14 @@ async def console_task(console, reader=None, write=None):
             continue
         try:
             reply = await console.handle(line[:512])
+            text = reply_json(reply)
+        except MemoryError:
+            reply = text = None
+            compat.collect()
+            text = '{"ok": false, "error": "out of memory"}'
         except Exception as e:
-            reply = {"ok": False, "error": "console: %s" % e}
-        write(reply_json(reply))
+            text = reply_json({"ok": False, "error": "console: %s" % e})
+        write(text)
 
 
 def _no_quit(args):

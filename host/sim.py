@@ -342,7 +342,11 @@ async def console_main(args):
         line = await lines.readline()
         if not line:
             break
-        _write(await sim.handle(line.strip()))   # an empty line too: one reply per line
+        try:
+            _write(await sim.handle(line.strip()))   # an empty line too: one reply per line
+        except MemoryError:   # the reply did not fit: say so in a few bytes, keep serving
+            compat.collect()
+            sys.stdout.write('{"ok": false, "error": "out of memory"}\n')
         if sim.console is not None and sim.console.quit:
             break
     sim.quit = True

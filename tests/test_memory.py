@@ -3,6 +3,8 @@
 import os
 import subprocess
 
+import time
+
 import pytest
 
 from tests.harness import ROOT, interpreter, micropython_exe
@@ -59,9 +61,12 @@ def test_console_mem_reports_a_sampled_peak_without_mem_peak():
 
 # ---------------------------------------------------------------- running out of memory
 # The smallest -X heapsize the short scenario below passes with the .mpy build (64-bit unix
-# port): 320 KB passed and 300 KB failed when this was written. The test runs just above and
-# just below; when the firmware shrinks so that both pass, lower BELOW.
-ABOVE, BELOW = 328 * 1024, 296 * 1024
+# port): 320 KB passed and 300 KB failed on the footprint branch; the certificate, profile-3 and
+# limit blocks then added ~25 KB of resident code. ABOVE keeps a margin over that (a fixed
+# "just above" broke as soon as a feature landed); BELOW is past the import (~250 KB with the
+# simulator's modules) and short of the scenario. When the firmware shrinks so that BELOW
+# passes, lower it.
+ABOVE, BELOW = 400 * 1024, 296 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -83,37 +88,62 @@ def _short_scenario(csms, st, name):
 
 
 def _run_at(csms, dist, tmp_path, heapsize):
-    """'works' or 'rebooted'; fails the test when the station hung or died otherwise."""
+    """'works', 'rebooted' or 'recovered'; fails the test when the station hung or died otherwise."""
     from tools import bench
     from tests.harness import StationProc
     from host.sim import REBOOT_EXIT
     name = "OOM%d" % (heapsize // 1024)
     pre, cwd = bench.launcher("mpy", dist, heapsize)
-    st = StationProc("micropython", csms.csms.url(), name, str(tmp_path / name), launcher=pre, cwd=cwd)
+    # short back-off: a retried connection is seconds away, not up to a minute
+    st = StationProc("micropython", csms.csms.url(), name, str(tmp_path / name), launcher=pre, cwd=cwd,
+                     args=["--set", "OCPPCommCtrlr.RetryBackOffWaitMinimum=1",
+                           "--set", "OCPPCommCtrlr.RetryBackOffRandomRange=1"])
     err = None
     try:
         _short_scenario(csms, st, name)
     except Exception as e:  # Failed, AssertionError, the process gone
         err = e
+    def log_text():
+        with open(st.log_path, errors="replace") as f:
+            return f.read()
+
+    def settled(text):   # after an out-of-memory: connected again, or a clean reboot
+        oom = text.find("out of memory")
+        return oom < 0 or text.find("connected to", oom) > oom or "rebooting:" in text
     rc = st.proc.poll()
+    if err is not None and rc is None:
+        deadline = time.time() + 60
+        while st.proc.poll() is None and not settled(log_text()) and time.time() < deadline:
+            time.sleep(0.2)
+        rc = st.proc.poll()
     if rc is None:
-        try:
-            alive = st.cmd("status", 20).get("ok")  # answering: not hung
-        except Exception:
-            alive = False
+        alive = False
+        for _ in range(3):   # answering (the reply itself may not fit once): not hung
+            try:
+                alive = st.cmd("status", 20).get("ok")
+            except Exception:
+                alive = False
+            if alive:
+                break
         st.quit()
     else:
         alive = False
-    with open(st.log_path, errors="replace") as f:
-        text = f.read()
+    text = log_text()
     assert "Task exception wasn't retrieved" not in text, text[-3000:]
     if err is None:
         assert "out of memory" not in text or "rebooting: ApplicationReset" in text, text[-3000:]
         return "works", text
     rebooted = "rebooting: ApplicationReset" in text
-    assert rebooted and (alive or rc == REBOOT_EXIT), \
-        "neither worked (%s) nor rebooted cleanly (rc %s):\n%s" % (err, rc, text[-3000:])
-    return "rebooted", text
+    if rebooted and (alive or rc == REBOOT_EXIT):
+        return "rebooted", text
+    # or it recovered: the MemoryError was caught, the heap collected and the connection
+    # made again, and the station still answers (the request it was serving is lost, the
+    # CSMS may ask again); what must never happen is a hang or a dead task
+    oom = text.find("out of memory")
+    assert alive and oom >= 0 and text.find("connected to", oom) > oom, \
+        "neither worked (%s) nor rebooted cleanly nor recovered (rc %s):\n%s" % (
+            err, rc, text[-3000:])
+    return "recovered", text
 
 
 def test_out_of_memory_works_or_reboots_cleanly_never_hangs(csms, dist, tmp_path):
@@ -123,7 +153,7 @@ def test_out_of_memory_works_or_reboots_cleanly_never_hangs(csms, dist, tmp_path
     above, _ = _run_at(csms, dist, tmp_path, ABOVE)
     below, text = _run_at(csms, dist, tmp_path, BELOW)
     assert above == "works"
-    assert below == "rebooted", "%d KB now passes: lower BELOW" % (BELOW // 1024)
+    assert below in ("rebooted", "recovered"), "%d KB now passes: lower BELOW" % (BELOW // 1024)
     assert "out of memory" in text
 
 
