@@ -190,6 +190,16 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
             compat.abort_stream(writer)
 
 
+def _reached(e):
+    n = getattr(e, "errno", None) if isinstance(e, OSError) else None
+    if n is None and isinstance(e, OSError) and e.args:
+        n = e.args[0]
+    # ECONNRESET during the handshake, or an mbedTLS error code (negative, MicroPython)
+    if n == 104 or (isinstance(n, int) and n < 0) or type(e).__name__ == "ConnectionResetError":
+        return True
+    return "SSL" in type(e).__name__ or "ssl" in _exc_text(e).lower()
+
+
 def _connect_error(secure, host, port, addr, e):
     """The WsError for a failure before the server answered; the address is marked bad."""
     if isinstance(e, MemoryError):  # the station's to handle (Station.out_of_memory)
@@ -197,6 +207,11 @@ def _connect_error(secure, host, port, addr, e):
     compat.resolve_result(host, False)
     if secure and compat.is_cert_error(e):
         return WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
+    if secure and _reached(e):
+        # the TCP connection was made and the TLS handshake broke off: most often a plain
+        # ws:// server behind a wss:// URL
+        return WsError("TLS handshake with %s:%d failed: %s (does the server speak TLS? a "
+                       "plain server needs a ws:// URL)" % (host, port, _exc_text(e)))
     if addr != host:
         return WsError("cannot connect to %s:%d (%s): %s" % (host, port, addr, _exc_text(e)))
     return WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))

