@@ -201,7 +201,9 @@ def _hook_link():
     recv = WebSocket.recv
 
     async def recorded_send(self, data):
-        if isinstance(data, str):
+        if isinstance(data, list):   # a CALL written as JSON text pieces (ws.WebSocket.send)
+            _log(["tx", _count[0], "".join(data)])
+        elif isinstance(data, str):
             _log(["tx", _count[0], data])
         return await send(self, data)
 
