@@ -212,8 +212,9 @@ class LimitInput:
             raw += self._adc.read_u16()
         a = raw * self.full_scale / (n * 65535.0)
         last = self._last
-        # whole amps, with a quarter amp of hysteresis around the step edges
-        if last is None or a >= last + 1.25 or a < last - 0.25:
+        # whole amps, never above the signal: down at once, up only a quarter amp past the
+        # next step (the hysteresis keeps a noisy signal from toggling the PWM upwards)
+        if last is None or a < last or a >= last + 1.25:
             last = float(int(a))
             self._last = last
         return last

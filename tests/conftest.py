@@ -66,3 +66,13 @@ def tls_csms(pki):
     t = extra_csms(ctx)
     yield t
     stop_extra_csms(t)
+
+
+@pytest.fixture(autouse=True)
+def _log_level_restored():
+    """In-process tests may change firmware.log.level (a fleet's stop() quiets it); restore it
+    so a later test in the same worker still sees the lines it checks."""
+    from firmware import log
+    level = log.level
+    yield
+    log.level = level

@@ -105,7 +105,9 @@ def test_analog_limit_input_scales_to_whole_amps_with_hysteresis():
     assert at(16.5) == (1, 16.0)
     assert at(17.1) == (1, 16.0)     # inside the hysteresis: no change
     assert at(17.3) == (1, 17.0)
-    assert at(16.9) == (1, 17.0)
+    assert at(16.9) == (1, 16.0)     # below the step: down at once, never above the signal
+    assert at(17.1) == (1, 16.0)
+    assert at(5.8) == (1, 5.0)       # a 5.8 A signal suspends, it is not rounded up to 6 A
     assert at(3.1) == (1, 3.0)
 
 
