@@ -13,6 +13,12 @@ from host.csms import Csms
 from host.sim_board import SimBoard
 
 
+def _last_status(csms):
+    # None until the first StatusNotification: the demo may look before it has arrived
+    calls = csms.calls("StatusNotification")
+    return calls[-1]["connectorStatus"] if calls else None
+
+
 def say(msg):
     print("demo: " + msg, flush=True)
 
@@ -49,7 +55,7 @@ async def run_demo(args):
         ev = board.evses[0]
         ev.meter.ev_power_w = 11000.0
         ev.pilot.ev_state = "C"  # plug in: the EV asks for energy, waits for the offer
-        await wait_until(lambda: csms.calls("StatusNotification")[-1]["connectorStatus"] == "Occupied",
+        await wait_until(lambda: _last_status(csms) == "Occupied",
                          5, "Occupied")
         say("EV plugged in on EVSE 1: StatusNotification Occupied")
         board.reader.tap("04A1B2C3")
@@ -66,7 +72,7 @@ async def run_demo(args):
                          10, "TransactionEvent Ended")
         duration = time.monotonic() - t_start
         ev.pilot.ev_state = "A"
-        await wait_until(lambda: csms.calls("StatusNotification")[-1]["connectorStatus"] == "Available",
+        await wait_until(lambda: _last_status(csms) == "Available",
                          5, "Available")
         say("card tapped again: TransactionEvent Ended; EV unplugged: StatusNotification Available")
         events = csms.calls("TransactionEvent")
