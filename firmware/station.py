@@ -56,6 +56,7 @@ class Station:
         self.rpc = Rpc()
         self.rpc.gate = self._gate
         self.boot_status = None  # None until the first BootNotification reply
+        self.start_failed = False
         self.running = False
         self._oom = 0  # MemoryErrors in a row (out_of_memory)
         self.last_error = None
@@ -140,6 +141,14 @@ class Station:
                 r = fn(*args)
                 if hasattr(r, "send"):
                     tasks.append(self.spawn(r))
+            except MemoryError:
+                if event == "start":
+                    raise  # a half-started station (no safety stepper, no journal) must not run
+                compat.collect()
+                try:
+                    log.error("station", "listener for %s: out of memory" % event)
+                except MemoryError:
+                    pass
             except Exception as e:
                 log.exc("station", "listener for %s failed" % event, e)
         return tasks
@@ -456,7 +465,12 @@ class Station:
     # ---------------------------------------------------------------- life cycle
     async def run(self):
         self.running = True
-        self.emit("start")
+        try:
+            self.emit("start")
+        except MemoryError:
+            self.start_failed = True  # the simulator exits on this: a board's reset empties the heap
+            self.out_of_memory("start", fatal=True)
+            return
         try:
             while self.running:
                 try:

@@ -258,6 +258,10 @@ class Simulator:
             await compat.sleep_ms(20)
             if self.board.reboot_requested:
                 self.board.reboot_requested = False
+                if st.start_failed:
+                    # restarting in this heap would fail the same way; a board resets instead
+                    log.error("sim", "out of memory while starting: exit %d" % REBOOT_EXIT)
+                    raise SystemExit(REBOOT_EXIT)
                 log.info("sim", "station restarting")
             if not self.quit:
                 # as after a hard reset: nothing of the old station is left on the heap
