@@ -4,7 +4,7 @@
 # hedged RFC 6979 nonce (see sign); the private key never leaves the caller.
 import os
 
-from firmware import asn1, sha512
+from firmware import asn1, compat, sha512
 
 
 class Curve:
@@ -84,7 +84,7 @@ def _affine(c, P):
     if Z == 0:
         return None
     p = c.p
-    zi = pow(Z, p - 2, p)
+    zi = compat.pow_mod(Z, p - 2, p)
     zi2 = zi * zi % p
     return (X * zi2 % p, Y * zi2 * zi % p)
 
@@ -134,7 +134,7 @@ def decode_point(c, data):
     elif len(data) == 1 + s and data[0] in (2, 3):
         x = int.from_bytes(data[1:], "big")
         p = c.p
-        y = pow((x * x * x - 3 * x + c.b) % p, (p + 1) // 4, p)   # p = 3 mod 4
+        y = compat.pow_mod((x * x * x - 3 * x + c.b) % p, (p + 1) // 4, p)   # p = 3 mod 4
         if y & 1 != data[0] & 1:
             y = (p - y) % p
         q = (x, y)
@@ -179,7 +179,7 @@ def verify(pub, digest, sig, curve="P-256"):
     n = c.n
     if not (0 < r < n and 0 < s < n):
         return False
-    w = pow(s, n - 2, n)
+    w = compat.pow_mod(s, n - 2, n)
     e = _digest_int(c, digest)
     R = _mul2(c, e * w % n, c.g, r * w % n, q)
     return R is not None and R[0] % n == r
@@ -261,7 +261,7 @@ def sign(d, digest, curve="P-256", extra=None):
     while True:
         R = _mul(c, k, c.g)
         r = R[0] % n
-        s = pow(k, n - 2, n) * (e + r * d) % n
+        s = compat.pow_mod(k, n - 2, n) * (e + r * d) % n
         if r and s:
             return asn1.seq(asn1.integer(r), asn1.integer(s))
         k = _random_scalar(c)      # probability ~2**-256

@@ -1,7 +1,7 @@
 # RSA PKCS#1 v1.5 signature verification (RFC 8017 8.2.2, EMSA-PKCS1-v1_5): the whole
 # encoded message is rebuilt from the expected digest and compared byte for byte, so no
 # part of the decrypted block is parsed (no room for the lax-padding forgeries).
-from firmware import asn1
+from firmware import asn1, compat
 
 MIN_BITS = 2048
 MAX_BITS = 4096
@@ -48,5 +48,5 @@ def verify(key_bits, hash_name, digest, sig):
     s = int.from_bytes(sig, "big")
     if s >= n:
         return False
-    em = pow(s, e, n).to_bytes(k, "big")
+    em = compat.pow_mod(s, e, n).to_bytes(k, "big")
     return em == b"\x00\x01" + b"\xff" * (k - 3 - len(t)) + b"\x00" + t

