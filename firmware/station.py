@@ -300,9 +300,11 @@ class Station:
         gen, client, old = client_cert.pick(self.store, compat.now())
         try:
             ws, old_root = await self._connect_roots(connect, client)
-        except wsmod.WsError as e:
+        except (wsmod.WsRefused, wsmod.WsCertError, wsmod.WsAuthError) as e:
             # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
-            # kept until the new one has connected once
+            # kept until the new one has connected once. Only a refusal: an unreachable or
+            # slow CSMS says nothing about the certificate, and reverting on it would throw
+            # a good certificate away (and with it the renewal dates).
             if old is None:
                 raise
             log.warn("net", "%s; trying the previous station certificate" % (e,))

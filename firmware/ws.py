@@ -39,6 +39,11 @@ class WsCertError(WsHandshakeError):
     """The server's TLS certificate did not verify against the configured CA."""
 
 
+class WsRefused(WsHandshakeError):
+    """The server ended the connection during the TLS or HTTP handshake (what a TLS server
+    that refuses the client certificate does), as opposed to not being reachable at all."""
+
+
 class WsClosed(WsError):
     def __init__(self, code, reason=""):
         super().__init__("connection closed: %d %s" % (code, reason))
@@ -194,8 +199,11 @@ def _reached(e):
     n = getattr(e, "errno", None) if isinstance(e, OSError) else None
     if n is None and isinstance(e, OSError) and e.args:
         n = e.args[0]
-    # ECONNRESET during the handshake, or an mbedTLS error code (negative, MicroPython)
-    if n == 104 or (isinstance(n, int) and n < 0) or type(e).__name__ == "ConnectionResetError":
+    # ECONNRESET or EPIPE (the server hung up, e.g. after refusing our client certificate,
+    # before our HTTP request was written) during the handshake, or an mbedTLS error code
+    # (negative, MicroPython)
+    if n in (32, 104) or (isinstance(n, int) and n < 0) or type(e).__name__ in (
+            "ConnectionResetError", "BrokenPipeError"):
         return True
     return "SSL" in type(e).__name__ or "ssl" in _exc_text(e).lower()
 
@@ -210,7 +218,7 @@ def _connect_error(secure, host, port, addr, e):
     if secure and _reached(e):
         # the TCP connection was made and the TLS handshake broke off: most often a plain
         # ws:// server behind a wss:// URL
-        return WsError("TLS handshake with %s:%d failed: %s (does the server speak TLS? a "
+        return WsRefused("TLS handshake with %s:%d failed: %s (does the server speak TLS? a "
                        "plain server needs a ws:// URL)" % (host, port, _exc_text(e)))
     if addr != host:
         return WsError("cannot connect to %s:%d (%s): %s" % (host, port, addr, _exc_text(e)))
@@ -243,7 +251,7 @@ async def _upgrade(reader, writer, host, port, secure, path, subprotocol,
 
     line = await reader.readline()
     if not line:
-        raise WsHandshakeError("server closed the connection during the handshake")
+        raise WsRefused("server closed the connection during the handshake")
     parts = line.decode().split(" ", 2)
     try:
         status = int(parts[1])

@@ -420,3 +420,61 @@ def test_TC_A_19_CS_upgrade_to_profile_3_and_TC_A_22_CS_no_downgrade(
 
 def set_profile(csms, cp, slot, data):
     return csms.call(cp, "SetNetworkProfile", {"configurationSlot": slot, "connectionData": data})
+
+
+def _station_with_new_cert(tmp_path, monkeypatch, fail_new, fail_old=None):
+    """An in-process station whose index names a new certificate (2) not yet connected and
+    the previous one (1); ws.connect fails with `fail_new` for 2 and `fail_old` for 1."""
+    import asyncio
+    from firmware import client_cert
+    from firmware import ws as wsmod
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "wss://127.0.0.1:9", "A02FR10")
+    for g in (1, 2):
+        client_cert.write(st.store, client_cert.key_name(g), "key %d" % g)
+        client_cert.write(st.store, client_cert.cert_name(g), "cert %d" % g)
+    st.store.save(client_cert.INDEX, {"next": 3, "cur": 2, "old": 1, "pending": None,
+                                      "from": 0, "until": 2 ** 31})
+    used = []
+
+    async def connect(url, certfile=None, **kw):
+        used.append(certfile.rsplit("/", 1)[-1])
+        err = fail_new if certfile.endswith("cs_cert.2.pem") else fail_old
+        if err is not None:
+            raise err
+        return "ws"
+    monkeypatch.setattr(wsmod, "connect", connect)
+
+    def attempt():
+        try:
+            return asyncio.run(st._connect_once({"ocppCsmsUrl": "wss://127.0.0.1:9"}))
+        except wsmod.WsError as e:
+            return e
+    return st, used, attempt
+
+
+def test_A02_FR_10_unreachable_csms_keeps_the_new_certificate(tmp_path, monkeypatch):
+    """A CSMS that cannot be reached (or times out) says nothing about the certificate: the
+    new one stays current and the previous one is not tried (it used to be, and to replace
+    the new one when the network came back between the two attempts)."""
+    from firmware import client_cert
+    from firmware import ws as wsmod
+    st, used, attempt = _station_with_new_cert(
+        tmp_path, monkeypatch, wsmod.WsError("cannot connect to 127.0.0.1:9: 111"))
+    assert isinstance(attempt(), wsmod.WsError)
+    assert used == ["cs_cert.2.pem"]
+    idx = client_cert.load(st.store)
+    assert (idx["cur"], idx["old"], idx["until"]) == (2, 1, 2 ** 31)
+
+
+def test_A02_FR_10_refused_new_certificate_falls_back(tmp_path, monkeypatch):
+    from firmware import client_cert
+    from firmware import ws as wsmod
+    st, used, attempt = _station_with_new_cert(
+        tmp_path, monkeypatch, wsmod.WsRefused("server closed the connection during the handshake"))
+    assert attempt() == "ws"
+    assert used == ["cs_cert.2.pem", "cs_cert.1.pem"]
+    idx = client_cert.load(st.store)
+    assert (idx["cur"], idx["old"]) == (1, None)
+    assert not st.store.exists(client_cert.cert_name(2))
