@@ -8,10 +8,12 @@
 #   cs_cert.<g>.pem  the certificate chain the CSMS signed for that key (leaf first)
 #   cs_csr.pem       the CSR of the pending key, resent by the A02.FR.17 timer
 # and one index document, cs_cert.json, the only record of which generation is what:
-#   {"next": g, "cur": g|None, "old": g|None, "pending": g|None, "from": t, "until": t}
+#   {"next": g, "cur": g|None, "old": g|None, "pending": g|None, "asked": t, "from": t,
+#    "until": t}
 # cur = the newest certificate, old = the one it replaced (kept until cur has connected once,
 # the fallback of A02.FR.10), pending = a key whose CSR waits for its certificate; from/until
-# = cur's validity (unix seconds): before "from" the station keeps using old (A02.FR.08),
+# = cur's validity (unix seconds), asked = when pending's CSR was made: before "from" the
+# station keeps using old (A02.FR.08),
 # "until" drives the renewal a month ahead (A03.FR.02). New files
 # are written (atomically) before the index names them and removed after it stops naming
 # them, so a power cut leaves at worst an unnamed file, overwritten or removed later.

@@ -139,7 +139,11 @@ class Block:
             idx = _cert_index(st.store)
             until = idx.get("until")
             wait = DAY_S
-            if idx.get("cur") is not None and until is not None and idx.get("pending") is None:
+            # a pending CSR the CSMS never answered (resends given up, or a reboot lost
+            # the timer) holds the renewal back for a day, not until the certificate expires
+            asked = idx.get("asked") or 0 if idx.get("pending") is not None else None
+            if (idx.get("cur") is not None and until is not None
+                    and (asked is None or compat.now() - asked >= DAY_S)):
                 left = until - compat.now()
                 if left > RENEW_BEFORE_S:
                     wait = min(left - RENEW_BEFORE_S, DAY_S)

@@ -60,7 +60,7 @@ class Block:
         d = None
         client_cert.write(store, client_cert.CSR, csr)
         old = idx.get("pending")
-        idx["next"], idx["pending"] = g + 1, g
+        idx["next"], idx["pending"], idx["asked"] = g + 1, g, compat.now()
         client_cert.save(store, idx, (old,))
         log.info("cert", "new key pair %d, sending its CSR" % g)
         st.emit("csr_new")  # a running resend timer is for the old CSR

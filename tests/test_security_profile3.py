@@ -478,3 +478,37 @@ def test_A02_FR_10_refused_new_certificate_falls_back(tmp_path, monkeypatch):
     idx = client_cert.load(st.store)
     assert (idx["cur"], idx["old"]) == (1, None)
     assert not st.store.exists(client_cert.cert_name(2))
+
+
+def _renewal_requests(tmp_path, monkeypatch, asked_ago):
+    """CSRs the A03 renewal loop makes within 0.3 s for a certificate expiring in 20 days and
+    a pending CSR made `asked_ago` seconds ago."""
+    import asyncio
+    from firmware import client_cert, compat, station_cert
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "wss://127.0.0.1:9", "A03RENEW")
+    st.dm.set("SecurityCtrlr", "OrganizationName", ORG)
+    now = compat.now()
+    st.store.save(client_cert.INDEX, {"next": 3, "cur": 1, "old": None, "pending": 2,
+                                      "asked": now - asked_ago, "from": 0,
+                                      "until": now + 20 * 86400})
+    made = []
+
+    async def request(self):
+        made.append(1)
+    monkeypatch.setattr(station_cert.Block, "request", request)
+
+    async def run():
+        try:
+            await asyncio.wait_for(st.blocks["security"]._renew_loop(), 0.3)
+        except asyncio.TimeoutError:
+            pass
+    asyncio.run(run())
+    return made
+
+
+def test_A03_FR_02_unanswered_csr_holds_renewal_back_a_day_not_forever(tmp_path, monkeypatch):
+    """A CSR the CSMS never answered used to stop the renewal until the certificate expired."""
+    assert _renewal_requests(tmp_path / "fresh", monkeypatch, 3600) == []
+    assert _renewal_requests(tmp_path / "stale", monkeypatch, 86400 + 60) == [1]
