@@ -14,6 +14,7 @@
 #
 # Station events: listens to "charging_limit" (evse_id, source, amps or None).
 from firmware import compat, log
+from firmware.rpc import CallError
 
 SC = "SmartChargingCtrlr"
 LIMIT_SOURCE = {"external": "EMS", "local": "Other"}
@@ -88,6 +89,11 @@ class Block:
             action, p = self.payload(key[0], key[1], amps)
             try:
                 await self.st.call(action, p)
+                self.reported[key] = amps
+            except CallError as e:
+                # the CSMS answered with an error (e.g. NotImplemented): it will give the same
+                # answer again, so it is not asked every RETRY_MS forever
+                log.warn("limits", "%s refused by the CSMS (%s): not retried" % (action, e))
                 self.reported[key] = amps
             except Exception as e:
                 log.warn("limits", "%s failed (%r): retried" % (action, e))

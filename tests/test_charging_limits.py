@@ -3,8 +3,6 @@ against the mobilityhouse-based CSMS, every frame schema-validated by the fixtur
 console `limit` and the simulated limit input (`extlimit`) set the offered current, below
 6 A the EVSE suspends, and NotifyChargingLimit / ClearedChargingLimit are sent only while
 SmartChargingCtrlr.ExternalControlSignalsEnabled is true."""
-import time
-
 from tests.helpers import boot, get_var, set_var, tx_events, wait_event
 
 
@@ -72,11 +70,15 @@ def test_K12_FR_03_external_station_wide_limit_with_schedule_caps_every_EVSE(csm
     assert sch[0]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 10.0}]
     st.cmd("limit 2 8")                                    # the lower of the two wins
     st.wait_status(lambda s: [e["offered"] for e in s["evses"]] == [10, 8], 5, "8 A on EVSE 2")
+    csms.wait_for(lambda: _calls(csms, st, "NotifyChargingLimit")[1:], 10, "EVSE 2's")
     st.cmd("extlimit 0 10.5")                              # 5 %: under LimitChangeSignificance
-    time.sleep(1.0)
-    assert len(_calls(csms, st, "NotifyChargingLimit")) == 2   # only the console's for EVSE 2
+    st.cmd("limit 1 7")      # a marker: the sender keeps order, a report of 10.5 would precede it
+    csms.wait_for(lambda: _calls(csms, st, "NotifyChargingLimit")[2:], 10, "EVSE 1's")
+    assert [(n.get("evseId"), n["chargingLimit"]["chargingLimitSource"])
+            for n in _calls(csms, st, "NotifyChargingLimit")] == [(None, "EMS"), (2, "Other"),
+                                                                  (1, "Other")]
     st.cmd("extlimit 0 off")
-    st.wait_status(lambda s: [e["offered"] for e in s["evses"]] == [32, 8], 5, "lifted")
+    st.wait_status(lambda s: [e["offered"] for e in s["evses"]] == [7, 8], 5, "lifted")
     c = csms.wait_for(lambda: _calls(csms, st, "ClearedChargingLimit"), 10, "Cleared")
     assert c[-1] == {"chargingLimitSource": "EMS"}
 
@@ -91,8 +93,14 @@ def test_K12_ExternalControlSignalsEnabled_false_sends_nothing_limit_still_appli
     st.wait_status(lambda s: s["evses"][0]["offered"] == 10, 5, "offer 10 A")
     st.cmd("extlimit 1 off")
     st.wait_status(lambda s: s["evses"][0]["offered"] == 12, 5, "offer 12 A")
-    time.sleep(1.0)
-    assert _calls(csms, st, "NotifyChargingLimit") == []
+    # a marker instead of a sleep: once enabled, the next limit is reported; the sender keeps
+    # its queue in order, so anything queued while disabled would have reached the CSMS first
+    r = set_var(csms, st.identity, "SmartChargingCtrlr", "ExternalControlSignalsEnabled", "true")
+    assert r["attributeStatus"] == "Accepted"
+    st.cmd("limit 1 8")
+    csms.wait_for(lambda: _calls(csms, st, "NotifyChargingLimit"), 10, "NotifyChargingLimit")
+    assert _calls(csms, st, "NotifyChargingLimit") == [
+        {"chargingLimit": {"chargingLimitSource": "Other", "isGridCritical": False}, "evseId": 1}]
     assert _calls(csms, st, "ClearedChargingLimit") == []
     assert any(e["triggerReason"] == "ChargingRateChanged" for e in tx_events(csms, st.identity))
 

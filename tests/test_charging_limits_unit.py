@@ -182,3 +182,39 @@ def test_K12_FR_02_NotifyChargingLimit_only_for_significant_changes_and_clear_on
     cl._due = []
     st.emit("charging_limit", 1, "external", 6)
     assert cl._due == [] and cl.now[(1, "external")] == 6
+
+
+def _sender_calls(tmp_path, monkeypatch, error):
+    """How often the sender tries a NotifyChargingLimit in 0.3 s when every call fails with
+    `error` (RETRY_MS shortened to 10 ms)."""
+    from firmware import charging_limits
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    monkeypatch.setattr(charging_limits, "RETRY_MS", 10)
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "LIMERR")
+    cl = st.blocks["charging_limits"]
+    calls = []
+
+    async def call(action, payload):
+        calls.append(action)
+        raise error
+    st.call = call
+    st.online = lambda: True
+
+    async def run():
+        st.emit("charging_limit", 1, "external", 20)
+        try:
+            await asyncio.wait_for(cl._sender(), 0.3)
+        except asyncio.TimeoutError:
+            pass
+    asyncio.run(run())
+    return calls, cl
+
+
+def test_K12_NotifyChargingLimit_CALLERROR_is_not_retried_a_timeout_is(tmp_path, monkeypatch):
+    from firmware.rpc import CallError
+    calls, cl = _sender_calls(tmp_path / "e", monkeypatch,
+                              CallError("NotImplemented", "no K12 here"))
+    assert calls == ["NotifyChargingLimit"] and cl._due == []
+    calls, cl = _sender_calls(tmp_path / "t", monkeypatch, asyncio.TimeoutError())
+    assert len(calls) >= 3 and cl._due == [(1, "external")]
