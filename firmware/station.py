@@ -335,6 +335,15 @@ class Station:
             log.warn("net", "%s; trying the previous CSMS root" % (e,))
             return await connect(fb, client), True
 
+    def _same_csms(self, profile):
+        """M05.FR.15: the replaced CSMS root is a fallback only for the CSMS the station last
+        connected to (remembered across reboots), not for a migration to another one (B10)."""
+        last = self.net.doc.get("last") if self.net is not None else None
+        if not last:
+            return True
+        return (profile.get("ocppCsmsUrl") or "").rstrip("/") == \
+            (last[1].get("ocppCsmsUrl") or "").rstrip("/")
+
     def _connect_failed(self, e, reported):
         """Security events for a failed connection, once per failure streak (A00.FR.316)."""
         from firmware.ws import WsAuthError, WsCertError
@@ -365,8 +374,7 @@ class Station:
                     break
             slot, profile = cands[idx]
             try:
-                # M05.FR.15: a migration to another CSMS (B10) does not use the fallback root
-                self._fallback_ok = self.slot is None or slot == self.slot
+                self._fallback_ok = self._same_csms(profile)
                 ws = await self._connect_once(profile)
             except Exception as e:
                 self.last_error = "%s" % (e,)

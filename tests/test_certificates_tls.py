@@ -162,3 +162,21 @@ def test_TC_M_31_CS_reconnect_falls_back_to_old_csms_root(tls, roots, station):
     booted(tls, cp, n=2)
     assert old in csms_roots(tls, cp)  # M05.FR.14: still there, still needed
     assert [x for x in st.cmd("log 80")["lines"] if "trying the previous CSMS root" in x]
+
+
+def test_M05_FR_15_fallback_root_only_for_the_last_connected_csms_also_after_a_reboot(tmp_path):
+    """The guard compared configuration slots, and the slot is unknown (None) after a boot,
+    so the first connection after every reboot used the fallback root even for another CSMS."""
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+
+    def station():
+        return Station(SimBoard(1, str(tmp_path)), "wss://127.0.0.1:9/ocpp", "M05FR15")
+    st = station()
+    here = {"ocppCsmsUrl": "wss://127.0.0.1:9/ocpp/"}
+    there = {"ocppCsmsUrl": "wss://127.0.0.1:7/other"}
+    assert st._same_csms(there)              # never connected: nothing to migrate from
+    st.net.connected(1, here)
+    st = station()                           # a reboot: slot None again
+    assert st.slot is None
+    assert st._same_csms(here) and not st._same_csms(there)
