@@ -127,7 +127,12 @@ class Station:
     def _drop(self, name):
         del self._demand[name]
         del self.blocks[name]
-        _unload(name)
+        # modules another loaded block shares (the crypto core) stay: unloaded now they
+        # would be imported a second time, both copies on the heap
+        keep = []
+        for other in self._demand:
+            keep.extend(getattr(sys.modules.get("firmware." + other), "UNLOAD", ()))
+        _unload(name, keep)
 
     # ---------------------------------------------------------------- events
     def on(self, event, fn):
@@ -539,11 +544,12 @@ def _load(name):
     return __import__("firmware." + name, None, None, ("Block",)).Block
 
 
-def _unload(name):
+def _unload(name, keep=()):
     # a block may name modules it imported for its requests (UNLOAD), dropped with it
     mod = sys.modules.get("firmware." + name)
     for dep in getattr(mod, "UNLOAD", ()):
-        compat.unload(dep)
+        if dep not in keep:
+            compat.unload(dep)
     compat.unload("firmware." + name)
 
 

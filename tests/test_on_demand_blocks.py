@@ -141,3 +141,21 @@ def test_a_burst_of_requests_keeps_one_drop_timer(tmp_path):
 
     sent, live, loaded, still = asyncio.run(run())
     assert sent == 200 and live == 1 and loaded and not still
+
+
+def test_dropping_one_crypto_block_keeps_the_modules_another_loaded_block_shares(tmp_path):
+    """certificates and station_cert both use the crypto core: dropping one while the other
+    is borrowed unloaded x509 & co., and the next import loaded a second copy."""
+    import sys
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD3")
+    st.linger_ms = 0
+    st.borrow("station_cert")
+    st.borrow("certificates")
+    x509 = sys.modules["firmware.x509"]
+    st.release("certificates")
+    assert "certificates" not in st.blocks and "firmware.cert_store" not in sys.modules
+    assert sys.modules.get("firmware.x509") is x509      # station_cert still uses it
+    st.release("station_cert")
+    assert "firmware.x509" not in sys.modules and "firmware.station_cert" not in sys.modules
