@@ -10,7 +10,8 @@
 #   @all CMD      every station (one reply per station)
 #   CMD           same as @all CMD
 #   fleet         a summary: stations, connected, accepted, memory
-#   wait SECONDS  pause (in a script); `wait accepted` waits until every station is Accepted
+#   wait SECONDS  pause (in a script); `wait accepted [SECONDS]` waits until every station is
+#                 Accepted, at most SECONDS (default 300): then an error naming the late ones
 # --no-fsync: the stations' data directories are written without fsync (a fleet's first boot
 # costs about 7 fsyncs per station); a SIGKILL of the fleet may then lose their last writes.
 # --script FILE runs such lines in order while stdin stays open for more; their replies
@@ -66,6 +67,8 @@ def check_args(a):
             raise ConsoleError("--script %s: cannot read it (%s)" % (a["script"], e))
     return a
 
+
+WAIT_ACCEPTED_S = 300  # `wait accepted` gives up after this: a script never hangs
 
 class FleetStepper:
     """Steps the Stepper of every station's board from one thread (a task where the runtime
@@ -274,8 +277,22 @@ class Fleet:
         return out
 
     async def _wait(self, arg):
-        if arg == "accepted":
+        words = arg.split()
+        if words[:1] == ["accepted"]:
+            try:
+                limit = float(words[1]) if len(words) > 1 else WAIT_ACCEPTED_S
+                if limit <= 0 or len(words) > 2:
+                    raise ValueError
+            except ValueError:
+                return {"ok": False, "error": "usage: wait accepted [SECONDS], SECONDS > 0"}
+            t0 = compat.ticks_ms()
             while not self.all_accepted():
+                if compat.ticks_diff(compat.ticks_ms(), t0) >= limit * 1000:
+                    late = [i for i in self.ids if not self.sims[i].quit and (
+                        self.sims[i].station is None
+                        or self.sims[i].station.boot_status != "Accepted")]
+                    return {"ok": False, "error": "%d of %d stations not Accepted after %g s"
+                            % (len(late), len(self.sims), limit), "not_accepted": late[:20]}
                 await compat.sleep_ms(100)
             return {"ok": True, "accepted": len(self.sims)}
         try:
@@ -283,7 +300,7 @@ class Fleet:
             if s < 0:
                 raise ValueError
         except ValueError:
-            return {"ok": False, "error": "usage: wait SECONDS | wait accepted"}
+            return {"ok": False, "error": "usage: wait SECONDS | wait accepted [SECONDS]"}
         await compat.sleep_ms(int(s * 1000))
         return {"ok": True, "waited": s}
 

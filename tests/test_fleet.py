@@ -247,3 +247,19 @@ def test_fleet_out_of_heap_says_so_and_how_to_fix_it(target, tmp_path):
     assert p.returncode == 2, (p.stdout, p.stderr[-2000:])
     assert b"out of memory after" in p.stderr and b"heapsize" in p.stderr, p.stderr[-2000:]
     assert b"Traceback" not in p.stderr
+
+
+def test_fleet_wait_accepted_gives_up_and_names_the_late_stations(target, tmp_path):
+    """`wait accepted` against a CSMS that never answers (nothing listens on port 9) used to
+    wait forever and hang the script; now it ends with an error after its bound."""
+    f = FleetProc(target, ["--csms", "ws://127.0.0.1:9", "--stations", "2", "--id-prefix", "WA",
+                           "--data-dir", str(tmp_path / "fleet")], str(tmp_path / "fleet.log"))
+    try:
+        f.send("wait accepted 1")
+        r = f.reply()
+        assert r["ok"] is False and r["not_accepted"] == ["WA0001", "WA0002"], r
+        assert "not Accepted after 1 s" in r["error"]
+        f.send("wait accepted soon")
+        assert "usage" in f.reply()["error"]
+    finally:
+        f.kill()
