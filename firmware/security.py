@@ -153,6 +153,14 @@ class Block:
                     blk = st.borrow("station_cert")
                     try:
                         await blk.request()
+                    except MemoryError:
+                        # the key generation did not fit: tried again in a day. Left to the
+                        # task guard it would reboot, and the renewal after the boot would
+                        # reboot again, every boot
+                        blk = None
+                        compat.collect()
+                        log.error("cert", "out of memory renewing the station certificate: "
+                                  "retried in a day")
                     finally:
                         blk = None  # this task lives on: it must not keep the block
                         st.release("station_cert")

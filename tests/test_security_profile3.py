@@ -512,3 +512,32 @@ def test_A03_FR_02_unanswered_csr_holds_renewal_back_a_day_not_forever(tmp_path,
     """A CSR the CSMS never answered used to stop the renewal until the certificate expired."""
     assert _renewal_requests(tmp_path / "fresh", monkeypatch, 3600) == []
     assert _renewal_requests(tmp_path / "stale", monkeypatch, 86400 + 60) == [1]
+
+
+def test_A03_renewal_out_of_memory_waits_a_day_instead_of_rebooting(tmp_path, monkeypatch):
+    """A key generation that does not fit used to reach the task guard, which reboots; the
+    renewal after the boot then rebooted again, every boot."""
+    import asyncio
+    from firmware import client_cert, compat, station_cert
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    board = SimBoard(1, str(tmp_path))
+    st = Station(board, "wss://127.0.0.1:9", "A03OOM")
+    st.linger_ms = 0
+    st.dm.set("SecurityCtrlr", "OrganizationName", ORG)
+    st.store.save(client_cert.INDEX, {"next": 2, "cur": 1, "old": None, "pending": None,
+                                      "from": 0, "until": compat.now() + 20 * 86400})
+    tries = []
+
+    async def request(self):
+        tries.append(1)
+        raise MemoryError("keygen")
+    monkeypatch.setattr(station_cert.Block, "request", request)
+
+    async def run():
+        st.running = True
+        st.blocks["security"]._renew_watch()
+        await asyncio.sleep(0.3)
+        await st.stop()
+    asyncio.run(run())
+    assert tries == [1] and not board.reboot_requested and "station_cert" not in st.blocks
