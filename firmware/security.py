@@ -61,6 +61,7 @@ class Block:
         station.on("csr_done", self._csr_stop)
         # A03.FR.02: renew the station certificate a month before it expires
         self._renew_task = None
+        self._switch_task = None  # A02.FR.08: reconnect once a future-dated certificate is valid
         station.on("boot_accepted", self._renew_watch)
         station.on("cert_installed", self._cert_installed)
 
@@ -113,8 +114,14 @@ class Block:
         self._csr_task = None  # done (a cancelled task never gets here)
 
     def _cert_installed(self, not_before):
+        self._watch_switch(not_before)
         self._renew_watch()
-        return self._switch_at(not_before)
+
+    def _watch_switch(self, not_before):
+        t, self._switch_task = self._switch_task, None
+        if t is not None:
+            t.cancel()  # a newer certificate came: its own time counts
+        self._switch_task = self.st.spawn(self._switch_at(not_before))
 
     async def _switch_at(self, not_before):
         """A02.FR.08: reconnect with the new station certificate once it is valid."""
@@ -124,6 +131,7 @@ class Block:
             if wait <= 0:
                 break
             await compat.sleep_ms(int(min(wait, 3600) * 1000) + 50)  # bounded: ESP32 small ints
+        self._switch_task = None
         log.info("cert", "reconnecting with the new station certificate")
         await self.st.reconnect()
 
@@ -135,6 +143,12 @@ class Block:
 
     async def _renew_loop(self):
         st = self.st
+        idx = _cert_index(st.store)
+        if (idx.get("cur") is not None and (idx.get("from") or 0) > compat.now()
+                and self._switch_task is None):
+            # a certificate valid from a later date, installed before a reboot: the timer
+            # that switches to it did not survive the boot (A02.FR.08)
+            self._watch_switch(idx["from"])
         while True:
             idx = _cert_index(st.store)
             until = idx.get("until")

@@ -541,3 +541,24 @@ def test_A03_renewal_out_of_memory_waits_a_day_instead_of_rebooting(tmp_path, mo
         await st.stop()
     asyncio.run(run())
     assert tries == [1] and not board.reboot_requested and "station_cert" not in st.blocks
+
+
+def test_A02_FR_08_future_dated_certificate_still_switched_to_after_a_power_cut(
+        station, csms_p2, p3pki):
+    """The timer that reconnects once the new certificate is valid lived only in RAM: after
+    a reboot the station stayed on the old certificate until some other reconnection."""
+    from cryptography import x509
+    st = start(station, csms_p2, p3pki)
+    cp = st.identity
+    csr = request_csr(csms_p2, cp)
+    cert = p3pki.sign(csr, start_days=0, start_seconds=10)
+    nb = x509.load_pem_x509_certificate(cert.encode()).not_valid_before_utc.timestamp()
+    assert certificate_signed(csms_p2, cp, cert)["status"] == "Accepted"
+    st.kill()
+    station(url=wss_url(csms_p2), identity=cp, data_dir=st.data_dir,
+            args=["--cafile", p3pki.trusted] + RECONNECT_EVERY_1S_ARGS
+            + set_args("SecurityCtrlr.OrganizationName=" + ORG))
+    booted(csms_p2, cp, 2)
+    peer = csms_p2.wait_for(lambda: [(pc, t) for c, pc, t in csms_p2.csms.peercerts
+                                     if c == cp and pc], 40, "reconnect with it")[0]
+    assert client_cn(peer[0]) == cp and peer[1] >= nb - 0.2, (peer[1], nb)
