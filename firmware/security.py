@@ -155,7 +155,7 @@ class Block:
             wait = DAY_S
             # a pending CSR the CSMS never answered (resends given up, or a reboot lost
             # the timer) holds the renewal back for a day, not until the certificate expires
-            asked = idx.get("asked") or 0 if idx.get("pending") is not None else None
+            asked = (idx.get("asked") or 0) if idx.get("pending") is not None else None
             if (idx.get("cur") is not None and until is not None
                     and (asked is None or compat.now() - asked >= DAY_S)):
                 left = until - compat.now()
@@ -171,7 +171,6 @@ class Block:
                         # the key generation did not fit: tried again in a day. Left to the
                         # task guard it would reboot, and the renewal after the boot would
                         # reboot again, every boot
-                        blk = None
                         compat.collect()
                         log.error("cert", "out of memory renewing the station certificate: "
                                   "retried in a day")

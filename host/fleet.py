@@ -236,12 +236,13 @@ class Fleet:
             r["rss_kb"] = rss
         return r
 
+    def late(self):
+        """Identities of the running stations not (yet) Accepted, in order."""
+        return [i for i in self.ids if not self.sims[i].quit and (
+            self.sims[i].station is None or self.sims[i].station.boot_status != "Accepted")]
+
     def all_accepted(self):
-        for sim in self.sims.values():
-            st = sim.station
-            if not sim.quit and (st is None or st.boot_status != "Accepted"):
-                return False
-        return True
+        return not self.late()
 
     async def handle(self, line):
         """Run one console line; return the list of replies (JSON-able dicts)."""
@@ -288,9 +289,7 @@ class Fleet:
             t0 = compat.ticks_ms()
             while not self.all_accepted():
                 if compat.ticks_diff(compat.ticks_ms(), t0) >= limit * 1000:
-                    late = [i for i in self.ids if not self.sims[i].quit and (
-                        self.sims[i].station is None
-                        or self.sims[i].station.boot_status != "Accepted")]
+                    late = self.late()
                     return {"ok": False, "error": "%d of %d stations not Accepted after %g s"
                             % (len(late), len(self.sims), limit), "not_accepted": late[:20]}
                 await compat.sleep_ms(100)
