@@ -28,6 +28,9 @@ class Block:
         self.sent = {}           # evse id -> last status the CSMS acknowledged
         self._lost_ms = None     # when the connection dropped
         self._out = compat.Queue()
+        self._queued = 0         # StatusNotifications queued or being sent
+        self._settled = compat.asyncio.Event()
+        self._settled.set()
         # {"cs": station Operative, "off": EVSE ids Inoperative, "coff": EVSE ids whose
         # connector is Inoperative}
         self.doc = station.store.load(DOC) or {"cs": True, "off": [], "coff": []}
@@ -144,23 +147,41 @@ class Block:
         else:
             for evse in self.st.board.evses:
                 if self.sent.get(evse.id) != self._state(evse.id):
-                    self._out.put_nowait((evse.id, None, None))
+                    self._queue((evse.id, None, None))
 
     def _all(self):
         for evse in self.st.board.evses:
-            self._out.put_nowait((evse.id, None, None))
+            self._queue((evse.id, None, None))
 
     def _on_change(self, evse_id, status):
         if self.st.online():
-            self._out.put_nowait((evse_id, status, compat.iso8601()))
+            self._queue((evse_id, status, compat.iso8601()))
+
+    def _queue(self, item):
+        self._queued += 1
+        self._settled.clear()
+        self._out.put_nowait(item)
+
+    async def settled(self):
+        """Returns once every StatusNotification queued so far has been sent (or failed).
+        The outbox waits for it before each message, so a pilot change's Occupied reaches
+        the CSMS before the TransactionEvent the same change queued after it (E02/E03): the
+        two go out through different tasks, and the outbox's could take the CALL lock first
+        while this sender still waited for the reply to the previous status."""
+        await self._settled.wait()
 
     async def _sender(self):
         """One at a time, in order of change; offline items are dropped (B04 resends)."""
         while True:
             evse_id, status, stamp = await self._out.get()
             evse = self.st.board.evse(evse_id)
-            if evse is not None:
-                await self.send_status(evse, 1, status, stamp)
+            try:
+                if evse is not None:
+                    await self.send_status(evse, 1, status, stamp)
+            finally:
+                self._queued -= 1
+                if not self._queued:
+                    self._settled.set()
 
     async def send_status(self, evse, connector_id=1, status=None, timestamp=None):
         status = status or self._state(evse.id)

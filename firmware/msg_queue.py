@@ -427,9 +427,13 @@ async def send_loop(st, wake, head, done, policy, tag):
     it is asked again before every attempt. Offline: wait for `wake` (set on connect) and send
     again. CallError / TimeoutError: policy(action, attempts) -> (limit, delay_ms): retry
     after delay_ms, give up at the limit. done(item, response, error) follows the answer
-    (error None) or the give-up."""
+    (error None) or the give-up. StatusNotifications queued before a message go first
+    (availability.settled)."""
     attempts = 0
     while True:
+        av = st.blocks.get("availability")
+        if av is not None and st.online():
+            await av.settled()
         item = head() if st.online() else None
         if item is None:
             wake.clear()

@@ -59,3 +59,40 @@ def test_TC_E_03_CS_cable_first_occupied_before_started(csms, station):
     st = boot(csms, station, "TxCtrlr.TxStartPoint=EVConnected")
     for _ in range(CYCLES):
         _cycle(csms, st, card_first=False)
+
+
+def _held_status_ids(csms, cp):
+    return [m["frame"][1] for m in csms.csms.messages
+            if m["cp"] == cp and m["dir"] == "in" and isinstance(m["frame"], list)
+            and m["frame"][0] == 2 and m["frame"][2] == "StatusNotification"]
+
+
+def test_TC_E_03_CS_occupied_first_while_the_previous_status_waits_for_its_reply(csms, station):
+    """The race clean-clone CI once hit: the plug-in comes while the station still waits for
+    the CSMS to answer the previous StatusNotification (the unplug's Available). Occupied and
+    Started go out through different tasks; the transaction's must not take the CALL slot
+    first when that reply arrives. The CSMS here holds every StatusNotification until the
+    test answers it, so the window is open for as long as the test wants."""
+    st = boot(csms, station, "TxCtrlr.TxStartPoint=EVConnected")
+    cp = st.identity
+    st.cmd("plug 1")
+    csms.wait_for(lambda: ("Status", "Occupied") in _order(csms, cp, 0)
+                  and ("Tx", "Started") in _order(csms, cp, 0), 10, "first session")
+    csms.csms.hold.add("StatusNotification")
+    answered = set(_held_status_ids(csms, cp))
+    st.cmd("unplug 1")
+    csms.wait_for(lambda: set(_held_status_ids(csms, cp)) - answered, 10, "Available sent")
+    since = len(csms.csms.messages)
+    st.cmd("plug 1")
+    st.wait_status(lambda s: s["evses"][0]["transaction"] is not None, 10, "second transaction")
+    # answer the held StatusNotifications one by one as they come, Available then Occupied
+    for _ in range(2):
+        mid = csms.wait_for(lambda: sorted(set(_held_status_ids(csms, cp)) - answered),
+                            10, "a held StatusNotification")[0]
+        answered.add(mid)
+        csms.raw(cp, '[3, "%s", {}]' % mid)
+    csms.csms.hold.discard("StatusNotification")
+    csms.wait_for(lambda: ("Tx", "Started") in _order(csms, cp, since), 10, "second Started")
+    got = _order(csms, cp, since)
+    assert ("Status", "Occupied") in got and \
+        got.index(("Status", "Occupied")) < got.index(("Tx", "Started")), got
