@@ -18,8 +18,10 @@
 # Requirement ids per component: OCPPCommCtrlr B01..B04, B09/B10 and part 4 (retry back-off,
 # keep-alive); DeviceDataCtrlr B05..B08; SecurityCtrlr A00..A05; AuthCtrlr C01..C16;
 # AuthCacheCtrlr C10..C12; LocalAuthListCtrlr D01, D02, C13, C14; TxCtrlr E01..E14;
-# SampledDataCtrlr J02; AlignedDataCtrlr J01; SmartChargingCtrlr K11..K13 (external limits:
-# ExternalControlSignalsEnabled gates NotifyChargingLimit / ClearedChargingLimit); ChargingStation/EVSE/Connector part 2
+# SampledDataCtrlr J02; AlignedDataCtrlr J01; SmartChargingCtrlr K01..K10 (Entries' maxLimit
+# and PeriodsPerSchedule / ProfileStackLevel bound what smart_charging keeps) and K11..K13
+# (external limits: ExternalControlSignalsEnabled gates NotifyChargingLimit /
+# ClearedChargingLimit); ChargingStation/EVSE/Connector part 2
 # appendix 3 (phases, power limit and connector type are set per instance from hal.Evse).
 from firmware.compat import const
 
@@ -144,9 +146,17 @@ AlignedDataCtrlr|Measurands||w|m||||$M|Energy.Active.Import.Register
 AlignedDataCtrlr|SendDuringIdle||w|b|||||false
 AlignedDataCtrlr|TxEndedInterval||w|i|s|0|86400||0
 AlignedDataCtrlr|TxEndedMeasurands||w|m||||$M|Energy.Active.Import.Register
+SmartChargingCtrlr|ACPhaseSwitchingSupported||rC|b|||||false
+SmartChargingCtrlr|Available||rC|b|||||true
+SmartChargingCtrlr|Enabled||w|b|||||true
+SmartChargingCtrlr|Entries|ChargingProfiles|r|i||0|16||0
 SmartChargingCtrlr|ExternalControlSignalsEnabled||w|b|||||true
 SmartChargingCtrlr|LimitChangeSignificance||w|d||0|100||10.0
 SmartChargingCtrlr|NotifyChargingLimitWithSchedules||w|b|||||false
+SmartChargingCtrlr|PeriodsPerSchedule||rC|i|||||24
+SmartChargingCtrlr|Phases3to1||rC|b|||||false
+SmartChargingCtrlr|ProfileStackLevel||rC|i|||||10
+SmartChargingCtrlr|RateUnit||rC|m||||A,W|A,W
 ChargingStation|AvailabilityState||r|o||||$A|Available
 ChargingStation|Available||r|b|||||true
 ChargingStation|SupplyPhases||rC|i||0|3||3

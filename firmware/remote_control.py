@@ -74,7 +74,12 @@ class Block:
             why = self._refuse(ev, tx, evse_id)
             if why:
                 return _rejected(why[0], why[1])
-        # F01.FR.12: without smart charging the chargingProfile is ignored.
+        cp = payload.get("chargingProfile")
+        sc = st.blocks.get("smart_charging")
+        if cp is not None and sc is not None:  # F01.FR.12: without smart charging, ignored
+            refused = sc.remote_start_profile(evse_id, cp)  # F01.FR.09/10/26
+            if refused is not None:
+                return refused
         tok, rsid = payload["idToken"], payload["remoteStartId"]
         t = tx.active(evse_id)
         resp = {"status": "Accepted"}

@@ -91,6 +91,13 @@ class Store:
     def exists(self, name):
         return path_exists(self.path(name))
 
+    def names(self, prefix, suffix=".json"):
+        """The documents named prefix...suffix, after settling cut rewrites (recover_tmp)."""
+        for n in os.listdir(self.dir):
+            if n.startswith(prefix) and n.endswith(suffix + ".tmp"):
+                self.recover_tmp(n[:-4])
+        return [n for n in os.listdir(self.dir) if n.startswith(prefix) and n.endswith(suffix)]
+
     # -------------------------------------------------------------- journals
     def append(self, name, record):
         """Append one JSON record as a line and flush it to the medium. Journals are binary:

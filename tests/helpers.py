@@ -339,10 +339,10 @@ def wait_drained(csms, st, timeout=30):
 REFERENCED_TSV = os.path.join(ROOT, "tests", "data", "referenced_variables.tsv")
 
 # Blocks A and B, plus the controllers declared now for C (authorization), E (transactions)
-# and J (meter values), and the charging-infrastructure components.
+# J (meter values) and K (smart charging), and the charging-infrastructure components.
 IMPLEMENTED = ("OCPPCommCtrlr", "DeviceDataCtrlr", "ClockCtrlr", "SecurityCtrlr", "AuthCtrlr",
                "AuthCacheCtrlr", "LocalAuthListCtrlr", "TxCtrlr", "SampledDataCtrlr",
-               "AlignedDataCtrlr", "ChargingStation", "EVSE", "Connector")
+               "AlignedDataCtrlr", "SmartChargingCtrlr", "ChargingStation", "EVSE", "Connector")
 
 
 def _component_names(cell):

@@ -3,18 +3,7 @@ mobilityhouse-based CSMS changes the current the station offers (console status 
 what the pilot driver was given), a station-wide ChargingStationMaxProfile caps it, a
 profile below 6 A suspends, and ClearChargingProfile restores the maximum. Station process
 on CPython and under micropython; every frame schema-validated by the fixture."""
-import os
-
-import pytest
-
-from tests.harness import ROOT
 from tests.helpers import boot, wait_event
-
-# The profiles come from branch `schedule` (firmware/smart_charging.py, which emits
-# "charging_limit" with source "profile"); until it is merged there is nothing to send them to.
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(os.path.join(ROOT, "firmware", "smart_charging.py")),
-    reason="needs the smart charging block (branch schedule) for SetChargingProfile")
 
 START = "2020-01-01T00:00:00Z"   # absolute schedules already running
 

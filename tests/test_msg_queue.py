@@ -34,6 +34,7 @@ class FakeStation:
         self.rpc = _Rpc()
         self.dm = self
         self.connected = True
+        self.blocks = {}
         self.boot_status = "Accepted"
         self.sent = []
         self.replies = []
