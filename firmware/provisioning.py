@@ -28,6 +28,7 @@ def adopt_time(payload, station=None):
     jump = new - compat.now()
     compat.set_now(new)
     if station is not None:
+        station.emit("clock_set", jump)  # schedules (smart charging) are re-evaluated
         # larger than the threshold (0: every adjustment) is a security event
         limit = station.dm.get("ClockCtrlr", "TimeAdjustmentReportingThreshold")
         if jump > limit or -jump > limit:

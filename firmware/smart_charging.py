@@ -6,9 +6,10 @@
 # The limit: for the station (EVSE 0: ChargingStationMaxProfile) and every EVSE (station
 # max + TxDefaultProfile / TxProfile), in A per phase, announced as
 #   station.emit("charging_limit", evse_id, "profile", amps or None)   (None: no limit)
-# whenever a profile is set or cleared, a transaction starts or ends, and at every period
-# boundary: one task sleeps until the next boundary (at most MAX_SLEEP_MS, so a clock set
-# from the CSMS is caught up with). It runs whether or not the CSMS is reachable (K06, K07).
+# whenever a profile is set or cleared, a transaction starts or ends, the clock is set from
+# the CSMS ("clock_set"), and at every period boundary: one task sleeps until the next
+# boundary (at most MAX_SLEEP_MS, which also bounds the error of a clock that drifts).
+# It runs whether or not the CSMS is reachable (K06, K07).
 #
 # Each profile is one document cp<id>.json ({"evseId", "chargingProfile"} as received),
 # written atomically; RAM holds the packed form of charging_schedule. That module (the
@@ -61,6 +62,7 @@ class Block:
         station.on("start", self._on_start)
         station.on("tx_started", self._on_tx_started)
         station.on("tx_ended", self._on_tx_ended)
+        station.on("clock_set", lambda jump: self.changed())
         self._load()
 
     # ---------------------------------------------------------------- helpers
@@ -320,27 +322,44 @@ class Block:
             return {"status": "NoProfiles"}
         found.sort()
         rid = payload["requestId"]
+        # A profile may go (its transaction ends, a Clear) between this answer and its report.
+        # The first document is read now, so an Accepted always has a report to follow it;
+        # after that one report is held back until the next is read, so the last one sent is
+        # the one without tbc (K09.FR.01/02) whatever vanished. At most two documents in RAM.
+        first = None
+        while found and first is None:
+            e, pid = found.pop(0)
+            d = self.st.store.load(_doc(pid))
+            if d is not None:
+                first = (e, d["chargingProfile"])
+        if first is None:
+            return {"status": "NoProfiles"}
 
         async def after():
-            # one profile per ReportChargingProfiles, read from its document (bounded RAM);
-            # tbc on all but the last (K09.FR.01/02)
-            for i in range(len(found)):
-                e, pid = found[i]
+            held = first
+            for e, pid in found:
                 d = self.st.store.load(_doc(pid))
                 if d is None:
                     continue
-                rep = {"requestId": rid, "chargingLimitSource": CSO, "evseId": e,
-                       "chargingProfile": [d["chargingProfile"]]}
-                if i < len(found) - 1:
-                    rep["tbc"] = True
-                d = None
-                try:
-                    await self.st.call("ReportChargingProfiles", rep)
-                except Exception as ex:
-                    log.warn("smart", "ReportChargingProfiles: %r" % (ex,))
+                if not await self._report(rid, held, True):
                     return
+                held = (e, d["chargingProfile"])
+                d = None
+            await self._report(rid, held, False)
 
         return {"status": "Accepted"}, after
+
+    async def _report(self, rid, held, tbc):
+        rep = {"requestId": rid, "chargingLimitSource": CSO, "evseId": held[0],
+               "chargingProfile": [held[1]]}
+        if tbc:
+            rep["tbc"] = True
+        try:
+            await self.st.call("ReportChargingProfiles", rep)
+            return True
+        except Exception as ex:
+            log.warn("smart", "ReportChargingProfiles: %r" % (ex,))
+            return False
 
     # ---------------------------------------------------------------- K08
     def get_composite(self, payload):

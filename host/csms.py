@@ -220,6 +220,10 @@ class Session(ocpp.v201.ChargePoint):
     def _cleared_charging_limit(self, **kw):
         return self._answer("ClearedChargingLimit", kw)
 
+    @on("ReportChargingProfiles")
+    def _report_charging_profiles(self, **kw):
+        return self._answer("ReportChargingProfiles", kw)
+
     @on("ReservationStatusUpdate")
     def _reservation_status(self, **kw):
         return self._answer("ReservationStatusUpdate", kw)
