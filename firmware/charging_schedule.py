@@ -263,21 +263,15 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
         if purpose == TXDEF and evse_id == 0:
             break
         a = _leading(profiles, t, purpose, evse_id, tx, rel, volts)
-        if a is not None and (lo is None or a < lo):
+        if a is None:
+            continue
+        if lo is None or a < lo:
             lo = a
-        if purpose == TXP and _tx_valid(profiles, evse_id, tx, t):
-            # section 3.5: while a TxProfile of the transaction is valid (validFrom/validTo)
-            # it overrules the TxDefaultProfiles, even where it has no period (TC_K_41)
+        if purpose == TXP:
+            # K02.FR.04: a TxProfile in force overrules the TxDefaultProfiles; once its
+            # schedule has ended (duration, validTo) they apply again (K02.FR.08)
             break
     return lo
-
-
-def _tx_valid(profiles, evse_id, tx, t):
-    for p in profiles:
-        if p[PURPOSE] == TXP and _relevant(p, evse_id, tx) and \
-                (p[FROM] is None or t >= p[FROM]) and (p[TO] is None or t < p[TO]):
-            return True
-    return False
 
 
 def next_boundary(profiles, evse_id, t, ctx, t0=None):

@@ -60,3 +60,48 @@ def test_profile_and_console_limit_the_lower_wins(csms, station):
     st.wait_status(lambda s: _offered(s) == 20, 5, "profile 20 A again")
     csms.call(st.identity, "ClearChargingProfile", {"chargingProfileId": 12})
     st.wait_status(lambda s: _offered(s) == 32, 5, "maximum")
+
+
+def _clock(csms, st, iso):
+    """Set the station's clock: the CSMS answers a triggered Heartbeat with currentTime iso."""
+    csms.csms.responders["Heartbeat"] = lambda cp, p: {"currentTime": iso}
+    n = len(csms.csms.calls("Heartbeat", st.identity))
+    assert csms.call(st.identity, "TriggerMessage", {"requestedMessage": "Heartbeat"})["status"] \
+        == "Accepted"
+    csms.wait_for(lambda: len(csms.csms.calls("Heartbeat", st.identity)) > n, 5, "Heartbeat")
+
+
+def test_K01_offer_follows_a_daily_profile_across_period_boundaries_and_utc_midnight(csms, station):
+    """The station's clock is moved by the CSMS (Heartbeat currentTime) to just before a
+    boundary; the offer then changes by itself when the boundary passes in real time: at a
+    period start, into a period below 6 A (suspended: SuspendedEVSE, no PWM) and at UTC
+    midnight, where the daily schedule starts over. ClearChargingProfile gives the maximum."""
+    st = boot(csms, station)
+    _charging(csms, st)
+    daily = {"evseId": 1, "chargingProfile": {
+        "id": 30, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+        "chargingSchedule": [{"id": 30, "chargingRateUnit": "A",
+                              "startSchedule": "2027-03-01T00:00:00Z",
+                              "chargingSchedulePeriod": [
+                                  {"startPeriod": 0, "limit": 16.0},
+                                  {"startPeriod": 23 * 3600, "limit": 10.0},
+                                  {"startPeriod": 86400 - 10, "limit": 5.0}]}]}}
+    assert csms.call(st.identity, "SetChargingProfile", daily)["status"] == "Accepted"
+    _clock(csms, st, "2027-03-09T12:00:00Z")
+    st.wait_status(lambda s: _offered(s) == 16, 5, "16 A at noon")
+    _clock(csms, st, "2027-03-09T22:59:57Z")
+    st.wait_status(lambda s: _offered(s) == 10, 10, "10 A from 23:00")
+    n = len(csms.csms.calls("TransactionEvent", st.identity))
+    _clock(csms, st, "2027-03-09T23:59:47Z")
+    st.wait_status(lambda s: _offered(s) == 0, 10, "suspended from 23:59:50 (5 A)")
+    u = wait_event(csms, st, lambda e: e["transactionInfo"].get("chargingState") == "SuspendedEVSE",
+                   "SuspendedEVSE")
+    assert u["triggerReason"] == "ChargingStateChanged"
+    assert csms.csms.calls("TransactionEvent", st.identity)[n:], "no event for the suspension"
+    st.wait_status(lambda s: _offered(s) == 16, 20, "16 A after midnight")
+    st.wait_status(lambda s: s["evses"][0]["relay"] and
+                   s["evses"][0]["charging_state"] == "Charging", 10, "charging again")
+    assert csms.call(st.identity, "ClearChargingProfile", {"chargingProfileId": 30})["status"] \
+        == "Accepted"
+    st.wait_status(lambda s: _offered(s) == 32, 5, "maximum")

@@ -385,9 +385,10 @@ def test_TC_K_41_CS_combining_purposes(csms, station):
                                   tx=tid))
     s, got = composite(csms, st, 1, 400)
     x = _unix(s["scheduleStart"]) - now
-    # after 260 s the TxProfile has no period but is still valid: it still overrules the
-    # TxDefaultProfile (section 3.5), so the station maximum is all that is left
-    near(got, [(0, 8), (50 - x, 10), (200 - x, 6), (240 - x, 10)])
+    # part 6 lists the first four periods. After 260 s the TxProfile's schedule has ended:
+    # K02.FR.08, the TxDefaultProfile (8 A from 260 s, until its duration ends at 300 s)
+    # under the station maximum applies again
+    near(got, [(0, 8), (50 - x, 10), (200 - x, 6), (240 - x, 10), (260 - x, 8), (300 - x, 10)])
     st.wait_status(lambda s: s["evses"][0]["offered"] == 8, 5, "8 A offered")
 
 
