@@ -265,6 +265,8 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
         a = _leading(profiles, t, purpose, evse_id, tx, rel, volts)
         if a is None:
             continue
+        if evse_id and purpose == MAX:
+            a = a / _sharers(ctx, tx)
         if lo is None or a < lo:
             lo = a
         if purpose == TXP:
@@ -272,6 +274,17 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
             # schedule has ended (duration, validTo) they apply again (K02.FR.08)
             break
     return lo
+
+
+def _sharers(ctx, tx):
+    """Section 3.5: a ChargingStationMaxProfile limits all EVSEs combined. It is shared
+    equally among the EVSEs with a transaction; an EVSE without one is shown (composite) and
+    offered the share it would have if it started one now."""
+    n = 0
+    for e in ctx["evses"].values():
+        if e[2] is not None:
+            n += 1
+    return n if tx is not None and n else n + 1
 
 
 def next_boundary(profiles, evse_id, t, ctx, t0=None):

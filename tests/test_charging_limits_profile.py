@@ -105,3 +105,21 @@ def test_K01_offer_follows_a_daily_profile_across_period_boundaries_and_utc_midn
     assert csms.call(st.identity, "ClearChargingProfile", {"chargingProfileId": 30})["status"] \
         == "Accepted"
     st.wait_status(lambda s: _offered(s) == 32, 5, "maximum")
+
+
+def test_station_max_profile_is_shared_by_the_evses_that_charge(csms, station):
+    """Section 3.5: with more than one EVSE the ChargingStationMaxProfile limits all of them
+    combined: two charging EVSEs get half each, the one left alone gets all of it."""
+    st = boot(csms, station, evses=2)
+    assert csms.call(st.identity, "SetChargingProfile", _max_profile(13, 20.0))["status"] \
+        == "Accepted"
+    st.cmd("plug 1")
+    st.cmd("tap AABBCCDD")
+    st.wait_status(lambda s: s["evses"][0]["offered"] == 20, 10, "EVSE 1 alone: 20 A")
+    st.cmd("plug 2")
+    st.cmd("tap 11223344")
+    s = st.wait_status(lambda s: s["evses"][1]["offered"] == 10 and s["evses"][0]["offered"] == 10,
+                       10, "10 A each")
+    st.cmd("unplug 1")
+    st.wait_status(lambda s: s["evses"][1]["offered"] == 20 and s["evses"][0]["transaction"] is None,
+                   10, "EVSE 2 alone: 20 A")
