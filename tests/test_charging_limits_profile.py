@@ -3,7 +3,8 @@ mobilityhouse-based CSMS changes the current the station offers (console status 
 what the pilot driver was given), a station-wide ChargingStationMaxProfile caps it, a
 profile below 6 A suspends, and ClearChargingProfile restores the maximum. Station process
 on CPython and under micropython; every frame schema-validated by the fixture."""
-from tests.helpers import boot, wait_event
+from tests.helpers import boot, go_offline, wait_event
+from tests.proxy import LinkProxy
 
 START = "2020-01-01T00:00:00Z"   # absolute schedules already running
 
@@ -123,3 +124,30 @@ def test_station_max_profile_is_shared_by_the_evses_that_charge(csms, station):
     st.cmd("unplug 1")
     st.wait_status(lambda s: s["evses"][1]["offered"] == 20 and s["evses"][0]["transaction"] is None,
                    10, "EVSE 2 alone: 20 A")
+
+
+def test_K_offline_tx_default_profile_applies_to_a_transaction_started_offline(csms, station):
+    """Issue item 4: profiles keep applying while the CSMS is unreachable, and a
+    TxDefaultProfile shapes a transaction that starts offline (the card is known from the
+    authorization cache), period by period."""
+    proxy = LinkProxy(csms.csms.port)
+    try:
+        st = boot(csms, station, url=proxy.url())
+        cp = {"evseId": 1, "chargingProfile": {
+            "id": 31, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": [{"id": 31, "chargingRateUnit": "A", "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 12.0}, {"startPeriod": 4, "limit": 8.0}]}]}}
+        assert csms.call(st.identity, "SetChargingProfile", cp)["status"] == "Accepted"
+        _charging(csms, st)          # online once: the card goes into the cache
+        st.cmd("unplug 1")
+        st.wait_status(lambda s: s["evses"][0]["transaction"] is None, 10, "ended")
+        go_offline(proxy, st)
+        st.cmd("plug 1")
+        st.cmd("tap AABBCCDD")
+        st.wait_status(lambda s: s["evses"][0]["transaction"] is not None and _offered(s) == 12,
+                       10, "offline transaction at 12 A")
+        st.wait_status(lambda s: _offered(s) == 8, 10, "8 A from 4 s into the transaction")
+        assert not st.status()["connected"]
+    finally:
+        proxy.stop()
