@@ -4,14 +4,15 @@
 # I/O: the smart_charging block imports this module only while profiles are installed or a
 # composite schedule is asked for.
 #
-# A profile is kept as a tuple (indexes below) with its periods packed in bytes (9 bytes a
-# period: startPeriod, limit in tenths, numberPhases), so 10 profiles of 24 periods take a
-# few KB of heap instead of hundreds of dicts. Times are whole unix seconds.
+# A profile is kept as a tuple (indexes below) with its periods packed in one int array
+# (startPeriod, limit in tenths, numberPhases: 12 bytes a period), so 10 profiles of 24
+# periods take a few KB of heap instead of hundreds of dicts, and reading a period
+# allocates nothing (a GetCompositeSchedule reads thousands). Times are whole unix seconds.
 #
 # The context of a computation, `ctx`: {"v": nominal volts per phase,
 #   "evses": {evse_id: (phases, local limit in A, active transactionId or None,
 #                       start of that transaction (unix s) or None)}}
-import struct
+from array import array
 
 from firmware.compat import parse_iso8601
 
@@ -36,8 +37,6 @@ PURPOSES = ("ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile",
 KINDS = ("Absolute", "Recurring", "Relative")
 RECURRENCE = {"Daily": 86400, "Weekly": 604800}
 
-_PERIOD = "<iib"
-_PSIZE = struct.calcsize(_PERIOD)
 # A composite schedule longer than this many periods is cut (its duration says where).
 MAX_COMPOSITE_PERIODS = 128
 
@@ -109,7 +108,7 @@ def compile_profile(evse_id, cp, limits):
         raise Invalid("InvalidSchedule", "no period")
     if len(periods) > limits["periods"]:
         raise Invalid("TooManyElements", "at most %d periods" % limits["periods"])
-    buf = bytearray(_PSIZE * len(periods))
+    buf = array("i", bytes(12 * len(periods)))
     last = -1
     phases = limits["phases"]
     for i in range(len(periods)):
@@ -133,14 +132,16 @@ def compile_profile(evse_id, cp, limits):
         # is on L1 anyway
         if use is not None and not (n == 1 and use == 1 and max(phases or (3,)) == 1):
             raise Invalid("UnsupportedParam", "phaseToUse")
-        struct.pack_into(_PERIOD, buf, i * _PSIZE, sp, int(round(lim * 10)), n or 0)
+        buf[3 * i] = sp
+        buf[3 * i + 1] = int(round(lim * 10))
+        buf[3 * i + 2] = n or 0
     mr = sc.get("minChargingRate")
     return (cp["id"], stack, purpose, kind, recur, vf, vt, start, dur, unit == "W",
-            bytes(buf), evse_id, cp.get("transactionId"), mr)
+            buf, evse_id, cp.get("transactionId"), mr)
 
 
 def period_count(p):
-    return len(p[PERIODS]) // _PSIZE
+    return len(p[PERIODS]) // 3
 
 
 # ---------------------------------------------------------------- one profile
@@ -167,11 +168,10 @@ def value(p, t, rel):
     if p[DUR] is not None and off >= p[DUR]:
         return None  # K01.FR.11/13
     b = p[PERIODS]
-    i = len(b) // _PSIZE - 1
-    while i > 0 and struct.unpack_from("<i", b, i * _PSIZE)[0] > off:
-        i -= 1
-    _, lim, n = struct.unpack_from(_PERIOD, b, i * _PSIZE)
-    return lim, n
+    i = len(b) - 3
+    while i > 0 and b[i] > off:
+        i -= 3
+    return b[i + 1], b[i + 2]
 
 
 def next_change(p, t, rel):
@@ -196,8 +196,8 @@ def next_change(p, t, rel):
     if end is not None and end > t and (best is None or end < best):
         best = end
     b = p[PERIODS]
-    for i in range(1, len(b) // _PSIZE):
-        c = s + struct.unpack_from("<i", b, i * _PSIZE)[0]
+    for i in range(3, len(b), 3):
+        c = s + b[i]
         if (end is not None and c >= end) or (best is not None and c >= best):
             break
         if c > t:
@@ -328,7 +328,10 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
         phases = evses[evse_id][0]
     else:
         phases = max([evses[e][0] for e in evses] or [3])
-    out = []
+    # allocated whole before the computation's garbage fragments the heap: grown by
+    # appends, the list needed a 1 KB block at the end that a 100 KB heap no longer had
+    out = [None] * MAX_COMPOSITE_PERIODS
+    n = 0
     t = t0
     end = t0 + duration
     while t < end:
@@ -337,10 +340,11 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
         else:
             a = _station_amps(profiles, t, ctx, t0)
         lim = round(a * ctx["v"] * phases, 1) if unit_w else round(a, 1)
-        if not out or out[-1][1] != lim:
-            if len(out) >= MAX_COMPOSITE_PERIODS:
+        if not n or out[n - 1][1] != lim:
+            if n >= MAX_COMPOSITE_PERIODS:
                 return t - t0, out
-            out.append((t - t0, lim))
+            out[n] = (t - t0, lim)
+            n += 1
         nt = None
         for e in (evses if evse_id == 0 else ()):
             c = next_boundary(profiles, e, t, ctx, t0)
@@ -352,4 +356,5 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
         if nt is None:
             break
         t = nt
+    del out[n:]
     return duration, out

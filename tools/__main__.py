@@ -9,6 +9,7 @@ COMMANDS = {
     "diag": ("tools.diag", "serial console client for a running station"),
     "bench": ("tools.bench", "footprint and performance figures"),
     "bench-fleet": ("tools.bench_fleet", "many simulated stations in one process: memory, boot storm, CALLs/s"),
+    "bench-smart": ("tools.bench_smart", "smart charging under micropython: composite schedule time, heap, code size"),
     "cutpoints": ("tools.cutpoints", "power cut before every flash operation of a full script"),
     "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
     "coverage": ("tools.coverage", "Part 6 test cases of a profile that have a test (--missing)"),
