@@ -176,3 +176,59 @@ def test_K12_FR_01_board_limit_input_reaches_the_pwm_through_the_station():
         assert abs(duty(pwm) - P.duty_for(32)) < 0.01
         await st.stop()
     asyncio.run(scenario())
+
+
+def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
+    # SetChargingProfile (the smart charging block's handler) -> composite limit at a given
+    # time (Block.apply(now): the simulated clock) -> evse block -> Safety -> LEDC duty:
+    # a period start, a period below 6 A (no PWM), UTC midnight where the day starts over,
+    # and the profile cleared
+    from firmware.station import Station
+    from firmware.stepper import Stepper
+    from firmware.compat import asyncio, parse_iso8601
+    b = board()
+    machine.created[("adc", 36)].source = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)
+    e = b.evses[0]
+    e.safety = safety.Safety(e)
+    b.safeties = [e.safety]
+    b.stepper = Stepper([e.safety], beat=b.beat)     # stepped here, never started
+    pwm = machine.created[("pwm", 25)]
+
+    async def scenario():
+        st = Station(b, "ws://127.0.0.1:9", "BSC1")
+        sc = st.blocks["smart_charging"]
+        now = [ticks_ms()]
+
+        async def step(n=1):
+            for _ in range(n):
+                now[0] += 10
+                b.stepper.step(now[0])
+                await asyncio.sleep(0)
+        await step(5)
+        st.blocks["evse"].permit(1, True)
+        await step(5)
+        assert e.safety.relay_closed() and abs(duty(pwm) - P.duty_for(32)) < 0.01
+        r = sc.set_profile({"evseId": 1, "chargingProfile": {
+            "id": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+            "chargingSchedule": [{"id": 5, "chargingRateUnit": "A",
+                                  "startSchedule": "2027-03-01T00:00:00Z",
+                                  "chargingSchedulePeriod": [
+                                      {"startPeriod": 0, "limit": 16.0},
+                                      {"startPeriod": 82800, "limit": 10.0},
+                                      {"startPeriod": 86390, "limit": 5.0}]}]}})
+        assert r["status"] == "Accepted", r
+        # (time, offered A, ms the block then sleeps: until the next boundary, at most 300 s)
+        for when, amps, wait in (("2027-03-09T12:00:00Z", 16, 300000),
+                                 ("2027-03-09T22:59:58Z", 16, 2000),
+                                 ("2027-03-09T23:00:00Z", 10, 300000),
+                                 ("2027-03-09T23:59:50Z", 0, 10000),
+                                 ("2027-03-10T00:00:00Z", 16, 300000)):
+            assert sc.apply(parse_iso8601(when)) == wait, when
+            await step(1)
+            assert abs(duty(pwm) - P.duty_for(amps)) < 0.01, (when, duty(pwm))
+        assert sc.clear_profile({"chargingProfileId": 5})["status"] == "Accepted"
+        await step(1)
+        assert abs(duty(pwm) - P.duty_for(32)) < 0.01
+        await st.stop()
+    asyncio.run(scenario())
