@@ -1,8 +1,9 @@
 # Charging-profile computation (OCPP 2.0.1 part 2 K01, K08, section 3 "Charging profiles"):
 # checks a ChargingProfile and packs it, then answers "what limit applies at time t and when
-# does it change next" and builds the composite schedule. Pure functions on plain data, no
-# I/O: the smart_charging block imports this module only while profiles are installed or a
-# composite schedule is asked for.
+# does it change next" and builds the composite schedule; announce() hands the limits to the
+# station. Functions on plain data, no I/O: the smart_charging block imports this module
+# only while profiles are installed or a composite schedule is asked for, so none of this
+# takes heap on a station without profiles.
 #
 # A profile is kept as a tuple (indexes below) with its periods packed in one int array
 # (startPeriod, limit in tenths, numberPhases: 12 bytes a period), so 10 profiles of 24
@@ -358,3 +359,56 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
         t = nt
     del out[n:]
     return duration, out
+
+
+# ---------------------------------------------------------------- the station's side
+SC = "SmartChargingCtrlr"
+
+
+def context(block):
+    """The ctx of the smart_charging block's station (see the top of this module)."""
+    from firmware.device_model import NOMINAL_VOLTAGE
+    evses = {}
+    volts = None
+    for e in block.st.board.evses:
+        tx = block._tx.get(e.id)
+        local = getattr(e, "rated_current", None) or e.max_current
+        evses[e.id] = (e.phases, float(local), tx[0] if tx else None, tx[1] if tx else None)
+        # no device-model variable holds the supply's nominal voltage; a board may say it
+        volts = volts or getattr(e, "nominal_voltage", None)
+    return {"v": float(volts or NOMINAL_VOLTAGE), "evses": evses}
+
+
+def bounds(block, evse_id):
+    """compile_profile's limits for a profile sent for evse_id, from the device model."""
+    dm = block.dm
+    phases = [e.phases for e in block.st.board.evses if evse_id == 0 or e.id == evse_id]
+    return {"stack": dm.get(SC, "ProfileStackLevel"), "periods": dm.get(SC, "PeriodsPerSchedule"),
+            "units": dm.get_list(SC, "RateUnit"), "phases": phases}
+
+
+def announce(block, now=None, max_sleep_ms=300000):
+    """Emit the profile limit of the station and of every EVSE ("charging_limit" events,
+    only where it is set or was set before); the ms until the next boundary, at most
+    max_sleep_ms."""
+    if now is None:
+        from firmware import compat
+        now = compat.now()
+    t = int(now)
+    profiles = block.profiles
+    ctx = context(block)
+    sent = block._sent
+    nxt = None
+    for e in (0,) + tuple(block.st.board.ids):
+        lim = limit_at(profiles, e, t, ctx)
+        c = next_boundary(profiles, e, t, ctx)
+        if c is not None and (nxt is None or c < nxt):
+            nxt = c
+        if lim is not None:
+            lim = round(lim, 1)
+        if lim is not None or sent.get(e) is not None:
+            sent[e] = lim
+            block.st.emit("charging_limit", e, "profile", lim)
+    if nxt is None:
+        return max_sleep_ms
+    return max(0, min(max_sleep_ms, int((nxt - now) * 1000)))

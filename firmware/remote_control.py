@@ -75,9 +75,12 @@ class Block:
             if why:
                 return _rejected(why[0], why[1])
         cp = payload.get("chargingProfile")
-        sc = st.blocks.get("smart_charging")
-        if cp is not None and sc is not None:  # F01.FR.12: without smart charging, ignored
-            refused = sc.remote_start_profile(evse_id, cp)  # F01.FR.09/10/26
+        if cp is not None and "smart_charging" in st.blocks:  # F01.FR.12: without, ignored
+            blk = st.borrow("charging_profiles")
+            try:
+                refused = blk.remote_start_profile(evse_id, cp)  # F01.FR.09/10/26
+            finally:
+                st.release("charging_profiles")
             if refused is not None:
                 return refused
         tok, rsid = payload["idToken"], payload["remoteStartId"]

@@ -43,6 +43,9 @@ class _ClockStation:
     def security_event(self, kind, text):
         self.events.append(kind)
 
+    def emit(self, event, *args):
+        pass
+
 
 def test_time_adjustment_threshold_0_reports_every_adjustment(tmp_path):
     st = _ClockStation(tmp_path)

@@ -179,7 +179,7 @@ def test_K12_FR_01_board_limit_input_reaches_the_pwm_through_the_station():
 
 
 def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
-    # SetChargingProfile (the smart charging block's handler) -> composite limit at a given
+    # SetChargingProfile (the charging_profiles handler) -> composite limit at a given
     # time (Block.apply(now): the simulated clock) -> evse block -> Safety -> LEDC duty:
     # a period start, a period below 6 A (no PWM), UTC midnight where the day starts over,
     # and the profile cleared
@@ -197,6 +197,7 @@ def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
     async def scenario():
         st = Station(b, "ws://127.0.0.1:9", "BSC1")
         sc = st.blocks["smart_charging"]
+        req = st.borrow("charging_profiles")     # the on-demand request handlers
         now = [ticks_ms()]
 
         async def step(n=1):
@@ -208,7 +209,7 @@ def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
         st.blocks["evse"].permit(1, True)
         await step(5)
         assert e.safety.relay_closed() and abs(duty(pwm) - P.duty_for(32)) < 0.01
-        r = sc.set_profile({"evseId": 1, "chargingProfile": {
+        r = req.set_profile({"evseId": 1, "chargingProfile": {
             "id": 5, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
             "chargingSchedule": [{"id": 5, "chargingRateUnit": "A",
@@ -227,7 +228,7 @@ def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
             assert sc.apply(parse_iso8601(when)) == wait, when
             await step(1)
             assert abs(duty(pwm) - P.duty_for(amps)) < 0.01, (when, duty(pwm))
-        assert sc.clear_profile({"chargingProfileId": 5})["status"] == "Accepted"
+        assert req.clear_profile({"chargingProfileId": 5})["status"] == "Accepted"
         await step(1)
         assert abs(duty(pwm) - P.duty_for(32)) < 0.01
         await st.stop()

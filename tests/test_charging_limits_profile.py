@@ -151,3 +151,22 @@ def test_K_offline_tx_default_profile_applies_to_a_transaction_started_offline(c
         assert not st.status()["connected"]
     finally:
         proxy.stop()
+
+
+def test_K01_Enabled_false_lifts_the_profile_limits_at_once_and_true_restores_them(csms, station):
+    st = boot(csms, station)
+    _charging(csms, st)
+    assert csms.call(st.identity, "SetChargingProfile", _max_profile(14, 10.0))["status"] \
+        == "Accepted"
+    st.wait_status(lambda s: _offered(s) == 10, 5, "10 A")
+    r = csms.call(st.identity, "SetVariables", {"setVariableData": [{
+        "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
+        "attributeValue": "false"}]})
+    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted", r
+    st.wait_status(lambda s: _offered(s) == 32, 5, "no profile limit")
+    r = csms.call(st.identity, "SetChargingProfile", _max_profile(15, 8.0))
+    assert r["status"] == "Rejected" and r["statusInfo"]["reasonCode"] == "NotEnabled", r
+    csms.call(st.identity, "SetVariables", {"setVariableData": [{
+        "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
+        "attributeValue": "true"}]})
+    st.wait_status(lambda s: _offered(s) == 10, 5, "10 A again")

@@ -108,8 +108,10 @@ def _run_at(csms, dist, tmp_path, heapsize):
             return f.read()
 
     def settled(text):   # after an out-of-memory: connected again, or a clean reboot
+        # (the scenario can fail a moment before the station logs its out-of-memory line:
+        # no such line yet is not "settled")
         oom = text.find("out of memory")
-        return oom < 0 or text.find("connected to", oom) > oom or "rebooting:" in text
+        return "rebooting:" in text or (oom >= 0 and text.find("connected to", oom) > oom)
     rc = st.proc.poll()
     if err is not None and rc is None:
         deadline = time.time() + 60
@@ -125,6 +127,9 @@ def _run_at(csms, dist, tmp_path, heapsize):
                 alive = False
             if alive:
                 break
+        # "rebooting:" settles the wait above a moment before the simulator's exit: the
+        # process may have ended meanwhile (REBOOT_EXIT)
+        rc = st.proc.poll()
         st.quit()
     else:
         alive = False
@@ -165,10 +170,12 @@ def test_out_of_memory_works_or_reboots_cleanly_never_hangs(csms, dist, tmp_path
 # figures plus ~2 % (live heap after gc.collect(), micropython unix port): 189.6 KB after
 # import and 260.6 KB after one session on the issue-15 branch; 216.7 / 279.1 KB once the
 # resident parts of the certificate, profile-3 and charging-limit work were merged (security's
-# renewal and CSR timers, charging_limits, the limit-aware evse, the station's TLS roots). The
+# renewal and CSR timers, charging_limits, the limit-aware evse, the station's TLS roots);
+# 223.4 / 289.5 KB with smart charging's resident part (4 KB: the installed profiles, the
+# boundary task; the requests and the computation are imported only when used). The
 # issue's goal for the import figure is 90 KB (see the README's Performance section).
-IMPORT_BUDGET = 221 * 1024  # firmware modules the station has imported after boot
-SESSION_BUDGET = 285 * 1024  # whole process (firmware + simulator) after boot and a session
+IMPORT_BUDGET = 228 * 1024  # firmware modules the station has imported after boot
+SESSION_BUDGET = 296 * 1024  # whole process (firmware + simulator) after boot and a session
 
 
 def test_heap_budget_mpy_after_import_and_after_one_session(csms, dist, tmp_path):
