@@ -12,7 +12,7 @@ override a 2 h window in 5-minute steps, so every level leads somewhere. Figures
   composite    GetCompositeSchedule for EVSE 1 over 24 h, and for EVSE 0 (the station)
 per figure the mean time over N runs, the heap one run allocates (mem_total delta, garbage
 included), and the smallest -X heapsize a fresh interpreter needs for the stack plus one
-operation (bisected in 1 KB steps). Also the .mpy size of the two smart-charging modules.
+operation (bisected in 1 KB steps). Also the .mpy size of the three smart-charging modules.
 The delay from SetChargingProfile to the new PWM duty is tools/bench_limit.py's figure.
 """
 import argparse
@@ -96,7 +96,7 @@ us = time.ticks_diff(time.ticks_us(), t0) // max(n, 1)
 print("RESULT " + json.dumps({"us": us, "alloc": alloc, "periods": periods, "heap_with_stack": packed}))
 """
 OPS = ("compile", "limit", "composite_evse", "composite_station")
-MODULES = ("charging_schedule", "smart_charging")
+MODULES = ("charging_schedule", "charging_profiles", "smart_charging")
 
 
 def build(out):
