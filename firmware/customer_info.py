@@ -95,7 +95,10 @@ class Block:
         if kind == "idToken":
             tok = normalise(payload["idToken"])
             who = "idToken %s %s" % (tok["type"], tok["idToken"])
-            lines, removed, kept = self._token(tok, clear)
+            try:
+                lines, removed, kept = self._token(tok, clear)
+            except OSError as e:  # flash full or failing: N10.FR.05, the CSMS may ask again
+                return _status("Rejected", "InternalError", "storage: %s" % (e,))
             why = "nothing stored"
         elif kind == "customerIdentifier":
             who = "customerIdentifier %s" % payload[kind]
