@@ -142,6 +142,18 @@ class AuthCache:
             self.store.append(JOURNAL, [self.gen, key, rec])
             self._jlines += 1
 
+    def remove(self, key):
+        """Drop one entry (N10: a customer's data), on flash before returning; False when
+        there was none."""
+        if self.entries.pop(key, None) is None:
+            return False
+        if self._jlines >= self.max:
+            self.flush(force=True)
+        else:
+            self.store.append(JOURNAL, [self.gen, key, None])
+            self._jlines += 1
+        return True
+
     def _evict(self):
         victim = None
         for k, r in self.entries.items():

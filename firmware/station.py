@@ -25,7 +25,8 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
                                "DeleteCertificate")),
              ("station_cert", ("CertificateSigned",)),
              ("charging_profiles", ("SetChargingProfile", "ClearChargingProfile",
-                                    "GetChargingProfiles", "GetCompositeSchedule")))
+                                    "GetChargingProfiles", "GetCompositeSchedule")),
+             ("customer_info", ("CustomerInformation",)))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000

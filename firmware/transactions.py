@@ -25,6 +25,7 @@
 #   await tx.remote_start(evse_id, id_token, remote_start_id) -> transactionId | None
 #   await tx.stop(evse_id, stopped_reason, trigger_reason)
 #   tx.trigger_event(evse_id)                  TriggerMessage(TransactionEvent)
+#   tx.customer_data(id_token) -> [(kind, evse_id, ref)]   CustomerInformation (N09)
 #   tx.meter_event(evse_id, tx_id, trigger, meter_values)   used by meter_values
 #   tx.idle()
 # Station events: "tx_started" (evse_id, tx), "tx_ended" (evse_id, tx), "idle".
@@ -182,6 +183,27 @@ class Block:
         tx = self.tx.get(evse_id)
         if tx is not None and tx["id"] == tx_id and meter_values:
             self._event(evse_id, tx, "Updated", trigger, meter=meter_values)
+
+    def customer_data(self, id_token):
+        """N09: what this block holds that names `id_token`, as [(kind, evse id,
+        transactionId or count)]: "open" (a transaction it authorized or is stopping),
+        "authorized" (waiting for a start point), "held" (a cable it may release),
+        "parked" (TransactionEvents waiting for room in the outbox, count)."""
+        out = []
+        for evse_id, tx in self.tx.items():
+            stop = tx.get("ending")
+            if same_token(tx.get("token"), id_token) or (stop and same_token(stop[2], id_token)):
+                out.append(("open", evse_id, tx["id"]))
+        for evse_id, p in self._pending.items():
+            if same_token(p["token"], id_token):
+                out.append(("authorized", evse_id, None))
+        for evse_id, t in self._held.items():
+            if same_token(t, id_token):
+                out.append(("held", evse_id, None))
+        n = len([p for p in self._unsent if same_token(p.get("idToken"), id_token)])
+        if n:
+            out.append(("parked", None, n))
+        return out
 
     # ---------------------------------------------------------------- events out
     def _event(self, evse_id, tx, event_type, trigger, id_token=None, meter=None,

@@ -224,6 +224,10 @@ class Session(ocpp.v201.ChargePoint):
     def _report_charging_profiles(self, **kw):
         return self._answer("ReportChargingProfiles", kw)
 
+    @on("NotifyCustomerInformation")
+    def _notify_customer_information(self, **kw):
+        return self._answer("NotifyCustomerInformation", kw)
+
     @on("ReservationStatusUpdate")
     def _reservation_status(self, **kw):
         return self._answer("ReservationStatusUpdate", kw)
