@@ -541,6 +541,7 @@ class Station:
             "identity": self.identity,
             "last_error": self.last_error,
             "queue": self.queue.depth(),
+            "storage_error": self.store.write_error(),   # the data directory refused a write
         }
 
 

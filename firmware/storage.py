@@ -15,6 +15,16 @@ from firmware.compat import path_exists, makedirs
 fs = os
 
 
+_ERRNO = {2: "no such file or directory", 13: "permission denied", 21: "is a directory",
+          28: "no space left", 30: "read-only file system"}
+
+
+def errno_text(e):
+    """A readable reason for an OSError on both runtimes (MicroPython's carries the number only)."""
+    n = e.args[0] if e.args else None
+    return "%s (errno %d)" % (_ERRNO[n], n) if n in _ERRNO else str(e)
+
+
 def line(record):
     """One journal line: the record's JSON and a newline, as bytes. Journals count bytes:
     MicroPython's json.dumps writes raw UTF-8, so character counts are not offsets."""
@@ -26,6 +36,9 @@ class Store:
         self.dir = data_dir.rstrip("/") or "."
         makedirs(self.dir)
         self.bytes_written = 0  # flash-wear accounting, reported by the bench
+        # name -> why its last write failed, until a write of it succeeds: a full or
+        # read-only data directory shows in the console's status instead of only in the log
+        self.write_errors = {}
 
     def path(self, name):
         return self.dir + "/" + name
@@ -47,11 +60,33 @@ class Store:
         p = self.path(name)
         tmp = p + ".tmp"
         data = json.dumps(obj)
-        with open(tmp, "w") as f:
-            f.write(data)
-            sync(f)
-        self.commit_tmp(name)
+        try:
+            with open(tmp, "w") as f:
+                f.write(data)
+                sync(f)
+            self.commit_tmp(name)
+        except OSError as e:
+            self._failed(name, e)
+            raise
+        self._written(name)
         self.bytes_written += len(data)
+
+    def _failed(self, name, e):
+        text = errno_text(e)
+        if self.write_errors.get(name) != text:
+            from firmware import log
+            log.error("store", "cannot write %s: %s" % (name, text))
+        self.write_errors[name] = text
+
+    def _written(self, name):
+        if self.write_errors:
+            self.write_errors.pop(name, None)
+
+    def write_error(self):
+        """'name: reason; ...' of the documents and journals whose last write failed, or None."""
+        if not self.write_errors:
+            return None
+        return "; ".join("%s: %s" % kv for kv in sorted(self.write_errors.items()))
 
     def commit_tmp(self, name):
         """Atomically replace `name` by `name`.tmp, which the caller wrote and synced."""
@@ -106,9 +141,14 @@ class Store:
 
     def append_raw(self, name, data):
         """Append bytes and flush them; the caller keeps the journal size if it needs offsets."""
-        with open(self.path(name), "ab") as f:
-            f.write(data)
-            sync(f)
+        try:
+            with open(self.path(name), "ab") as f:
+                f.write(data)
+                sync(f)
+        except OSError as e:
+            self._failed(name, e)
+            raise
+        self._written(name)
         self.bytes_written += len(data)
 
     def lines(self, name):
