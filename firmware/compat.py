@@ -260,6 +260,10 @@ else:
             self._ev.clear()
 
 
+def current_task():
+    return asyncio.current_task()
+
+
 def create_task(coro):
     return asyncio.create_task(coro)
 

@@ -12,6 +12,34 @@ _ring = [None] * RING_SIZE
 _head = 0
 _count = 0
 sink = None  # optional extra callable(line), e.g. tests
+# Fleet mode (many stations in one process): {asyncio task: station identity}, so each line
+# names the station whose task wrote it. None on a charger: nothing is looked up.
+owners = None
+_pruned = [0]
+
+
+def own(task, who):
+    """Lines `task` writes are tagged `who` (fleet mode only)."""
+    if owners is None or task is None:
+        return
+    owners[task] = who
+    if len(owners) > 2 * _pruned[0] + 64:
+        for t in [t for t in owners if t.done()]:
+            del owners[t]
+        _pruned[0] = len(owners)
+
+
+def adopt(task):
+    """`task` writes under the tag of the task creating it (fleet mode only)."""
+    if owners is not None:
+        own(task, owners.get(compat.current_task()))
+
+
+def _owner():
+    try:
+        return owners.get(compat.current_task())
+    except Exception:   # no running loop
+        return None
 
 
 _last_t = [None]   # wall time of the last line, to notice the clock stepping back
@@ -29,6 +57,10 @@ def _emit(lvl, tag, msg):
         _emit(2, "log", "clock stepped back %d s: the times from here on follow the new clock"
               % (last - now))
     t = compat.iso8601(now)
+    if owners is not None:
+        who = _owner()
+        if who:
+            tag = who + " " + tag
     line = "%s %s [%s] %s" % (t[11:23], LEVELS[lvl][0].upper(), tag, msg)
     try:
         print(line, file=sys.stderr)

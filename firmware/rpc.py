@@ -276,7 +276,7 @@ class Rpc:
                 drop()
             return
         if after is not None:
-            compat.create_task(_guard(after, action))
+            log.adopt(compat.create_task(_guard(after, action)))
 
     async def _error(self, mid, code, description, details=None):
         if len(description) > MAX_DESCRIPTION:

@@ -182,6 +182,7 @@ class Station:
 
     def spawn(self, coro):
         t = compat.create_task(self._guarded(coro))
+        log.own(t, self.identity)
         self._tasks.append(t)
         if len(self._tasks) > 16:
             self._tasks = [x for x in self._tasks if not x.done()]
@@ -421,6 +422,7 @@ class Station:
                 log.info("net", "connected to %s (slot %s)" % (self.csms_url, slot))
                 self.emit("connected")
                 ka = compat.create_task(ws.keepalive(self.dm.get(COMM, "WebSocketPingInterval") or 0))
+                log.own(ka, self.identity)
                 reason = await self.rpc.serve(ws)
             finally:
                 # also when this task is cancelled: no socket or keep-alive outlives it
@@ -484,6 +486,8 @@ class Station:
     # ---------------------------------------------------------------- life cycle
     async def run(self):
         self.running = True
+        if log.owners is not None:
+            log.own(compat.current_task(), self.identity)
         try:
             self.emit("start")
         except MemoryError:

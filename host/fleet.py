@@ -18,8 +18,9 @@
 # carry "script": LINE_NUMBER.
 #
 # What the stations share: the process (one event loop, one safety stepper for all, see
-# FleetStepper), the log (ring of `log N` and stderr lines, not tagged per station), the
-# clock correction learned from the CSMS and the DNS cache (firmware/compat.py).
+# FleetStepper), the log (ring of `log N` and stderr lines; each line names the station whose
+# task wrote it, "[P0001 evse] ..."), the clock correction learned from the CSMS and the DNS
+# cache (firmware/compat.py).
 import sys
 
 from firmware import compat, log
@@ -212,8 +213,11 @@ class Fleet:
         self.stepper.start()
         first = self.stepper.steppers[0]
         self.tasks.append(compat.create_task(first.watch_loop()))   # feeds the `stall` figures
-        for sim in self.sims.values():
-            self.tasks.append(compat.create_task(sim.run()))
+        log.owners = {}   # the stations share the log: each line names its station
+        for ident, sim in self.sims.items():
+            t = compat.create_task(sim.run())
+            log.own(t, ident)
+            self.tasks.append(t)
 
     def summary(self):
         n = len(self.sims)

@@ -104,6 +104,10 @@ def test_fleet_B01_twenty_stations_boot_and_one_charges_by_script(target, csms, 
                                   for p in tx("FL0001")), 30, "FL0001 charging")
         assert all(not tx(cp) for cp in ids[1:])    # the script addressed FL0001 only
 
+        # the stations share one log: each line names the station whose task wrote it
+        csms.raw("FL0005", '[3, "unexpected-5", {}]')
+        csms.wait_for(lambda: "[FL0005 ocpp] ignoring reply with unexpected id unexpected-5"
+                      in open(f.log_path, errors="replace").read(), 10, "tagged log line")
         f.send("@FL0007 status")
         r = f.reply()
         assert r["ok"] and r["station"] == "FL0007" and r["identity"] == "FL0007"
