@@ -178,6 +178,11 @@ class Block:
             try:
                 if evse is not None:
                     await self.send_status(evse, 1, status, stamp)
+            except MemoryError:
+                raise  # the station's task guard reboots
+            except Exception as e:
+                # this task must go on: the outbox waits for the statuses it has queued
+                log.exc("avail", "StatusNotification", e)
             finally:
                 self._queued -= 1
                 if not self._queued:
