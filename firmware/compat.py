@@ -375,6 +375,9 @@ def tls_context(cafile=None, certfile=None, keyfile=None):
         # self-signed ones unless told so. An installed CSMS root may be signed by the root
         # it replaced (AdditionalRootCertificateCheck, M05.FR.10): trust it the same way.
         ctx.verify_flags |= getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+        # A00.FR.314: TLS 1.2 or higher, whatever this OpenSSL's default (MicroPython's mbedTLS
+        # builds carry no protocol below 1.2)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if certfile:
             ctx.load_cert_chain(certfile, keyfile)
         return ctx
