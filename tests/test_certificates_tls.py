@@ -180,3 +180,30 @@ def test_M05_FR_15_fallback_root_only_for_the_last_connected_csms_also_after_a_r
     st = station()                           # a reboot: slot None again
     assert st.slot is None
     assert st._same_csms(here) and not st._same_csms(there)
+
+
+def test_TC_B_50_CS_migrate_to_a_new_csms_with_a_new_csms_root(tls, roots, station):
+    """B10 + M05.FR.13: on TLS with the CSMS root r1 installed, the CSMS installs the new
+    CSMS's root (unrelated to r1), a network profile for the new CSMS's URL in the other
+    slot, puts that slot first and resets; the station validates the new CSMS's certificate
+    with the new root and boots there."""
+    new = extra_csms(roots.contexts["solo"])
+    try:
+        st = station(url=wss_url(tls), args=RECONNECT_EVERY_1S_ARGS + ["--cafile", roots.r1_file])
+        cp = st.identity
+        booted(tls, cp)
+        assert install(tls, cp, roots.r1)["status"] == "Accepted"
+        assert install(tls, cp, roots.solo)["status"] == "Accepted"
+        r = tls.call(cp, "SetNetworkProfile", {"configurationSlot": 2,
+                                               "connectionData": profile(wss_url(new), 2)})
+        assert r["status"] == "Accepted", r
+        assert set_var(tls, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")[
+            "attributeStatus"] in ("Accepted", "RebootRequired")
+        reset(tls, cp)
+        booted(new, cp)
+        assert new.csms.calls("BootNotification", cp)[0]["reason"] == "RemoteReset"
+        assert get_var(new, cp, "OCPPCommCtrlr", "ActiveNetworkProfile") == "2"
+        assert get_var(new, cp, "SecurityCtrlr", "SecurityProfile") == "2"
+        assert st.status()["csms"] == wss_url(new)
+    finally:
+        stop_extra_csms(new)
