@@ -8,7 +8,8 @@
 #   upload(url, path, ...)   -> HTTP status; PUT the file as the body, or POST it as
 #                               multipart/form-data
 #
-# Both raise HttpError(message, status or None). URL, address cache and TLS set-up are the
+# Both raise HttpError(message, status or None); HttpBadResponse, a subclass, when the
+# answer is not well-formed HTTP. URL, address cache and TLS set-up are the
 # WebSocket client's (firmware/net.py, compat.tls_context): https verifies the server
 # against `cafile`; without one CPython uses the system store and MicroPython refuses.
 import binascii
@@ -37,6 +38,10 @@ class HttpError(Exception):
 
     def __str__(self):
         return self.args[0]
+
+
+class HttpBadResponse(HttpError):
+    """The server's answer is not well-formed HTTP (a protocol mismatch, not a refusal)."""
 
 
 # ---------------------------------------------------------------- URL
@@ -124,7 +129,7 @@ class _Conn:
     async def line(self):
         ln = await self._io(self.r.readline(), "waiting for the server")
         if len(ln) > _MAX_LINE:
-            raise HttpError("HTTP header line too long")
+            raise HttpBadResponse("HTTP header line too long")
         return ln
 
     async def read_into(self, mv):
@@ -151,7 +156,7 @@ class _Conn:
                 raise ValueError
             self.status = int(parts[1])
         except (IndexError, ValueError):
-            raise HttpError("not an HTTP response: %r" % (ln[:80],))
+            raise HttpBadResponse("not an HTTP response: %r" % (ln[:80],))
         self.reason = parts[2].strip() if len(parts) > 2 else ""
         h = self.headers
         for _ in range(_MAX_HEADERS):
@@ -164,7 +169,7 @@ class _Conn:
                 v = ln[i + 1:].decode().strip()
                 h[k] = (h[k] + ", " + v) if k in h else v
         else:
-            raise HttpError("too many HTTP headers", self.status)
+            raise HttpBadResponse("too many HTTP headers", self.status)
         return self.status
 
     def close(self):
@@ -294,7 +299,7 @@ async def download(url, path, cafile=None, resume=True, timeout_ms=30000, max_re
             append = False
             if st == 206:
                 if have <= 0 or _range_start(conn.headers.get("content-range", "")) != have:
-                    raise HttpError("unexpected partial content: %s"
+                    raise HttpBadResponse("unexpected partial content: %s"
                                     % conn.headers.get("content-range"), st)
                 append = True
             return await _body_to_file(conn, path, append, have if append else 0, progress)
@@ -310,7 +315,7 @@ async def _body_to_file(conn, path, append, start, progress):
         try:
             length = int(h["content-length"])
         except ValueError:
-            raise HttpError("bad Content-Length: %r" % h["content-length"], conn.status)
+            raise HttpBadResponse("bad Content-Length: %r" % h["content-length"], conn.status)
     total = None if length is None else start + length
     buf = bytearray(_CHUNK)
     mv = memoryview(buf)
@@ -322,12 +327,12 @@ async def _body_to_file(conn, path, append, start, progress):
                 try:
                     size = int(ln.split(b";", 1)[0].strip(), 16)
                 except ValueError:
-                    raise HttpError("bad chunk size line: %r" % (ln[:40],), conn.status)
+                    raise HttpBadResponse("bad chunk size line: %r" % (ln[:40],), conn.status)
                 if size == 0:
                     break
                 got = await _copy(conn, f, mv, size, got, total, progress)
                 if await conn.line() not in (b"\r\n", b"\n"):
-                    raise HttpError("bad chunk end", conn.status)
+                    raise HttpBadResponse("bad chunk end", conn.status)
             for _ in range(_MAX_HEADERS):  # trailers
                 ln = await conn.line()
                 if ln in (b"\r\n", b"\n"):

@@ -23,7 +23,8 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("data_transfer", ("DataTransfer",)),
              ("certificates", ("InstallCertificate", "GetInstalledCertificateIds",
                                "DeleteCertificate")),
-             ("station_cert", ("CertificateSigned",)))
+             ("station_cert", ("CertificateSigned",)),
+             ("get_log", ("GetLog",)))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000
