@@ -16,9 +16,12 @@
 # A second GetLog during an upload cancels it (N01.FR.12): the answer is AcceptedCanceled,
 # the cancelled upload's LogStatusNotification says AcceptedCanceled with its own requestId
 # (N01.FR.20, N01.FR.07), and then the new upload starts.
-from firmware import compat, http_client, log
-from firmware.compat import const
-from firmware.rpc import CallError, Offline
+import sys
+
+_HAD_HTTP = "firmware.http_client" in sys.modules  # another block's (firmware update): kept
+from firmware import compat, http_client, log  # noqa: E402
+from firmware.compat import const  # noqa: E402
+from firmware.rpc import CallError, Offline  # noqa: E402
 
 TMP = "getlog.tmp"
 RETRIES = 2          # when the request gives none (the station's choice)
@@ -29,7 +32,8 @@ FIELD = "uploadfile"
 _YIELD_LINES = const(32)
 _TS = const(24)      # "2026-12-03T06:14:52.514Z"
 
-UNLOAD = ("firmware.http_client", "firmware.net")
+# dropped with the block; firmware.net stays (the WebSocket client uses it)
+UNLOAD = () if _HAD_HTTP else ("firmware.http_client",)
 
 
 class _Upload:

@@ -294,3 +294,20 @@ def test_TC_F_16_CS_trigger_log_status_uploading(csms, station, logsrv):
     assert got == [{"status": "Uploading", "requestId": 77}], got
     logsrv.release.set()
     csms.wait_for(lambda: ("Uploaded", 77) in statuses(csms, cp), 15, "Uploaded")
+
+
+def test_get_log_block_loaded_only_while_it_uploads(csms, station, logsrv):
+    """The block is on demand (footprint): not loaded at boot, kept (with the HTTP client)
+    while an upload runs, however long, and dropped with it afterwards."""
+    st = boot(csms, station)
+    cp = st.identity
+    mods = lambda: [m for m in st.cmd("modules")["modules"]  # noqa: E731
+                    if m in ("firmware.get_log", "firmware.http_client")]
+    assert mods() == []
+    assert get_log(csms, cp, logsrv.url("/hold"), 4)["status"] == "Accepted"
+    assert logsrv.held.wait(15)
+    time.sleep(6)  # longer than the on-demand linger (station.ON_DEMAND_LINGER_MS)
+    assert sorted(mods()) == ["firmware.get_log", "firmware.http_client"]
+    logsrv.release.set()
+    csms.wait_for(lambda: ("Uploaded", 4) in statuses(csms, cp), 15, "Uploaded")
+    csms.wait_for(lambda: mods() == [], 20, "get_log and http_client dropped")
