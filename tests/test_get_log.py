@@ -1,6 +1,7 @@
 """GetLog (N01) and TriggerMessage LogStatusNotification (F06.FR.14/15): the station (CPython
 and micropython) uploads its diagnostics / security log to a real HTTP server on loopback,
 which checks what arrives."""
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,11 +15,11 @@ STAMP = len("2026-12-03T06:14:52.514Z")
 
 
 class LogServer:
-    """Upload endpoints: /logs (accepts POST and PUT), /fail (500), /forbidden (403),
+    """Upload endpoints (over TLS with `ctx`): /logs (accepts POST and PUT), /fail (500), /forbidden (403),
     /garbage (not HTTP), /hold (takes the body, answers once released), /hang (never
     answers)."""
 
-    def __init__(self):
+    def __init__(self, ctx=None):
         srv = self
 
         class H(BaseHTTPRequestHandler):
@@ -64,10 +65,13 @@ class LogServer:
         self.release = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
+        if ctx is not None:
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "https" if ctx is not None else "http"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.httpd.server_port, path)
+    def url(self, path, host="127.0.0.1"):
+        return "%s://%s:%d%s" % (self.scheme, host, self.httpd.server_port, path)
 
     def close(self):
         self.release.set()
@@ -208,6 +212,34 @@ def test_GetLog_unsupported_url_scheme_rejected(csms, station):
     assert csms.call(cp, "GetVariables", {"getVariableData": [{
         "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "FileTransferProtocols"}}]}
     )["getVariableResult"][0]["attributeValue"] == "HTTP,HTTPS"
+
+
+def test_N01_FR_15_https_upload_trusts_the_csms_root(csms, station, pki):
+    """An https:// location is verified against the CSMS trust chain (the station's CSMS
+    root, here the installer's --cafile); a server that root did not sign gets nothing."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    srv = LogServer(ctx)
+    try:
+        st = station(args=["--cafile", pki["ca"]])
+        cp = st.identity
+        csms.wait_for(lambda: csms.csms.calls("StatusNotification", cp), 15, "boot")
+        assert get_log(csms, cp, srv.url("/logs", "localhost"), 11)["status"] == "Accepted"
+        assert wait_statuses(csms, cp, 2, "Uploaded") == [("Uploading", 11), ("Uploaded", 11)]
+        assert any("[net] connected to" in ln
+                   for ln in log_lines(multipart(*srv.requests[0][3:])[1]))
+    finally:
+        srv.close()
+    other = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    other.load_cert_chain(pki["wrong_name"], pki["key"])  # signed by the root, wrong host name
+    srv = LogServer(other)
+    try:
+        assert get_log(csms, cp, srv.url("/logs", "localhost"), 12, retries=0)["status"] == "Accepted"
+        assert wait_statuses(csms, cp, 4, "UploadFailure")[2:] == [("Uploading", 12),
+                                                                   ("UploadFailure", 12)]
+        assert not srv.requests
+    finally:
+        srv.close()
 
 
 # ------------------------------------------------------------------ TC_N_26: failures
