@@ -59,6 +59,8 @@ class Handler(BaseHTTPRequestHandler):
         start = self._range()
         if start is None:
             return self._send(200, BODY)
+        if start >= len(BODY):
+            return self._send(416, b"", [("Content-Range", "bytes */%d" % len(BODY))])
         self._send(206, BODY[start:], [("Content-Range", "bytes %d-%d/%d"
                                         % (start, len(BODY) - 1, len(BODY)))])
 
@@ -283,6 +285,20 @@ def test_download_truncated_body_then_resume_with_range(target, srv, tmp_path):
     assert srv.state.requests[-1][2].get("Range") == "bytes=%d-" % CUT_AT
     assert srv.state.cut_served == 1
     assert r["progress"][0] == [len(BODY), len(BODY)]
+
+
+def test_download_of_a_complete_file_is_a_416_and_keeps_it(target, srv, tmp_path):
+    out = str(tmp_path / "dl.bin")
+    with open(out, "wb") as f:
+        f.write(BODY)
+    r = call(target, op="download", url=srv.url("/file"), path=out)
+    assert r.get("ok") == len(BODY), r
+    assert srv.state.requests[-1][2].get("Range") == "bytes=%d-" % len(BODY)
+    assert content(out) == BODY
+    with open(out, "ab") as f:
+        f.write(b"more than the server has")
+    r = call(target, op="download", url=srv.url("/file"), path=out)
+    assert r["error"] == "HttpError" and r["status"] == 416, r
 
 
 def test_download_server_ignoring_range_restarts(target, srv, tmp_path):
