@@ -120,14 +120,20 @@ class Block:
         kind, paths, url, name, oldest, latest, retries, interval = job
         st = self.st
         tmp = st.store.path(TMP)
+        status = "UploadFailure"
         try:
             await self._notify("Uploading", up.id)  # N01.FR.08
-            n = await _extract(paths, kind, tmp, oldest, latest, "# %s %s of %s, requestId %d\n"
-                               % (kind, compat.iso8601(), st.identity, up.id))
-            log.info("getlog", "%s: %d lines for %s" % (kind, n, url.split("@")[-1]))
+            try:
+                n = await _extract(paths, kind, tmp, oldest, latest,
+                                   "# %s %s of %s, requestId %d\n"
+                                   % (kind, compat.iso8601(), st.identity, up.id))
+            except OSError as e:  # flash full: nothing to send
+                log.error("getlog", "cannot assemble the %s: %s" % (kind, e))
+                retries = -1
+            else:
+                log.info("getlog", "%s: %d lines for %s" % (kind, n, url.split("@")[-1]))
             # each read or write of the upload may take as long as an OCPP answer
             timeout = max(1000, st.message_timeout_ms())
-            status = "UploadFailure"
             for attempt in range(retries + 1):
                 if attempt:
                     await compat.sleep_ms(interval * 1000)
@@ -136,7 +142,9 @@ class Block:
                                              field=FIELD, filename=name, timeout_ms=timeout)
                     status = "Uploaded"  # N01.FR.09
                     break
-                except http_client.HttpError as e:
+                except MemoryError:
+                    raise
+                except Exception as e:  # HttpError, or the copy unreadable
                     status = _failure(e)
                     log.warn("getlog", "upload %d attempt %d of %d failed: %s"
                              % (up.id, attempt + 1, retries + 1, e))
@@ -171,7 +179,7 @@ async def _cancel(up):
 
 
 def _failure(e):
-    st = e.status
+    st = getattr(e, "status", None)
     if st in (401, 403):
         return "PermissionDenied"
     if st in (405, 501):
