@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from host.csms import _now_iso
-from tests.helpers import after_reply, boot, set_args, trigger
+from tests.helpers import after_reply, boot, trigger
 
 STAMP = len("2026-12-03T06:14:52.514Z")
 

