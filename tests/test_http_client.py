@@ -370,6 +370,19 @@ def test_download_https_untrusted_server_is_refused(target, tls_srv, pki, tmp_pa
     assert not os.path.exists(out)
 
 
+def test_download_https_without_cafile_like_the_websocket_client(target, tls_srv, tmp_path):
+    """No CA file: CPython checks against the system store (which does not know the test
+    root), MicroPython has none and refuses; neither downloads anything unverified."""
+    out = str(tmp_path / "dl.bin")
+    r = call(target, op="download", url=tls_srv.url("/file", host="localhost"), path=out)
+    assert r["error"] == "HttpError" and r["status"] is None, r
+    if target == "micropython":
+        assert "needs a CA file" in r["msg"], r
+    else:
+        assert "certificate" in r["msg"].lower(), r
+    assert not os.path.exists(out) and not tls_srv.state.requests
+
+
 def test_https_url_to_a_plain_server_says_so(target, srv, pki, tmp_path):
     r = call(target, op="download", url=srv.url("/file").replace("http:", "https:"),
              path=str(tmp_path / "x"), cafile=pki["ca"])
