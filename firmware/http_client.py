@@ -115,6 +115,7 @@ class _Conn:
         self.status = 0
         self.reason = ""
         self.headers = {}
+        self.interim = 0
 
     async def _io(self, aw, what):
         try:
@@ -170,6 +171,12 @@ class _Conn:
                 h[k] = (h[k] + ", " + v) if k in h else v
         else:
             raise HttpBadResponse("too many HTTP headers", self.status)
+        if 100 <= self.status < 200:  # interim (100 Continue): the real answer follows
+            self.interim += 1
+            if self.interim > 4:
+                raise HttpBadResponse("endless interim responses", self.status)
+            self.headers = {}
+            return await self.response()
         return self.status
 
     def close(self):

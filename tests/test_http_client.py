@@ -171,6 +171,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self._read_body()
             return
+        if p == "/continue":  # an interim 100 before the real answer
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.st.uploads.append((self.command, dict(self.headers), self._read_body()))
+            return self._send(200, b"ok")
         if p == "/moved":
             self._read_body()
             return self._send(307, b"", [("Location", "/up")])
@@ -434,6 +438,12 @@ def test_upload_post_filename_defaults_to_basename(target, srv, upfile):
     assert r.get("ok") == 200, r
     head, data = _multipart(*srv.state.uploads[0][1:])
     assert 'name="file"; filename="diag log.txt"' in head and data == BODY
+
+
+def test_upload_skips_an_interim_100_continue(target, srv, upfile):
+    r = call(target, op="upload", url=srv.url("/continue"), path=upfile, method="PUT")
+    assert r.get("ok") == 200, r
+    assert srv.state.uploads[0][2] == BODY
 
 
 def test_upload_follows_307_sending_the_file_again(target, srv, upfile):
