@@ -106,7 +106,11 @@ def _join(base, location):
 
 # ---------------------------------------------------------------- connection
 class _Conn:
-    """One request/response on one connection; every read and write under timeout_ms."""
+    """One request/response on one connection; every read and write under timeout_ms.
+
+    The timeout is one watchdog task per connection that cancels the transfer when a read or
+    write has waited timeout_ms, rather than wait_for around every read: on MicroPython that
+    allocates about 1 KB (two tasks and their closures) per 1 KB chunk."""
 
     def __init__(self, reader, writer, timeout_ms):
         self.r = reader
@@ -116,12 +120,50 @@ class _Conn:
         self.reason = ""
         self.headers = {}
         self.interim = 0
+        self._owner = None   # the task doing the transfer
+        self._dog = None
+        self._since = 0      # ticks when the pending read or write began
+        self._busy = False
+        self._fired = False
+
+    def _begin(self):
+        self._since = compat.ticks_ms()
+        if self._dog is None:
+            self._owner = asyncio.current_task()
+            self._dog = asyncio.create_task(self._watch())
+        self._busy = True
+
+    def _timed_out(self, what):
+        """The HttpError for a CancelledError, when it is the watchdog's; else None."""
+        if not self._fired:
+            return None
+        un = getattr(self._owner, "uncancel", None)  # CPython 3.11+: the cancel is handled
+        if un is not None:
+            un()
+        return HttpError("%s timed out after %d ms" % (what, self.t))
 
     async def _io(self, aw, what):
+        self._begin()
         try:
-            return await compat.wait_for_ms(aw, self.t)
-        except compat.TimeoutError:
-            raise HttpError("%s timed out after %d ms" % (what, self.t))
+            return await aw
+        except compat.CancelledError:
+            e = self._timed_out(what)
+            if e is None:
+                raise
+            raise e
+        finally:
+            self._busy = False
+
+    async def _watch(self):
+        while True:
+            left = self.t - compat.ticks_diff(compat.ticks_ms(), self._since)
+            if left > 0 or not self._busy:
+                await compat.sleep_ms(left if left > 0 else self.t)
+                continue
+            self._fired = True
+            self._dog = None
+            self._owner.cancel()
+            return
 
     async def send(self, data):
         self.w.write(data if compat.MICROPYTHON else bytes(data))
@@ -134,15 +176,24 @@ class _Conn:
         return ln
 
     async def read_into(self, mv):
-        """Bytes read into memoryview mv (0 at EOF)."""
-        if compat.MICROPYTHON:
-            while True:
-                n = await self._io(self.r.readinto(mv), "reading the body")
-                if n is not None:
-                    return n
-        b = await self._io(self.r.read(len(mv)), "reading the body")
-        mv[:len(b)] = b
-        return len(b)
+        """Bytes read into memoryview mv (0 at EOF). The hot path: _io inlined."""
+        self._begin()
+        try:
+            if compat.MICROPYTHON:
+                n = None
+                while n is None:
+                    n = await self.r.readinto(mv)
+                return n
+            b = await self.r.read(len(mv))
+            mv[:len(b)] = b
+            return len(b)
+        except compat.CancelledError:
+            e = self._timed_out("reading the body")
+            if e is None:
+                raise
+            raise e
+        finally:
+            self._busy = False
 
     async def response(self):
         """Status line and headers (names lower-case; repeated ones joined with ", ")."""
@@ -180,6 +231,9 @@ class _Conn:
         return self.status
 
     def close(self):
+        d, self._dog = self._dog, None
+        if d is not None:
+            d.cancel()
         compat.abort_stream(self.w)
 
 
