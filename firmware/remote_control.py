@@ -30,6 +30,7 @@ class Block:
             "MeterValues": self._meter_values,
             "TransactionEvent": self._tx_event,
             "SignChargingStationCertificate": self._sign_cert,
+            "LogStatusNotification": self._log_status,
         }
         r = station.rpc
         r.register("TriggerMessage", self.trigger_message)
@@ -256,5 +257,20 @@ class Block:
                 await blk.request()
             finally:
                 st.release("station_cert")
+
+        return "Accepted", after
+
+    def _log_status(self, evse):
+        # F06.FR.14/15: Uploading with the upload's requestId while the get_log block (on
+        # demand, loaded only while a GetLog is in progress) uploads, else Idle without one
+        # (N01.FR.13)
+        st = self.st
+        blk = st.blocks.get("get_log")
+        rid = blk.uploading() if blk is not None else None
+        p = {"status": "Idle"} if rid is None else {"status": "Uploading", "requestId": rid}
+
+        async def after():
+            self._permit("LogStatusNotification")
+            await self._send("LogStatusNotification", lambda: st.call("LogStatusNotification", p))
 
         return "Accepted", after

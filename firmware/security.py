@@ -252,6 +252,12 @@ class Block:
                     out.pop(0)
         return out
 
+    def log_paths(self):
+        """The security log's journals that hold records, oldest first (GetLog, N01.FR.03)."""
+        store = self.st.store
+        return [store.path(LOG_FILES[i]) for i in (self._cur ^ 1, self._cur)
+                if store.size(LOG_FILES[i])]
+
     # ---------------------------------------------------------------- console
     def _console(self, console):
         console.commands["seclog"] = self._cmd_seclog

@@ -26,7 +26,8 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("station_cert", ("CertificateSigned",)),
              ("charging_profiles", ("SetChargingProfile", "ClearChargingProfile",
                                     "GetChargingProfiles", "GetCompositeSchedule")),
-             ("customer_info", ("CustomerInformation",)))
+             ("customer_info", ("CustomerInformation",)),
+             ("get_log", ("GetLog",)))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000

@@ -4,12 +4,15 @@ directory may keep growing, and the station must log no error. (`python -m tools
 --soak 1000` is the long version; it prints figures instead of asserting.)"""
 import pytest
 
+from firmware import log
 from tests.harness import micropython_exe
 from tools.bench import soak
 
 SESSIONS = 50
 # journals that rotate or reset themselves: the largest size they may reach
-BOUNDS = {"queue.jnl": 4096 + 2048}
+BOUNDS = {"queue.jnl": 4096 + 2048,
+          # the flash log: two files of half its cap each (firmware/log.py)
+          log.FILE: log.FILE_TOTAL // 2, log.FILE + ".1": log.FILE_TOTAL // 2}
 
 
 @pytest.mark.skipif(micropython_exe() is None, reason="micropython executable not installed")
