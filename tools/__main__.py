@@ -11,6 +11,7 @@ COMMANDS = {
     "bench-fleet": ("tools.bench_fleet", "many simulated stations in one process: memory, boot storm, CALLs/s"),
     "cutpoints": ("tools.cutpoints", "power cut before every flash operation of a full script"),
     "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
+    "sign": ("tools.sign", "build a signed firmware bundle for UpdateFirmware (L01)"),
     "coverage": ("tools.coverage", "Part 6 test cases of a profile that have a test (--missing)"),
 }
 
