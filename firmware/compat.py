@@ -375,7 +375,7 @@ def tls_context(cafile=None, certfile=None, keyfile=None):
             ctx.load_cert_chain(certfile, keyfile)
         return ctx
     if not cafile:
-        raise ValueError("wss:// needs a CA file on this runtime")
+        raise ValueError("TLS (wss://, https://) needs a CA file on this runtime")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     # This mbedTLS build parses DER only, one certificate per call; calls accumulate.

@@ -4,7 +4,7 @@ import binascii
 import hashlib
 import struct
 
-from firmware import compat
+from firmware import compat, net
 from firmware.compat import asyncio, const
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -63,9 +63,8 @@ def quote_identity(s):
     return "".join(out)
 
 
-def _exc_text(e):
-    t = " ".join(str(e).split())  # mbedTLS texts come wrapped in newlines
-    return t if t else type(e).__name__
+_exc_text = net.exc_text
+_SCHEMES = (("ws://", False, 80), ("wss://", True, 443))
 
 
 def _b64(b):
@@ -74,38 +73,10 @@ def _b64(b):
 
 def split_url(url):
     """(secure, host, port, path) of a ws:// or wss:// URL; WsError says what is wrong."""
-    if url.startswith("wss://"):
-        secure, rest = True, url[6:]
-    elif url.startswith("ws://"):
-        secure, rest = False, url[5:]
-    else:
-        raise WsError("not a ws:// or wss:// URL: %r" % (url,))
-    for bad in " \r\n\t":
-        if bad in rest:
-            raise WsError("URL contains whitespace: %r" % (url,))
-    i = rest.find("/")
-    hostport, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
-    port = 443 if secure else 80
-    if hostport.startswith("["):
-        j = hostport.find("]")
-        if j < 0:
-            raise WsError("bad IPv6 host in URL: %r" % (url,))
-        host, tail = hostport[1:j], hostport[j + 1:]
-    else:
-        j = hostport.find(":")
-        host, tail = (hostport, "") if j < 0 else (hostport[:j], hostport[j:])
-    if tail:
-        try:
-            if tail[0] != ":":
-                raise ValueError
-            port = int(tail[1:])
-            if not 1 <= port <= 65535:
-                raise ValueError
-        except ValueError:
-            raise WsError("bad port in URL: %r" % (url,))
-    if not host:
-        raise WsError("no host in URL: %r" % (url,))
-    return secure, host, port, path
+    try:
+        return net.split_url(url, _SCHEMES)
+    except ValueError as e:
+        raise WsError(str(e))
 
 
 def _parse_extension(value, offered_bits):
@@ -165,19 +136,10 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
             ctx = compat.tls_context(cafile, certfile, keyfile)
         except (OSError, ValueError) as e:
             raise WsHandshakeError("TLS setup failed: %s" % _exc_text(e))
-    addr = host
     try:
-        # the cached address: a DNS lookup here would stall every task (compat.resolve)
-        addr = compat.resolve(host, port)
-        if ctx is None:
-            reader, writer = await asyncio.open_connection(addr, port)
-        else:
-            # TLS to the address, but SNI and certificate check by the name
-            reader, writer = await asyncio.open_connection(
-                addr, port, ssl=ctx, server_hostname=host)
-    except Exception as e:
-        raise _connect_error(secure, host, port, addr, e)
-    compat.tcp_nodelay(writer)
+        reader, writer, addr = await net.open_stream(host, port, ctx)
+    except net.OpenFailed as e:
+        raise _connect_error(secure, host, port, e.addr, e.exc)
     ok = False
     try:
         ws = await _upgrade(reader, writer, host, port, secure, path, subprotocol,
@@ -195,42 +157,22 @@ async def _handshake(secure, host, port, path, subprotocol, username, password,
             compat.abort_stream(writer)
 
 
-def _reached(e):
-    n = getattr(e, "errno", None) if isinstance(e, OSError) else None
-    if n is None and isinstance(e, OSError) and e.args:
-        n = e.args[0]
-    # ECONNRESET or EPIPE (the server hung up, e.g. after refusing our client certificate,
-    # before our HTTP request was written) during the handshake, or an mbedTLS error code
-    # (negative, MicroPython)
-    if n in (32, 104) or (isinstance(n, int) and n < 0) or type(e).__name__ in (
-            "ConnectionResetError", "BrokenPipeError"):
-        return True
-    return "SSL" in type(e).__name__ or "ssl" in _exc_text(e).lower()
-
-
 def _connect_error(secure, host, port, addr, e):
     """The WsError for a failure before the server answered; the address is marked bad."""
     if isinstance(e, MemoryError):  # the station's to handle (Station.out_of_memory)
         return e
-    compat.resolve_result(host, False)
-    if secure and compat.is_cert_error(e):
-        return WsCertError("TLS certificate verification failed: %s" % _exc_text(e))
-    if secure and _reached(e):
-        # the TCP connection was made and the TLS handshake broke off: most often a plain
-        # ws:// server behind a wss:// URL
-        return WsRefused("TLS handshake with %s:%d failed: %s (does the server speak TLS? a "
-                       "plain server needs a ws:// URL)" % (host, port, _exc_text(e)))
-    if addr != host:
-        return WsError("cannot connect to %s:%d (%s): %s" % (host, port, addr, _exc_text(e)))
-    return WsError("cannot connect to %s:%d: %s" % (host, port, _exc_text(e)))
+    kind, msg = net.connect_failure(secure, host, port, addr, e, "ws://")
+    if kind == net.FAIL_CERT:
+        return WsCertError(msg)
+    if kind == net.FAIL_TLS:
+        return WsRefused(msg)
+    return WsError(msg)
 
 
 async def _upgrade(reader, writer, host, port, secure, path, subprotocol,
                    username, password, max_size, wbits):
     key = _b64(compat.random_bytes(16))
-    hosthdr = ("[%s]" % host) if ":" in host else host
-    if port != (443 if secure else 80):
-        hosthdr = "%s:%d" % (hosthdr, port)
+    hosthdr = net.host_header(host, port, secure)
     req = ["GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
            % (path, hosthdr, key.decode())]
