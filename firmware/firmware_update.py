@@ -34,8 +34,6 @@ from firmware import compat, log
 DOC = "fw.json"
 SLOT_DOC = "fw_slot.json"
 SLOTS = ("fw_a", "fw_b")
-MAX_TRIAL_BOOTS = 3
-TRIAL_S = 600
 ENDS = ("DownloadFailed", "InvalidSignature", "InstallVerificationFailed",
         "InstallationFailed", "Installed")
 # imported by the job, dropped with it unless they were loaded before (another block's)
@@ -48,14 +46,13 @@ class Block:
     def __init__(self, station):
         self.st = station
         self.store = station.store
-        self.fw = self.store.load(DOC)   # the update in progress or the last one
-        self.slots = self.store.load(SLOT_DOC) or {"active": None, "version": None,
-                                                   "trial": None, "boots": 0}
-        self.job = None   # firmware.fw_job.Job while an update runs
+        self.fw = self.store.load(DOC)   # the update in progress, or {"id", "st"} of the last
+        self.slots = self.store.load(SLOT_DOC) or {"active": None, "version": None, "trial": None}
+        self.job = None   # firmware.fw_job.Job while an update runs or a new bundle is tried
         self.task = None  # the job's task
         self._kept = ()
-        self._trial_task = None
-        self._boot_trial()
+        if self.slots.get("trial"):
+            self.load_job().trial_boot()  # may roll back to the previous bundle
         s = self.slots
         v = s.get("trial_version") if s.get("trial") else s.get("version")
         if v:
@@ -63,18 +60,6 @@ class Block:
         station.rpc.register("UpdateFirmware", self.update_firmware)
         station.on("start", self._on_start)
         station.on("boot_accepted", self._on_boot_accepted)
-
-    # ---------------------------------------------------------------- slots
-    def _boot_trial(self):
-        s = self.slots
-        if not s.get("trial"):
-            return
-        s["boots"] = (s.get("boots") or 0) + 1
-        if s["boots"] > MAX_TRIAL_BOOTS:
-            log.warn("fw", "bundle %s never reached an Accepted boot: rolling back"
-                     % s.get("trial_version"))
-            s["trial"] = None
-        self.store.save(SLOT_DOC, s)
 
     def active_dir(self):
         """Directory of the bundle this start runs (None: the factory code)."""
@@ -84,38 +69,15 @@ class Block:
     def pending(self):
         return bool(self.fw) and self.fw.get("st") not in ENDS
 
-    # ---------------------------------------------------------------- life cycle
     def _on_start(self):
         if self.slots.get("trial"):
-            self._trial_task = self.st.spawn(self._trial_timer())
+            self.load_job().watch_trial()
         elif self.pending():
             self.load_job().resume()
 
     def _on_boot_accepted(self):
-        s = self.slots
-        if not s.get("trial"):
-            return
-        ota = getattr(self.st.board, "ota", None)
-        if ota is not None and s.get("image"):
-            ota.confirm()  # ESP32: cancel the bootloader's rollback
-        s["active"] = s["trial"]
-        s["version"] = s.get("trial_version")
-        s["trial"] = None
-        s["boots"] = 0
-        self.store.save(SLOT_DOC, s)
-        t, self._trial_task = self._trial_task, None
-        if t is not None:
-            t.cancel()
-        if self.pending():
-            self.load_job().installed()
-
-    async def _trial_timer(self):
-        await compat.sleep_ms(TRIAL_S * 1000)
         if self.slots.get("trial"):
-            log.warn("fw", "no Accepted BootNotification in %d s: rolling back" % TRIAL_S)
-            self.slots["trial"] = None
-            self.store.save(SLOT_DOC, self.slots)
-            self.st.reboot("FirmwareUpdate")
+            self.load_job().commit()
 
     def idle(self):
         """Reset(OnIdle) waits while an update runs (B12)."""
@@ -128,7 +90,6 @@ class Block:
             return {"status": "Idle"}
         return {"status": fw["st"], "requestId": fw["id"]}
 
-    # ---------------------------------------------------------------- the job
     def update_firmware(self, payload):
         had = self.job is not None
         r = self.load_job().request(payload)

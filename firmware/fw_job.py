@@ -4,6 +4,9 @@
 from firmware import compat, log
 from firmware.firmware_update import DOC, SLOT_DOC, SLOTS, ENDS, JOB_MODULES
 
+MAX_TRIAL_BOOTS = 3
+TRIAL_S = 600
+
 CERT = "fw_cert.pem"
 DL = "fw_dl.bin"
 DEFAULT_RETRIES = 2
@@ -41,10 +44,56 @@ class Job:
         self.st = block.st
         self.store = block.store
         self.hold = False
+        self._trial_task = None
 
     @property
     def fw(self):
         return self.b.fw
+
+    # ---------------------------------------------------------------- trial of a new bundle
+    def trial_boot(self):
+        """A start of the bundle being tried: counted; too many without an Accepted
+        BootNotification and the pointer goes back to the previous bundle."""
+        s = self.b.slots
+        s["boots"] = (s.get("boots") or 0) + 1
+        if s["boots"] > MAX_TRIAL_BOOTS:
+            log.warn("fw", "bundle %s never reached an Accepted boot: rolling back"
+                     % s.get("trial_version"))
+            s["trial"] = None
+        self.store.save(SLOT_DOC, s)
+        if not s["trial"] and not self.b.pending():
+            self.b.drop_job()
+
+    def watch_trial(self):
+        self._trial_task = self.st.spawn(self._trial_timer())
+
+    async def _trial_timer(self):
+        await compat.sleep_ms(TRIAL_S * 1000)
+        s = self.b.slots
+        if s.get("trial"):
+            log.warn("fw", "no Accepted BootNotification in %d s: rolling back" % TRIAL_S)
+            s["trial"] = None
+            self.store.save(SLOT_DOC, s)
+            self.st.reboot("FirmwareUpdate")
+
+    def commit(self):
+        """The new bundle's BootNotification was Accepted: it becomes the active one."""
+        s = self.b.slots
+        ota = getattr(self.st.board, "ota", None)
+        if ota is not None and s.get("image"):
+            ota.confirm()  # ESP32: cancel the bootloader's rollback
+        s["active"] = s["trial"]
+        s["version"] = s.get("trial_version")
+        s["trial"] = None
+        s["boots"] = 0
+        self.store.save(SLOT_DOC, s)
+        t, self._trial_task = self._trial_task, None
+        if t is not None:
+            t.cancel()
+        if self.b.pending():
+            self.installed()
+        else:
+            self.b.drop_job()
 
     def resume(self):
         """At start-up: an update the power cut or reboot interrupted."""
@@ -81,6 +130,8 @@ class Job:
         if why:
             log.warn("fw", "request %s: %s" % (self.fw["id"], why))
         self._report(status)
+        self.b.fw = {"id": self.fw["id"], "st": status}  # what TriggerMessage repeats
+        self.store.save(DOC, self.b.fw)
         for name in (DL, CERT):
             self.store.remove(name)
         self._release()
