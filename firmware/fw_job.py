@@ -56,7 +56,11 @@ class Job:
         BootNotification and the pointer goes back to the previous bundle."""
         s = self.b.slots
         s["boots"] = (s.get("boots") or 0) + 1
-        if s["boots"] > MAX_TRIAL_BOOTS:
+        ota = getattr(self.st.board, "ota", None)
+        if s.get("image") and ota is not None and ota.running() != s["image"]:
+            log.warn("fw", "the bootloader did not start image %s: rolled back" % s["image"])
+            s["trial"] = None
+        elif s["boots"] > MAX_TRIAL_BOOTS:
             log.warn("fw", "bundle %s never reached an Accepted boot: rolling back"
                      % s.get("trial_version"))
             s["trial"] = None
@@ -331,8 +335,7 @@ class Job:
                     ota = getattr(self.st.board, "ota", None)
                     if ota is None:
                         raise OSError("this board has no OTA partition for an esp32-image")
-                    await ota.write(self.store.path(DL), m)
-                    image = True
+                    image = await ota.write(self.store.path(DL), m)  # its partition
             except fw_bundle.VerifyError as e:
                 fw_bundle.remove_tree(self.store.path(slot))
                 self._end("InstallVerificationFailed", "%s" % (e,))  # L01.FR.29

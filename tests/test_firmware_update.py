@@ -572,3 +572,23 @@ def test_tools_sign_cli_builds_a_bundle_the_firmware_accepts(tmp_path):
     assert not fw_bundle.signature_ok(cert, r["signature"], hashlib.sha256(b"other").digest())
     m, off = fw_bundle.read_manifest(out)
     assert m["version"] == "3.1.4" and r["firmware"]["signature"] == r["signature"]
+
+
+def test_esp32_image_bundle_on_a_board_without_ota_partition_fails_cleanly(csms, station, fwpki,
+                                                                           files_srv, tmp_path):
+    """An "esp32-image" bundle (tools sign --esp32-image) on the simulator, which has no OTA
+    partition: InstallationFailed after Installing, the running bundle untouched. (The OTA
+    write itself is tested against a fake esp32 module in test_board_ota.py.)"""
+    st = start_ready(csms, station, fwpki)
+    img = tmp_path / "app.bin"
+    img.write_bytes(os.urandom(9000))
+    out = str(tmp_path / "img.pyfw")
+    sign.write_bundle(out, [("app.bin", str(img))], NEW, "esp32-image")
+    with open(out, "rb") as f:
+        data = f.read()
+    files_srv.files["/img.pyfw"] = data
+    assert update(csms, st, files_srv.url("/img.pyfw"), fwpki["ec"], signature(fwpki["ec_key"], data),
+                  80)["status"] == "Accepted"
+    wait_fw(csms, st.identity, "InstallationFailed", 30)
+    assert fw_statuses(csms, st.identity) == FULL[:4] + ["InstallationFailed"]
+    assert len(boots(csms, st.identity)) == 1 and running_files(st) is None
