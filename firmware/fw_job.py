@@ -55,7 +55,8 @@ class Job:
         """A start of the bundle being tried: counted; too many without an Accepted
         BootNotification and the pointer goes back to the previous bundle."""
         s = self.b.slots
-        s["boots"] = (s.get("boots") or 0) + 1
+        if not getattr(self.st.board, "slot_counted", False):  # board/slot.py counted it
+            s["boots"] = (s.get("boots") or 0) + 1
         ota = getattr(self.st.board, "ota", None)
         if s.get("image") and ota is not None and ota.running() != s["image"]:
             log.warn("fw", "the bootloader did not start image %s: rolled back" % s["image"])
