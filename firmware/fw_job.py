@@ -232,7 +232,11 @@ class Job:
         if fw["st"] in ("Downloaded",):
             if not await self._verify():
                 return
-        await self._wait_install()
+        while True:
+            await self._wait_install()
+            self._hold()
+            if not self._tx_busy():
+                break  # no session started between the wait and the hold (L01.FR.33)
         await self._install()
 
     async def _sleep_until(self, t):
