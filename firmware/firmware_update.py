@@ -14,7 +14,8 @@
 #    "trial": the slot being tried or None, "trial_version": ..., "boots": starts of it}
 # It names a new slot only after every file of that slot was checked against the bundle's
 # manifest (firmware.fw_bundle), so a start finds the old bundle or the new one, never a mix.
-# A trial that was started MAX_TRIAL_BOOTS times, or ran TRIAL_S without an Accepted
+# A trial that was started fw_job.MAX_TRIAL_BOOTS (3) times (counted by board/slot.py on a
+# board, by fw_job on the host), or ran fw_job.TRIAL_S (600 s) without an Accepted
 # BootNotification, is rolled back (InstallationFailed). On an ESP32 with an OTA partition
 # the board's `ota` object takes "esp32-image" bundles and confirms the image
 # (mark_app_valid_cancel_rollback) at the same point.
@@ -24,9 +25,11 @@
 # (L01.FR.07, station event "firmware_hold" read by availability); they are held during the
 # installation itself too, and released when it fails.
 #
-# Resident here: the slot pointer, the trial boot and its commit, the request's entry point.
-# The update itself (firmware.fw_job, with the bundle, crypto and HTTP modules it imports)
-# is loaded for a request or an update to resume and dropped when the update has ended.
+# Resident here: the slot pointer, the version it reports, the request's entry point. The
+# update itself and the trial boot (firmware.fw_job, with the bundle, crypto and HTTP modules
+# it imports) load for a request, an update to resume or a bundle on trial, and are dropped
+# when that has ended. On a board, boot.py runs the slot's code (board/slot.py); the
+# simulator only reports the slot's version and keeps running the repository's code.
 import sys
 
 from firmware import compat, log
