@@ -7,7 +7,8 @@
 #
 # Every step is in fw.json (storage.Store, atomic), written after the step's
 # FirmwareStatusNotification was queued in the persistent outbox (a power cut repeats a
-# status, never loses one): on start-up an unfinished update resumes where it was (the
+# status, never loses one, except the optional InstallRebooting when the cut falls between
+# the slot switch and its report, L01.FR.32 (b)): on start-up an unfinished update resumes where it was (the
 # download continues with an HTTP Range request, a cut install is redone from the
 # downloaded bundle). The slot pointer fw_slot.json is the only thing that switches code:
 #   {"active": slot or None (the factory code), "version": its version,
