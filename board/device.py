@@ -172,6 +172,11 @@ class EspBoard(hal.Board):
                 self.limit_input = io.LimitInput("analog", li["adc_pin"],
                                                  full_scale_amps=li["full_scale_amps"])
         self.limit_amps = None     # the input's last reading (None: no limit)
+        from board import ota
+        self.ota = ota.Ota() if ota.available() else None  # "esp32-image" firmware bundles
+        import sys
+        sl = sys.modules.get("board.slot")  # boot.py counted a trial boot already
+        self.slot_counted = bool(sl and sl.counted)
         self._limit_cb = None
 
     def attach_limits(self, cb):

@@ -35,6 +35,7 @@ class Block:
         # connector is Inoperative}
         self.doc = station.store.load(DOC) or {"cs": True, "off": [], "coff": []}
         self.resetting = False   # an OnIdle reset waits for the transactions to end
+        self.fw_hold = False     # a firmware installation waits or runs (L01.FR.07)
         station.on("start", self._on_start)
         station.on("boot_accepted", self._on_boot_accepted)
         station.on("connected", self._on_connected)
@@ -42,6 +43,7 @@ class Block:
         station.on("connector_status", self._on_change)
         station.on("tx_ended", self._on_tx_ended)
         station.on("reset_scheduled", self._on_reset_scheduled)
+        station.on("firmware_hold", self._on_fw_hold)
         station.rpc.register("ChangeAvailability", self.change)
         dm = station.dm
         dm.provide("ChargingStation", "AvailabilityState", self._cs_state)
@@ -65,7 +67,7 @@ class Block:
         reset waits: a new session may start on `evse_id`."""
         d = self.doc
         return d["cs"] and evse_id not in d["off"] and evse_id not in d["coff"] \
-            and not self.resetting and evse_id in self.st.board.ids
+            and not self.resetting and not self.fw_hold and evse_id in self.st.board.ids
 
     def change(self, p):
         op = p["operationalStatus"] == "Operative"
@@ -119,6 +121,12 @@ class Block:
     def _on_reset_scheduled(self):
         # B12 3a: free EVSEs become Unavailable until the reset (not persisted)
         self.resetting = True
+        self._sync(self.st.board.ids)
+
+    def _on_fw_hold(self, on):
+        # L01.FR.07: free EVSEs Unavailable until the firmware is installed (not persisted:
+        # the installation ends in a reboot, or in a failure that releases the hold)
+        self.fw_hold = on
         self._sync(self.st.board.ids)
 
     # ---------------------------------------------------------------- G01 / B04

@@ -157,6 +157,7 @@ SmartChargingCtrlr|PeriodsPerSchedule||rC|i|||||24
 SmartChargingCtrlr|Phases3to1||rC|b|||||false
 SmartChargingCtrlr|ProfileStackLevel||rC|i|||||10
 SmartChargingCtrlr|RateUnit||rC|m||||A,W|A,W
+ChargingStation|AllowNewSessionsPendingFirmwareUpdate||w|b|||||false
 ChargingStation|AvailabilityState||r|o||||$A|Available
 ChargingStation|Available||r|b|||||true
 ChargingStation|SupplyPhases||rC|i||0|3||3

@@ -129,6 +129,7 @@ class Board:
     model = "PyStation"
     serial = None
     firmware_version = "0.1.0"
+    ota = None  # board/ota.Ota on an ESP32 with OTA partitions ("esp32-image" bundles)
 
     def __init__(self, evses, reader=None, data_dir="data"):
         self.evses = evses

@@ -31,6 +31,7 @@ class Block:
             "TransactionEvent": self._tx_event,
             "SignChargingStationCertificate": self._sign_cert,
             "LogStatusNotification": self._log_status,
+            "FirmwareStatusNotification": self._fw_status,
         }
         r = station.rpc
         r.register("TriggerMessage", self.trigger_message)
@@ -183,6 +184,20 @@ class Block:
         async def after():
             self._permit("Heartbeat")
             await self._send("Heartbeat", prov.heartbeat)
+
+        return "Accepted", after
+
+    def _fw_status(self, evse):
+        fw = self.st.blocks.get("firmware_update")
+        if fw is None:
+            return {"status": "NotImplemented"}
+
+        async def send():
+            await self.st.call("FirmwareStatusNotification", fw.trigger(), wait_online=False)
+
+        async def after():
+            self._permit("FirmwareStatusNotification")
+            await self._send("FirmwareStatusNotification", send)
 
         return "Accepted", after
 

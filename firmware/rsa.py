@@ -50,3 +50,66 @@ def verify(key_bits, hash_name, digest, sig):
         return False
     em = compat.pow_mod(s, e, n).to_bytes(k, "big")
     return em == b"\x00\x01" + b"\xff" * (k - 3 - len(t)) + b"\x00" + t
+
+
+def _mgf1_sha256(seed, length):
+    import hashlib
+    out = b""
+    c = 0
+    while len(out) < length:
+        out += hashlib.sha256(seed + c.to_bytes(4, "big")).digest()
+        c += 1
+    return out[:length]
+
+
+def verify_pss(key_bits, digest, sig):
+    """True when `sig` is an RSASSA-PSS signature (RFC 8017 8.1.2, EMSA-PSS with SHA-256 and
+    MGF1-SHA-256, any salt length) of the SHA-256 `digest` by the key in key_bits; False for
+    any bad input. The firmware signature of OCPP 2.0.1 L01.FR.04."""
+    import hashlib
+    try:
+        n, e = public_key(key_bits)
+    except ValueError:
+        return False
+    if len(digest) != 32:
+        return False
+    mod_bits = _bits(n)
+    k = (mod_bits + 7) // 8
+    if len(sig) != k:
+        return False
+    s = int.from_bytes(sig, "big")
+    if s >= n:
+        return False
+    em_bits = mod_bits - 1
+    em_len = (em_bits + 7) // 8
+    em = compat.pow_mod(s, e, n).to_bytes(k, "big")[k - em_len:]
+    if len(em) < 32 + 2 or em[-1] != 0xBC:
+        return False
+    masked = em[:em_len - 33]
+    hh = em[em_len - 33:em_len - 1]
+    top = 8 * em_len - em_bits  # leftmost bits that must be zero
+    if top and masked[0] >> (8 - top):
+        return False
+    mask = _mgf1_sha256(hh, len(masked))
+    db = bytearray(len(masked))
+    for i in range(len(masked)):
+        db[i] = masked[i] ^ mask[i]
+    if top:
+        db[0] &= 0xFF >> top
+    i = 0
+    while i < len(db) and db[i] == 0:
+        i += 1
+    if i >= len(db) or db[i] != 1:
+        return False
+    salt = bytes(db[i + 1:])
+    return hashlib.sha256(b"\x00" * 8 + digest + salt).digest() == hh
+
+
+def _bits(n):
+    h = "%x" % n
+    first = int(h[0], 16)
+    b = 0
+    while first:
+        b += 1
+        first >>= 1
+    return (len(h) - 1) * 4 + b

@@ -12,7 +12,7 @@ from firmware.msg_queue import MessageQueue
 # Functional blocks, each a module with `Block(station)`. Order matters only for start-up.
 BLOCKS = ("security", "provisioning", "availability", "authorization",
           "evse", "meter_values", "transactions", "charging_limits", "smart_charging",
-          "diagnostics")
+          "diagnostics", "firmware_update")
 # Blocks that only answer CSMS requests: imported for a request and dropped (module and
 # instance) once no request of theirs is in progress, so their code takes heap only while
 # in use. Their Block registers handlers for exactly these actions and keeps no state

@@ -10,7 +10,7 @@ from fake_machine import portable
 from tests.harness import ROOT
 
 MODULES = ("test_safety", "test_stepper", "test_board_pilot", "test_board_rfid", "test_board_meter",
-           "test_board_config", "test_board_device", "test_board_limit", "test_device_model",
+           "test_board_config", "test_board_device", "test_board_limit", "test_board_ota", "test_board_slot", "test_device_model",
            "test_msg_queue", "test_rpc_unit", "test_connection_state", "test_meter_values_unit",
            "test_log_unit", "test_customer_info_unit")
 

@@ -12,6 +12,7 @@ COMMANDS = {
     "bench-smart": ("tools.bench_smart", "smart charging under micropython: composite schedule time, heap, code size"),
     "cutpoints": ("tools.cutpoints", "power cut before every flash operation of a full script"),
     "gen-schemas": ("tools.gen_schemas", "regenerate the compact OCPP schema table"),
+    "sign": ("tools.sign", "build a signed firmware bundle for UpdateFirmware (L01)"),
     "coverage": ("tools.coverage", "Part 6 test cases of a profile that have a test (--missing)"),
 }
 

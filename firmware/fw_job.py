@@ -1,0 +1,371 @@
+# The running firmware update of firmware.firmware_update (see there): request checks,
+# download, signature check, installation and the status reports, loaded only while an
+# update is in progress. State lives in the block (fw, slots) and in the data directory.
+from firmware import compat, log
+from firmware.firmware_update import DOC, SLOT_DOC, SLOTS, ENDS, JOB_MODULES
+
+MAX_TRIAL_BOOTS = 3
+TRIAL_S = 600
+
+CERT = "fw_cert.pem"
+DL = "fw_dl.bin"
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_S = 30
+DOWNLOAD_TIMEOUT_MS = 30000
+MAX_INSTALL_ATTEMPTS = 2  # a cut installation is redone once, then given up
+_DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
+
+
+def _status(status, reason=None, info=None):
+    r = {"status": status}
+    if reason:
+        si = {"reasonCode": reason}
+        if info:
+            si["additionalInfo"] = str(info)[:512]
+        r["statusInfo"] = si
+    return r
+
+
+def _loaded():
+    import sys
+    return [m for m in JOB_MODULES if m in sys.modules]
+
+
+def _drop_lazy(had):
+    # the crypto, bundle and HTTP modules are only needed during one step of the update
+    for m in JOB_MODULES[1:]:
+        if m not in had:
+            compat.unload(m)
+
+
+class Job:
+    def __init__(self, block):
+        self.b = block
+        self.st = block.st
+        self.store = block.store
+        self.hold = False
+        self._trial_task = None
+
+    @property
+    def fw(self):
+        return self.b.fw
+
+    # ---------------------------------------------------------------- trial of a new bundle
+    def trial_boot(self):
+        """A start of the bundle being tried: counted; too many without an Accepted
+        BootNotification and the pointer goes back to the previous bundle."""
+        s = self.b.slots
+        if not getattr(self.st.board, "slot_counted", False):  # board/slot.py counted it
+            s["boots"] = (s.get("boots") or 0) + 1
+        ota = getattr(self.st.board, "ota", None)
+        if s.get("image") and ota is not None and ota.running() != s["image"]:
+            log.warn("fw", "the bootloader did not start image %s: rolled back" % s["image"])
+            s["trial"] = None
+        elif s["boots"] > MAX_TRIAL_BOOTS:
+            log.warn("fw", "bundle %s never reached an Accepted boot: rolling back"
+                     % s.get("trial_version"))
+            s["trial"] = None
+        self.store.save(SLOT_DOC, s)
+        if not s["trial"] and not self.b.pending():
+            self.b.drop_job()
+
+    def watch_trial(self):
+        self._trial_task = self.st.spawn(self._trial_timer())
+
+    async def _trial_timer(self):
+        await compat.sleep_ms(TRIAL_S * 1000)
+        s = self.b.slots
+        if s.get("trial"):
+            log.warn("fw", "no Accepted BootNotification in %d s: rolling back" % TRIAL_S)
+            s["trial"] = None
+            self.store.save(SLOT_DOC, s)
+            self.st.reboot("FirmwareUpdate")
+
+    def commit(self):
+        """The new bundle's BootNotification was Accepted: it becomes the active one."""
+        s = self.b.slots
+        ota = getattr(self.st.board, "ota", None)
+        if ota is not None and s.get("image"):
+            ota.confirm()  # ESP32: cancel the bootloader's rollback
+        s["active"] = s["trial"]
+        s["version"] = s.get("trial_version")
+        s["trial"] = None
+        s["boots"] = 0
+        self.store.save(SLOT_DOC, s)
+        t, self._trial_task = self._trial_task, None
+        if t is not None:
+            t.cancel()
+        if self.b.pending():
+            self.installed()
+        else:
+            self.b.drop_job()
+
+    def resume(self):
+        """At start-up: an update the power cut or reboot interrupted."""
+        fw = self.fw
+        if fw.get("st") == "InstallRebooting":
+            # the reboot happened, no trial is running: it was committed or rolled back
+            if fw.get("slot") and self.b.slots.get("active") == fw.get("slot"):
+                self.installed()
+            else:
+                self._end("InstallationFailed", "the new bundle did not start")
+            return
+        self.b.task = self.st.spawn(self._run())
+
+    def installed(self):
+        self._end("Installed")
+        self.st.security_event("FirmwareUpdated", "version %s" % (self.b.slots.get("version"),))
+
+    def _inactive(self):
+        cur = self.b.slots.get("active")
+        return SLOTS[1] if cur == SLOTS[0] else SLOTS[0]
+
+    # ---------------------------------------------------------------- status
+    def _report(self, status):
+        fw = self.fw
+        log.info("fw", "request %s: %s" % (fw["id"], status))
+        try:
+            self.st.queue.put("FirmwareStatusNotification", {"status": status, "requestId": fw["id"]})
+        except Exception as e:  # outbox full: the document still says where we are
+            log.exc("fw", "cannot queue FirmwareStatusNotification %s" % status, e)
+        fw["st"] = status
+        self.store.save(DOC, fw)
+
+    def _end(self, status, why=None):
+        if why:
+            log.warn("fw", "request %s: %s" % (self.fw["id"], why))
+        self._report(status)
+        self.b.fw = {"id": self.fw["id"], "st": status}  # what TriggerMessage repeats
+        self.store.save(DOC, self.b.fw)
+        for name in (DL, CERT):
+            self.store.remove(name)
+        self._release()
+        self.b.drop_job()
+        if status != "Installed" and self.st.idle():
+            self.st.emit("idle")
+
+    def _release(self):
+        if self.hold:
+            self.hold = False
+            self.st.emit("firmware_hold", False)
+
+    def _hold(self):
+        if not self.hold:
+            self.hold = True
+            self.st.emit("firmware_hold", True)
+
+    # ---------------------------------------------------------------- L01 request
+    def request(self, p):
+        f = p["firmware"]
+        cert, sig = f.get("signingCertificate"), f.get("signature")
+        if not cert or not sig:
+            # TC_L_18: a station with secure firmware update takes no unsigned firmware
+            return _status("Rejected", "InvalidValue", "signingCertificate and signature required")
+        try:
+            rt = compat.parse_iso8601(f["retrieveDateTime"])
+            it = compat.parse_iso8601(f["installDateTime"]) if f.get("installDateTime") else None
+        except ValueError:
+            return _status("Rejected", "InvalidValue", "unreadable date")
+        had = _loaded()
+        try:
+            why = self._check_cert(cert)
+        finally:
+            _drop_lazy(had)
+        if why:
+            log.warn("fw", "UpdateFirmware %s: signing certificate refused: %s" % (p["requestId"], why))
+
+            async def report():  # L01.FR.02, after the response (L01 step 3)
+                self.st.security_event("InvalidFirmwareSigningCertificate", why)
+            return _status("InvalidCertificate", "InvalidCertificate", why), report
+        running = self.b.task is not None and not self.b.task.done()
+        if running and self.fw.get("st") == "InstallRebooting":
+            return _status("Rejected", "Unspecified", "installed, rebooting")  # L01.FR.27
+        if running:
+            self.b.task.cancel()  # L01.FR.24
+            self._release()
+            log.info("fw", "request %s canceled by request %s" % (self.fw["id"], p["requestId"]))
+        old = self.b.task if running else None
+        had = _loaded()
+        try:
+            from firmware.cert_store import write_file
+            write_file(self.store, CERT, cert)
+        finally:
+            _drop_lazy(had)
+        self.b.fw = {"id": p["requestId"], "loc": f["location"], "rt": rt, "it": it,
+                   "retries": p.get("retries"), "interval": p.get("retryInterval"),
+                   "sig": sig, "st": None, "tries": 0, "inst": 0}
+        self.store.save(DOC, self.fw)  # before the response: a power cut keeps the request
+
+        async def start():
+            while old is not None and not old.done():
+                await compat.sleep_ms(10)  # the canceled task has let go of the download
+            self.store.remove(DL)
+            self.b.task = self.st.spawn(self._run())
+        return {"status": "AcceptedCanceled" if running else "Accepted"}, start
+
+    def _check_cert(self, pem):
+        from firmware import cert_store, fw_bundle
+        roots = []
+        for e in cert_store.load(self.store)["certs"]:
+            if e[1] == "ManufacturerRootCertificate":
+                t = cert_store.read_file(self.store, cert_store.cert_name(e[0]))
+                if t:
+                    roots.append(t)
+        return fw_bundle.check_signing_cert(pem, roots, compat.now())
+
+    # ---------------------------------------------------------------- the update
+    async def _run(self):
+        try:
+            await self._steps()
+        except MemoryError:
+            raise
+        except Exception as e:
+            log.exc("fw", "firmware update failed", e)
+            if self.fw and self.fw.get("st") not in ENDS:
+                self._end("InstallationFailed", "%s" % (e,))
+
+    async def _steps(self):
+        fw = self.fw
+        if fw["st"] in _DOWNLOAD:
+            if not await self._download():
+                return
+        if fw["st"] in ("Downloaded",):
+            if not await self._verify():
+                return
+        while True:
+            await self._wait_install()
+            self._hold()
+            if not self._tx_busy():
+                break  # no session started between the wait and the hold (L01.FR.33)
+        await self._install()
+
+    async def _sleep_until(self, t):
+        while True:
+            wait = t - compat.now()
+            if wait <= 0:
+                return
+            await compat.sleep_ms(int(min(wait, 3600) * 1000) + 20)  # bounded: ESP32 small ints
+
+    async def _download(self):
+        fw = self.fw
+        if fw["rt"] > compat.now():
+            if fw["st"] != "DownloadScheduled":
+                self._report("DownloadScheduled")  # L01.FR.13
+            await self._sleep_until(fw["rt"])
+        retries = fw["retries"] if fw.get("retries") is not None else DEFAULT_RETRIES
+        interval = fw["interval"] if fw.get("interval") is not None else DEFAULT_RETRY_S
+        while True:
+            if fw["st"] != "Downloading":
+                self._report("Downloading")
+            had = _loaded()
+            try:
+                from firmware import http_client
+                size = await http_client.download(fw["loc"], self.store.path(DL),
+                                                  cafile=self.st.ca_file(), resume=True,
+                                                  timeout_ms=DOWNLOAD_TIMEOUT_MS)
+                log.info("fw", "downloaded %d bytes" % size)
+                break
+            except MemoryError:
+                raise
+            except Exception as e:  # HttpError, OSError, a timeout (not a cancel)
+                fw["tries"] = fw.get("tries", 0) + 1
+                self.store.save(DOC, fw)
+                if fw["tries"] > retries:
+                    self._end("DownloadFailed", "download: %s" % (e,))  # L01.FR.30
+                    return False
+                log.warn("fw", "download failed (%d/%d): %s; retry in %d s"
+                         % (fw["tries"], retries + 1, e, interval))
+                if isinstance(e, ValueError):
+                    self.store.remove(DL)  # not resumable (e.g. a changed file)
+            finally:
+                _drop_lazy(had)
+            await compat.sleep_ms(int(interval * 1000))
+        self._report("Downloaded")
+        return True
+
+    async def _verify(self):
+        fw = self.fw
+        had = _loaded()
+        try:
+            from firmware import fw_bundle
+            from firmware.cert_store import read_file
+            digest = await fw_bundle.file_sha256(self.store.path(DL))
+            cert = read_file(self.store, CERT)
+            ok = cert is not None and fw_bundle.signature_ok(cert, fw["sig"], digest)
+        finally:
+            _drop_lazy(had)
+        if not ok:
+            self._end("InvalidSignature", "signature does not match the downloaded file")
+            self.st.security_event("InvalidFirmwareSignature",
+                                   "request %s, %s" % (fw["id"], fw["loc"][:120]))  # L01.FR.03
+            return False
+        self._report("SignatureVerified")
+        return True
+
+    def _tx_busy(self):
+        tx = self.st.blocks.get("transactions")
+        return tx is not None and not tx.idle()
+
+    async def _wait_install(self):
+        fw = self.fw
+        it = fw.get("it")
+        if it is not None and it > compat.now():
+            if fw["st"] != "InstallScheduled":
+                self._report("InstallScheduled")  # L01.FR.16
+            await self._sleep_until(it)
+        if self._tx_busy():
+            if fw["st"] != "InstallScheduled":
+                self._report("InstallScheduled")  # L01.FR.34
+            if not self.st.dm.get("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate"):
+                self._hold()  # L01.FR.07
+            while self._tx_busy():  # L01.FR.06
+                await compat.sleep_ms(500)
+
+    async def _install(self):
+        fw = self.fw
+        self._hold()
+        fw["inst"] = fw.get("inst", 0) + 1
+        if fw["inst"] > MAX_INSTALL_ATTEMPTS:
+            self._end("InstallationFailed", "installation was cut %d times" % (fw["inst"] - 1))
+            return
+        self._report("Installing")
+        slot = self._inactive()
+        had = _loaded()
+        image = False
+        try:
+            from firmware import fw_bundle
+            try:
+                m = await fw_bundle.unpack(self.store.path(DL), self.store.path(slot))
+                if m.get("kind") == "esp32-image":
+                    ota = getattr(self.st.board, "ota", None)
+                    if ota is None:
+                        raise OSError("this board has no OTA partition for an esp32-image")
+                    image = await ota.write(self.store.path(DL), m)  # its partition
+            except fw_bundle.VerifyError as e:
+                fw_bundle.remove_tree(self.store.path(slot))
+                self._end("InstallVerificationFailed", "%s" % (e,))  # L01.FR.29
+                return
+            except OSError as e:
+                fw_bundle.remove_tree(self.store.path(slot))
+                self._end("InstallationFailed", "%s" % (e,))
+                return
+        finally:
+            _drop_lazy(had)
+        s = self.b.slots
+        s["trial"] = slot
+        s["trial_version"] = m["version"]
+        s["boots"] = 0
+        s["image"] = image
+        self.store.save(SLOT_DOC, s)  # the switch
+        fw["slot"] = slot
+        self.store.remove(DL)
+        self._report("InstallRebooting")  # L01.FR.15 / L01.FR.32 (a)
+        if image:
+            self.st.board.ota.activate()
+        # let the status leave before the reboot (it is in the outbox either way)
+        for _ in range(50):
+            if self.st.queue.idle() or not self.st.online():
+                break
+            await compat.sleep_ms(100)
+        self.b.drop_job()  # the new bundle's start finishes the update (Installed)
+        self.st.reboot("FirmwareUpdate")
