@@ -28,6 +28,11 @@ import sys
 MAGIC = b"PYFW1 "
 
 
+# `tools build` artefacts that are not code for a slot: the ROMFS image (written to its own
+# partition by `tools deploy --romfs`) and the freezing manifest
+NOT_BUNDLED = ("romfs.img", "manifest.py")
+
+
 def collect(sources, named=()):
     """[(bundle name, path)] of the files to bundle, in a stable order."""
     out = []
@@ -36,6 +41,8 @@ def collect(sources, named=()):
             for root, dirs, files in os.walk(src):
                 dirs.sort()
                 for f in sorted(files):
+                    if root == src and f in NOT_BUNDLED:
+                        continue
                     p = os.path.join(root, f)
                     out.append((os.path.relpath(p, src).replace(os.sep, "/"), p))
         elif os.path.isfile(src):
@@ -189,8 +196,11 @@ def main(argv=None):
         files, kind = collect(a.sources, a.name), "app"
     if not files:
         ap.error("nothing to bundle: give directories, files, --name or --esp32-image")
-    key = load_key(a.key, a.password)
-    check_pair(key, a.cert)
+    try:
+        key = load_key(a.key, a.password)
+        check_pair(key, a.cert)
+    except (OSError, ValueError, TypeError) as e:   # a missing file, not PEM, a bad password
+        raise SystemExit("tools sign: cannot use --key %s / --cert %s: %s" % (a.key, a.cert, e))
     m = write_bundle(a.out, files, a.version, kind)
     sig = sign_file(key, a.out, a.pkcs1v15)
     with open(a.out + ".sig", "w") as f:
