@@ -381,7 +381,14 @@ def main(argv=None):
     if args["stations"] is not None:
         from host import fleet
         return compat.run(fleet.fleet_main(args, Simulator, StdinLines(), _write))
-    return compat.run(console_main(args))
+    try:
+        return compat.run(console_main(args))
+    except MemoryError:
+        # the heap is too small for the station even to start (its console or first task):
+        # said once, and the exit a supervisor restarts on, instead of a traceback
+        compat.collect()
+        log.error("sim", "out of memory while starting: exit %d" % REBOOT_EXIT)
+        return REBOOT_EXIT
 
 
 if __name__ == "__main__":
