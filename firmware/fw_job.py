@@ -13,6 +13,7 @@ DEFAULT_RETRIES = 2
 DEFAULT_RETRY_S = 30
 DOWNLOAD_TIMEOUT_MS = 30000
 MAX_INSTALL_ATTEMPTS = 2  # a cut installation is redone once, then given up
+RESERVE_BYTES = 32768  # flash a download leaves free for the journals and the outbox
 _DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
 
 
@@ -61,10 +62,12 @@ class Job:
         if s.get("image") and ota is not None and ota.running() != s["image"]:
             log.warn("fw", "the bootloader did not start image %s: rolled back" % s["image"])
             s["trial"] = None
+            s["image"] = None
         elif s["boots"] > MAX_TRIAL_BOOTS:
             log.warn("fw", "bundle %s never reached an Accepted boot: rolling back"
                      % s.get("trial_version"))
             s["trial"] = None
+            s["image"] = None
         self.store.save(SLOT_DOC, s)
         if not s["trial"] and not self.b.pending():
             self.b.drop_job()
@@ -77,7 +80,14 @@ class Job:
         s = self.b.slots
         if s.get("trial"):
             log.warn("fw", "no Accepted BootNotification in %d s: rolling back" % TRIAL_S)
+            # a session charging offline meanwhile ends first: the rollback reboot opens
+            # the relays, it must not cut a car off
+            while self._tx_busy() and s.get("trial"):
+                await compat.sleep_ms(10000)
+            if not s.get("trial"):
+                return  # accepted while the session ran
             s["trial"] = None
+            s["image"] = None
             self.store.save(SLOT_DOC, s)
             self.st.reboot("FirmwareUpdate")
 
@@ -134,11 +144,11 @@ class Job:
     def _end(self, status, why=None):
         if why:
             log.warn("fw", "request %s: %s" % (self.fw["id"], why))
+        for name in (DL, CERT):  # first: on a full flash the saves below need the room
+            self.store.remove(name)
         self._report(status)
         self.b.fw = {"id": self.fw["id"], "st": status}  # what TriggerMessage repeats
         self.store.save(DOC, self.b.fw)
-        for name in (DL, CERT):
-            self.store.remove(name)
         self._release()
         self.b.drop_job()
         if status != "Installed" and self.st.idle():
@@ -177,6 +187,11 @@ class Job:
             async def report():  # L01.FR.02, after the response (L01 step 3)
                 self.st.security_event("InvalidFirmwareSigningCertificate", why)
             return _status("InvalidCertificate", "InvalidCertificate", why), report
+        if self.b.slots.get("trial"):
+            # a new bundle is being tried (not Accepted yet): installing now would overwrite
+            # the slot the old code runs from if it rolls back, and the commit would report
+            # this request Installed
+            return _status("Rejected", "Unspecified", "a new firmware is on trial")
         running = self.b.task is not None and not self.b.task.done()
         if running and self.fw.get("st") == "InstallRebooting":
             return _status("Rejected", "Unspecified", "installed, rebooting")  # L01.FR.27
@@ -237,6 +252,7 @@ class Job:
             self._hold()
             if not self._tx_busy():
                 break  # no session started between the wait and the hold (L01.FR.33)
+            self._release()  # a session started meanwhile: free EVSEs as the setting says
         await self._install()
 
     async def _sleep_until(self, t):
@@ -255,21 +271,30 @@ class Job:
         retries = fw["retries"] if fw.get("retries") is not None else DEFAULT_RETRIES
         interval = fw["interval"] if fw.get("interval") is not None else DEFAULT_RETRY_S
         while True:
+            if fw.get("tries", 0) > retries:
+                # the last attempt never came back (out of memory: a reboot): counted before
+                # it started, so repeated reboots end the update instead of looping
+                self._end("DownloadFailed", "download: %d attempts" % fw["tries"])
+                return False
             if fw["st"] != "Downloading":
                 self._report("Downloading")
+            fw["tries"] = fw.get("tries", 0) + 1
+            self.store.save(DOC, fw)
             had = _loaded()
             try:
                 from firmware import http_client
                 size = await http_client.download(fw["loc"], self.store.path(DL),
                                                   cafile=self.st.ca_file(), resume=True,
-                                                  timeout_ms=DOWNLOAD_TIMEOUT_MS)
+                                                  timeout_ms=DOWNLOAD_TIMEOUT_MS,
+                                                  max_bytes=self._room())
                 log.info("fw", "downloaded %d bytes" % size)
                 break
             except MemoryError:
                 raise
             except Exception as e:  # HttpError, OSError, a timeout (not a cancel)
-                fw["tries"] = fw.get("tries", 0) + 1
-                self.store.save(DOC, fw)
+                if type(e).__name__ == "HttpTooLarge":
+                    self._end("DownloadFailed", "download: %s" % (e,))  # retrying cannot help
+                    return False
                 if fw["tries"] > retries:
                     self._end("DownloadFailed", "download: %s" % (e,))  # L01.FR.30
                     return False
@@ -279,12 +304,17 @@ class Job:
                     self.store.remove(DL)  # not resumable (e.g. a changed file)
             finally:
                 _drop_lazy(had)
-            await compat.sleep_ms(int(interval * 1000))
+            await self._sleep_until(compat.now() + interval)
         self._report("Downloaded")
         return True
 
     async def _verify(self):
         fw = self.fw
+        fw["ver"] = fw.get("ver", 0) + 1
+        if fw["ver"] > MAX_INSTALL_ATTEMPTS:  # the check itself never finished (out of memory)
+            self._end("InvalidSignature", "the signature check did not complete")
+            return False
+        self.store.save(DOC, fw)
         had = _loaded()
         try:
             from firmware import fw_bundle
@@ -301,6 +331,24 @@ class Job:
             return False
         self._report("SignatureVerified")
         return True
+
+    def _room(self):
+        """Bytes the download may take: half the free space of the data directory (plus what
+        an earlier attempt already wrote) less RESERVE_BYTES, which stays for the transaction
+        journal and the outbox; half, because the installation unpacks a copy of it into the
+        slot. None where the runtime cannot tell."""
+        import os
+        try:
+            v = os.statvfs(self.store.dir)
+            free = v[0] * v[4]
+        except (AttributeError, OSError, IndexError):
+            return None
+        have = 0
+        try:
+            have = os.stat(self.store.path(DL))[6]
+        except OSError:
+            pass
+        return max(0, (free + have - RESERVE_BYTES) // 2)
 
     def _tx_busy(self):
         tx = self.st.blocks.get("transactions")

@@ -44,6 +44,10 @@ class HttpBadResponse(HttpError):
     """The server's answer is not well-formed HTTP (a protocol mismatch, not a refusal)."""
 
 
+class HttpTooLarge(HttpError):
+    """The body is larger than the caller allows (max_bytes): retrying will not help."""
+
+
 # ---------------------------------------------------------------- URL
 def _unquote(s):
     """Percent-decoding of the user:pass part of a URL."""
@@ -328,11 +332,20 @@ def _range_start(cr):
 
 
 async def download(url, path, cafile=None, resume=True, timeout_ms=30000, max_redirects=5,
-                   progress=None):
+                   progress=None, max_bytes=None):
     """GET `url` into the file `path`; returns the bytes in the file. With `resume` and a
     partial `path` from an earlier attempt, asks for the rest (Range) and appends on 206,
     restarts on 200. A truncated body raises HttpError and leaves what arrived in the file
-    for the next attempt."""
+    for the next attempt. A file that is or would grow larger than max_bytes raises
+    HttpTooLarge (after at most one chunk): a download must not fill the flash."""
+    if max_bytes is not None:
+        user = progress
+
+        def progress(got, total):
+            if got > max_bytes or (total is not None and total > max_bytes):
+                raise HttpTooLarge("larger than the %d bytes there is room for" % max_bytes, None)
+            if user is not None:
+                user(got, total)
     redirects = 0
     while True:
         have = _file_size(path) if resume else -1
