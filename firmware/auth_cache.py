@@ -147,11 +147,9 @@ class AuthCache:
         there was none."""
         if self.entries.pop(key, None) is None:
             return False
-        if self._jlines >= self.max:
-            self.flush(force=True)
-        else:
-            self.store.append(JOURNAL, [self.gen, key, None])
-            self._jlines += 1
+        # a new snapshot, not a tombstone in the journal: the old snapshot still held the
+        # customer's record (hashed key, status, last use), which a clear must not leave
+        self.flush(force=True)
         return True
 
     def _evict(self):

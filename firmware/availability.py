@@ -28,9 +28,9 @@ class Block:
         self.sent = {}           # evse id -> last status the CSMS acknowledged
         self._lost_ms = None     # when the connection dropped
         self._out = compat.Queue()
-        self._queued = 0         # StatusNotifications queued or being sent
+        self._queued = 0         # StatusNotifications queued so far (a running count)
+        self._done = 0           # ... of which sent (or failed)
         self._settled = compat.asyncio.Event()
-        self._settled.set()
         # {"cs": station Operative, "off": EVSE ids Inoperative, "coff": EVSE ids whose
         # connector is Inoperative}
         self.doc = station.store.load(DOC) or {"cs": True, "off": [], "coff": []}
@@ -167,16 +167,19 @@ class Block:
 
     def _queue(self, item):
         self._queued += 1
-        self._settled.clear()
         self._out.put_nowait(item)
 
     async def settled(self):
-        """Returns once every StatusNotification queued so far has been sent (or failed).
-        The outbox waits for it before each message, so a pilot change's Occupied reaches
-        the CSMS before the TransactionEvent the same change queued after it (E02/E03): the
-        two go out through different tasks, and the outbox's could take the CALL lock first
-        while this sender still waited for the reply to the previous status."""
-        await self._settled.wait()
+        """Returns once every StatusNotification queued before the call has been sent (or
+        failed); later ones are not waited for, so a flapping connector cannot hold the
+        outbox back. The outbox waits for it before each message, so a pilot change's
+        Occupied reaches the CSMS before the TransactionEvent the same change queued after it
+        (E02/E03): the two go out through different tasks, and the outbox's could take the
+        CALL lock first while this sender still waited for the reply to the previous status."""
+        target = self._queued
+        while self._done < target:
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _sender(self):
         """One at a time, in order of change; offline items are dropped (B04 resends)."""
@@ -192,9 +195,8 @@ class Block:
                 # this task must go on: the outbox waits for the statuses it has queued
                 log.exc("avail", "StatusNotification", e)
             finally:
-                self._queued -= 1
-                if not self._queued:
-                    self._settled.set()
+                self._done += 1
+                self._settled.set()
 
     async def send_status(self, evse, connector_id=1, status=None, timestamp=None):
         status = status or self._state(evse.id)

@@ -112,7 +112,7 @@ class Block:
         return {"status": "Accepted"}
 
     # ---------------------------------------------------------------- K05 / F01.FR.08-12
-    def remote_start_profile(self, evse_id, cp):
+    def remote_start_profile(self, evse_id, cp, rsid=None):
         """A RequestStartTransaction's chargingProfile: None when it is taken (installed now
         on a transaction already running, else when the next one starts on the EVSE), or a
         Rejected response (F01.FR.26 / K05.FR.05). Ignored when smart charging is disabled."""
@@ -130,7 +130,7 @@ class Block:
         if tx is not None:
             self.bind(evse_id, cp, tx[0])
         else:
-            self.sc._pending[evse_id] = cp
+            self.sc._pending[evse_id] = (rsid, cp)
             self.sc._release()
         return None
 

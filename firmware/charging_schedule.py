@@ -12,7 +12,8 @@
 #
 # The context of a computation, `ctx`: {"v": nominal volts per phase,
 #   "evses": {evse_id: (phases, local limit in A, active transactionId or None,
-#                       start of that transaction (unix s) or None)}}
+#                       start of that transaction (unix s) or None,
+#                       True while it has a transaction or is given energy)}}
 from array import array
 
 from firmware.compat import parse_iso8601
@@ -40,6 +41,10 @@ RECURRENCE = {"Daily": 86400, "Weekly": 604800}
 
 # A composite schedule longer than this many periods is cut (its duration says where).
 MAX_COMPOSITE_PERIODS = 128
+MAX_COMPOSITE_STEPS = 1000   # boundaries looked at per composite schedule (then cut)
+# Before this (2020-01-01) the clock is not set (an ESP32 without its time from the CSMS
+# reads 2000): no schedule can be placed, so the lowest limit any profile could give holds.
+CLOCK_VALID = 1577836800
 
 
 class Invalid(ValueError):
@@ -247,7 +252,8 @@ def _context(ctx, evse_id, t, t0):
     """(transactionId, start of Relative schedules) of an EVSE at t."""
     if evse_id == 0:
         return None, t if t0 is None else t0
-    _, _, tx, tx_start = ctx["evses"][evse_id]
+    e = ctx["evses"][evse_id]
+    tx, tx_start = e[2], e[3]
     if tx is not None and tx_start is not None:
         return tx, tx_start
     return tx, t if t0 is None else t0
@@ -267,7 +273,7 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
         if a is None:
             continue
         if evse_id and purpose == MAX:
-            a = a / _sharers(ctx, tx)
+            a = a / _sharers(ctx, evse_id)
         if lo is None or a < lo:
             lo = a
         if purpose == TXP:
@@ -277,15 +283,17 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
     return lo
 
 
-def _sharers(ctx, tx):
+def _sharers(ctx, evse_id):
     """Section 3.5: a ChargingStationMaxProfile limits all EVSEs combined. It is shared
-    equally among the EVSEs with a transaction; an EVSE without one is shown (composite) and
-    offered the share it would have if it started one now."""
+    equally among the EVSEs with a transaction or given energy (authorized before the
+    transaction starts, as with TxStartPoint EnergyTransfer); an EVSE with neither is shown
+    (composite) and offered the share it would have if it started now."""
+    evses = ctx["evses"]
     n = 0
-    for e in ctx["evses"].values():
-        if e[2] is not None:
+    for e in evses.values():
+        if e[4]:
             n += 1
-    return n if tx is not None and n else n + 1
+    return n if evses[evse_id][4] and n else n + 1
 
 
 def next_boundary(profiles, evse_id, t, ctx, t0=None):
@@ -335,7 +343,14 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
     n = 0
     t = t0
     end = t0 + duration
+    steps = 0
     while t < end:
+        steps += 1
+        if steps > MAX_COMPOSITE_STEPS:
+            # boundaries that change nothing do not fill the period list: a long duration
+            # over fine schedules must not hold the event loop for seconds on an ESP32
+            del out[n:]
+            return t - t0, out
         if evse_id:
             a = _evse_amps(profiles, evse_id, t, ctx, t0)
         else:
@@ -370,10 +385,13 @@ def context(block):
     from firmware.device_model import NOMINAL_VOLTAGE
     evses = {}
     volts = None
+    ev = block.st.blocks.get("evse")
     for e in block.st.board.evses:
         tx = block._tx.get(e.id)
         local = getattr(e, "rated_current", None) or e.max_current
-        evses[e.id] = (e.phases, float(local), tx[0] if tx else None, tx[1] if tx else None)
+        given = tx is not None or (ev is not None and ev.get(e.id).authorized)
+        evses[e.id] = (e.phases, float(local), tx[0] if tx else None, tx[1] if tx else None,
+                       given)
         # no device-model variable holds the supply's nominal voltage; a board may say it
         volts = volts or getattr(e, "nominal_voltage", None)
     return {"v": float(volts or NOMINAL_VOLTAGE), "evses": evses}
@@ -387,21 +405,40 @@ def bounds(block, evse_id):
             "units": dm.get_list(SC, "RateUnit"), "phases": phases}
 
 
-def announce(block, now=None, max_sleep_ms=300000):
+def lowest(profiles, evse_id, ctx):
+    """The lowest limit (A) any profile for this EVSE could give at some time, or None."""
+    lo = None
+    for p in profiles:
+        if not _relevant(p, evse_id, ctx["evses"][evse_id][2] if evse_id else None):
+            continue
+        b = p[PERIODS]
+        for i in range(1, len(b), 3):
+            a = amps((b[i], b[i + 1]), p, ctx["v"])
+            if evse_id and p[PURPOSE] == MAX:
+                a = a / _sharers(ctx, evse_id)
+            if lo is None or a < lo:
+                lo = a
+    return lo
+
+
+def announce(block, now=None, max_sleep_ms=300000, profiles=None):
     """Emit the profile limit of the station and of every EVSE ("charging_limit" events,
-    only where it is set or was set before); the ms until the next boundary, at most
-    max_sleep_ms."""
+    only where it is set or was set before) from `profiles` (default: all installed); the
+    ms until the next boundary, at most max_sleep_ms."""
     if now is None:
         from firmware import compat
         now = compat.now()
     t = int(now)
-    profiles = block.profiles
+    profiles = block.profiles if profiles is None else profiles
     ctx = context(block)
     sent = block._sent
     nxt = None
     for e in (0,) + tuple(block.st.board.ids):
-        lim = limit_at(profiles, e, t, ctx)
-        c = next_boundary(profiles, e, t, ctx)
+        if t < CLOCK_VALID:
+            lim, c = lowest(profiles, e, ctx), None
+        else:
+            lim = limit_at(profiles, e, t, ctx)
+            c = next_boundary(profiles, e, t, ctx)
         if c is not None and (nxt is None or c < nxt):
             nxt = c
         if lim is not None:

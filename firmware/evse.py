@@ -106,8 +106,12 @@ class Block:
         """The charging logic allows (or withdraws) energy on an EVSE; safety decides."""
         e = self._by_id.get(evse_id)
         if e is not None:
+            was = e.authorized
             e.authorized = bool(authorized)
             self._apply(e)
+            if was != e.authorized:
+                # smart charging shares a station maximum among the EVSEs given energy
+                self.st.emit("permitted", evse_id, e.authorized)
 
     def set_available(self, evse_id, available):
         e = self._by_id.get(evse_id)

@@ -75,8 +75,12 @@ def parse(url):
     auth = None
     k = url.find("://")
     if k > 0:
-        end = url.find("/", k + 3)
-        authority = url[k + 3:] if end < 0 else url[k + 3:end]
+        end = len(url)
+        for c in "/?#":  # the authority ends at the path, the query or the fragment
+            i = url.find(c, k + 3)
+            if 0 <= i < end:
+                end = i
+        authority = url[k + 3:end]
         at = authority.rfind("@")
         if at >= 0:
             cred = authority[:at]
@@ -94,8 +98,11 @@ def parse(url):
 
 def _join(base, location):
     """Absolute URL of a redirect target (absolute, scheme-relative, absolute-path or
-    relative to the current path)."""
+    relative to the current path). A redirect from https to http is refused: it would send
+    the file (or fetch the firmware) in clear text."""
     if "://" in location:
+        if base.startswith("https:") and not location.startswith("https:"):
+            raise HttpError("redirect from https to %s refused" % location.split(":", 1)[0])
         return location
     k = base.find("://")
     end = base.find("/", k + 3)
@@ -398,8 +405,11 @@ async def _body_to_file(conn, path, append, start, progress):
         if chunked:
             while True:
                 ln = await conn.line()
+                hexs = ln.split(b";", 1)[0].strip()
                 try:
-                    size = int(ln.split(b";", 1)[0].strip(), 16)
+                    if not hexs or hexs.strip(b"0123456789abcdefABCDEF"):
+                        raise ValueError  # not plain hex digits (a sign, 0x, spaces)
+                    size = int(hexs, 16)
                 except ValueError:
                     raise HttpBadResponse("bad chunk size line: %r" % (ln[:40],), conn.status)
                 if size == 0:

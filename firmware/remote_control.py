@@ -78,9 +78,9 @@ class Block:
                 return _rejected(why[0], why[1])
         cp = payload.get("chargingProfile")
         if cp is not None and "smart_charging" in st.blocks:  # F01.FR.12: without, ignored
-            blk = st.borrow("charging_profiles")
+            blk = st.borrow("charging_profiles")  # F01.FR.09/10/26
             try:
-                refused = blk.remote_start_profile(evse_id, cp)  # F01.FR.09/10/26
+                refused = blk.remote_start_profile(evse_id, cp, payload.get("remoteStartId"))
             finally:
                 st.release("charging_profiles")
             if refused is not None:

@@ -36,16 +36,26 @@ class Block:
         self.dm = station.dm
         self.profiles = []     # packed profiles (charging_schedule tuples)
         self._tx = {}          # evse id -> (transactionId, start in unix s)
-        self._pending = {}     # evse id -> TxProfile of a RequestStartTransaction (F01.FR.10)
+        self._pending = {}     # evse id -> (remoteStartId, TxProfile) of a RequestStartTransaction
         self._sent = {}        # evse id -> last limit announced
         self._wake = compat.asyncio.Event()
         self._task = None
         station.on("start", self._on_start)
         station.on("tx_started", self._on_tx_started)
         station.on("tx_ended", self._on_tx_ended)
-        station.on("clock_set", lambda jump: self.changed())
+        station.on("clock_set", self._on_clock)
+        station.on("permitted", lambda evse_id, on: self.changed())
         station.dm.on_change(self._on_var)
         self._load()
+
+    def _on_clock(self, jump):
+        # the transactions' starts were taken on the old clock: Relative schedules count
+        # from them, so they move with it (else a clock set back by minutes would put every
+        # Relative profile before its start, i.e. not limiting)
+        for e in self._tx:
+            tid, start = self._tx[e]
+            self._tx[e] = (tid, int(start + jump))
+        self.changed()
 
     def _on_var(self, component, variable, value):
         if component == SC and variable == "Enabled":
@@ -107,15 +117,18 @@ class Block:
     # ---------------------------------------------------------------- transactions
     def _on_tx_started(self, evse_id, tx):
         self._tx[evse_id] = (tx["id"], int(compat.now()))
-        cp = self._pending.pop(evse_id, None)
-        if cp is not None:
-            blk = self.st.borrow("charging_profiles")  # its checks, loaded for this
-            try:
-                blk.bind(evse_id, cp, tx["id"])
-            finally:
-                self.st.release("charging_profiles")
-        else:
-            self.changed()
+        pend = self._pending.pop(evse_id, None)
+        try:
+            # only the session its RequestStartTransaction started (F01.FR.10); another
+            # one (a card at the charger after that remote start timed out) drops it
+            if pend is not None and pend[0] == tx.get("_rsid"):
+                blk = self.st.borrow("charging_profiles")  # its checks, loaded for this
+                try:
+                    blk.bind(evse_id, pend[1], tx["id"])
+                finally:
+                    self.st.release("charging_profiles")
+        finally:
+            self.changed()  # the shares of a station maximum change, whatever bind did
 
     def _on_tx_ended(self, evse_id, tx):
         self._tx.pop(evse_id, None)
@@ -132,8 +145,15 @@ class Block:
     def apply(self, now=None):
         """Announce the limit of the station and of every EVSE; returns the ms until the
         next boundary (at most MAX_SLEEP_MS)."""
-        if self.profiles and self.enabled():
-            return self._cs().announce(self, now, MAX_SLEEP_MS)
+        if self.profiles:
+            cs = self._cs()
+            if self.enabled():
+                return cs.announce(self, now, MAX_SLEEP_MS)
+            # disabled: the CSMS's schedules stop, but not a ChargingStationMaxProfile: it
+            # is what keeps the installation within its connection (fuse)
+            keep = [p for p in self.profiles if p[cs.PURPOSE] == cs.MAX]
+            if keep:
+                return cs.announce(self, now, MAX_SLEEP_MS, keep)
         for e in self._sent:  # the last profile went (or smart charging was disabled)
             if self._sent[e] is not None:
                 self._sent[e] = None
@@ -147,9 +167,11 @@ class Block:
         while True:
             try:
                 wait = self.apply()
+            except MemoryError:
+                raise  # the station's task guard reboots: a limit that cannot be computed
             except Exception as e:
                 log.exc("smart", "limit", e)
-                wait = MAX_SLEEP_MS
+                wait = 1000  # soon again, not after MAX_SLEEP_MS with a stale limit
             self._wake.clear()
             try:
                 await compat.wait_for_ms(self._wake.wait(), wait + 20 if wait else 0)

@@ -332,6 +332,7 @@ class Block:
             tok = pend["token"]
             tx["token"], tx["info"], tx["auth"] = tok, pend["info"], True
             tx["rsid"] = pend.get("rsid")
+            tx["_rsid"] = tx["rsid"]  # rsid is cleared once reported; this stays (smart charging)
             tx["_auth_ms"] = pend["ms"]
         self.tx[evse_id] = tx
         mv = self._mv()

@@ -153,20 +153,79 @@ def test_K_offline_tx_default_profile_applies_to_a_transaction_started_offline(c
         proxy.stop()
 
 
-def test_K01_Enabled_false_lifts_the_profile_limits_at_once_and_true_restores_them(csms, station):
+def test_K01_Enabled_false_lifts_the_csms_schedules_at_once_but_keeps_the_station_maximum(
+        csms, station):
+    """SmartChargingCtrlr.Enabled=false: the TxDefaultProfile stops limiting at once, the
+    ChargingStationMaxProfile (the installation's connection limit) stays; new profiles are
+    refused (NotEnabled); true again restores the schedules."""
     st = boot(csms, station)
     _charging(csms, st)
-    assert csms.call(st.identity, "SetChargingProfile", _max_profile(14, 10.0))["status"] \
+    assert csms.call(st.identity, "SetChargingProfile", _max_profile(14, 20.0))["status"] \
         == "Accepted"
+    tx_default = {"evseId": 1, "chargingProfile": {
+        "id": 16, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [{"id": 16, "chargingRateUnit": "A",
+                              "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}]}}
+    assert csms.call(st.identity, "SetChargingProfile", tx_default)["status"] == "Accepted"
     st.wait_status(lambda s: _offered(s) == 10, 5, "10 A")
-    r = csms.call(st.identity, "SetVariables", {"setVariableData": [{
-        "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
-        "attributeValue": "false"}]})
-    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted", r
-    st.wait_status(lambda s: _offered(s) == 32, 5, "no profile limit")
+
+    def enabled(value):
+        r = csms.call(st.identity, "SetVariables", {"setVariableData": [{
+            "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
+            "attributeValue": value}]})
+        assert r["setVariableResult"][0]["attributeStatus"] == "Accepted", r
+    enabled("false")
+    st.wait_status(lambda s: _offered(s) == 20, 5, "only the station maximum")
     r = csms.call(st.identity, "SetChargingProfile", _max_profile(15, 8.0))
     assert r["status"] == "Rejected" and r["statusInfo"]["reasonCode"] == "NotEnabled", r
-    csms.call(st.identity, "SetVariables", {"setVariableData": [{
-        "component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"},
-        "attributeValue": "true"}]})
+    enabled("true")
     st.wait_status(lambda s: _offered(s) == 10, 5, "10 A again")
+
+def _relative_tx_profile(pid, amps):
+    return {"id": pid, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": [{"id": pid, "chargingRateUnit": "A", "duration": 7200,
+                                  "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}]}]}
+
+
+def _remote_start(csms, st, rsid, cp):
+    return csms.call(st.identity, "RequestStartTransaction", {
+        "idToken": {"idToken": "AABBCCDD", "type": "ISO14443"}, "remoteStartId": rsid,
+        "evseId": 1, "chargingProfile": cp})
+
+
+def test_K01_a_relative_profile_keeps_limiting_when_the_csms_sets_the_clock_back(csms, station):
+    """Relative schedules count from the transaction's start; the CSMS correcting a clock
+    that ran 5 minutes fast must not put the whole schedule before that start."""
+    st = boot(csms, station)
+    st.cmd("plug 1")
+    assert _remote_start(csms, st, 21, _relative_tx_profile(40, 6.0))["status"] == "Accepted"
+    st.wait_status(lambda s: s["evses"][0]["transaction"] and _offered(s) == 6, 10, "6 A")
+    import datetime
+    back = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=300))
+    csms.csms.responders["Heartbeat"] = lambda cp, p: {
+        "currentTime": back.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    n = len(csms.csms.calls("Heartbeat", st.identity))
+    csms.call(st.identity, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+    csms.wait_for(lambda: len(csms.csms.calls("Heartbeat", st.identity)) > n, 5, "Heartbeat")
+    # a marker round trip: the clock is adopted and the limits recomputed before it answers
+    st.status()
+    assert _offered(st.status()) == 6, st.status()
+
+
+def test_F01_FR_10_an_unused_remote_start_profile_is_not_given_to_the_next_session(csms, station):
+    """The remote start's card never comes to the charger (no cable: EVConnectionTimeOut);
+    the next session, started with a card at the charger, must not inherit its TxProfile."""
+    st = boot(csms, station, "TxCtrlr.EVConnectionTimeOut=1", "TxCtrlr.TxStartPoint=PowerPathClosed")
+    assert _remote_start(csms, st, 22, _relative_tx_profile(41, 6.0))["status"] == "Accepted"
+    st.wait_status(lambda s: s["evses"][0]["authorized"], 10, "remote start authorized")
+    st.wait_status(lambda s: not s["evses"][0]["authorized"], 10, "remote start timed out")
+    st.cmd("plug 1")
+    st.cmd("tap 11223344")
+    wait_event(csms, st, lambda e: e["transactionInfo"].get("chargingState") == "Charging",
+               "Charging")
+    s = st.status()
+    assert _offered(s) == 32, s
+    r = csms.call(st.identity, "GetChargingProfiles", {"requestId": 5, "chargingProfile": {}})
+    assert r["status"] == "NoProfiles", r

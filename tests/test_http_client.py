@@ -486,3 +486,14 @@ def test_http_client_compiles_with_mpy_cross(tmp_path):
                             os.path.join(ROOT, "firmware", mod + ".py")],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_url_authority_ends_at_the_query_and_https_redirects_never_go_to_http():
+    from firmware import http_client as hc
+    secure, host, port, path, auth = hc.parse("http://files.example:8080/a?x=y@b/")
+    assert (host, port, auth) == ("files.example", 8080, None) and path.startswith("/a?x=y@b")
+    assert hc.parse("http://u:p@h.example/f")[4] is not None
+    assert hc._join("http://a.example/x/f", "http://b.example/g") == "http://b.example/g"
+    with pytest.raises(hc.HttpError):
+        hc._join("https://a.example/f", "http://a.example/f")
+    assert hc._join("https://a.example/x/f", "g") == "https://a.example/x/g"

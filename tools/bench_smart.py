@@ -55,7 +55,7 @@ def raw():
                                               {"startPeriod": 7200, "limit": 22000.0}]}]}))
     return out
 LIM = {"stack": 10, "periods": 24, "units": ("A", "W"), "phases": (3,)}
-CTX = {"v": 230.0, "evses": {1: (3, 32.0, None, None)}}
+CTX = {"v": 230.0, "evses": {1: (3, 32.0, None, None, False)}}
 stack = raw()
 def build():
     return [cs.compile_profile(e, p, LIM) for e, p in stack]
