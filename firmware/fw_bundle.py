@@ -24,6 +24,7 @@ from firmware.storage import fs, sync
 
 MAGIC = b"PYFW1 "
 MAX_MANIFEST = 16384
+MAX_VERSION = 50  # BootNotificationRequest chargingStation.firmwareVersion maxLength
 MAX_FILES = 256
 MAX_NAME = 128
 CHUNK = 1024
@@ -132,6 +133,10 @@ def read_manifest(path):
     if not isinstance(m, dict) or not isinstance(m.get("files"), list) or \
             not isinstance(m.get("version"), str) or not m["version"]:
         raise VerifyError("manifest lacks version or files")
+    if len(m["version"]) > MAX_VERSION:
+        # BootNotification's firmwareVersion takes 50: a longer one would make the new
+        # bundle's boot a FormatViolation, never Accepted, and roll it back
+        raise VerifyError("version longer than %d characters" % MAX_VERSION)
     if m.get("kind", "app") not in ("app", "esp32-image"):
         raise VerifyError("unknown bundle kind %r" % (m.get("kind"),))
     files = m["files"]

@@ -70,11 +70,33 @@ def manifest(files, version, kind="app"):
     return {"version": version, "kind": kind, "files": entries}
 
 
+def refuse_what_the_station_refuses(files, version):
+    """The station's own limits (firmware/fw_bundle.py), checked here: a bundle past them
+    would be signed and served, and only fail on the station after its download."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from firmware import fw_bundle as fb
+    bad = [n for n, _ in files if not fb.safe_name(n)]
+    if bad:
+        raise SystemExit("tools sign: names the station refuses (letters, digits, . _ - /, at "
+                         "most %d characters, no manifest.json): %s" % (fb.MAX_NAME, ", ".join(bad[:5])))
+    if len(files) > fb.MAX_FILES:
+        raise SystemExit("tools sign: %d files, the station takes at most %d" % (len(files), fb.MAX_FILES))
+    if len(version) > fb.MAX_VERSION:
+        raise SystemExit("tools sign: --version is at most %d characters (BootNotification)"
+                         % fb.MAX_VERSION)
+    return fb.MAX_MANIFEST
+
+
 def write_bundle(out, files, version, kind="app"):
     """Write the bundle to `out`; returns its manifest."""
     m = manifest(files, version, kind)
+    line = json.dumps(m, separators=(",", ":")).encode()
+    limit = refuse_what_the_station_refuses(files, version)
+    if len(line) > limit:
+        raise SystemExit("tools sign: the manifest is %d bytes, the station reads at most %d"
+                         % (len(line), limit))
     with open(out, "wb") as f:
-        f.write(MAGIC + json.dumps(m, separators=(",", ":")).encode() + b"\n")
+        f.write(MAGIC + line + b"\n")
         for _, path in files:
             with open(path, "rb") as src:
                 f.write(src.read())
@@ -196,6 +218,7 @@ def main(argv=None):
         files, kind = collect(a.sources, a.name), "app"
     if not files:
         ap.error("nothing to bundle: give directories, files, --name or --esp32-image")
+    refuse_what_the_station_refuses(files, a.version)
     try:
         key = load_key(a.key, a.password)
         check_pair(key, a.cert)
