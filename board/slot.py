@@ -29,33 +29,46 @@ def select(data_dir=None, purge=True):
     import sys
     d = (data_dir or _config_data_dir()).rstrip("/")
     p = d + "/" + POINTER
-    try:
-        with open(p) as f:
-            s = json.load(f)
-    except (OSError, ValueError):
-        return None
+    s = None
+    for cand in (p, p + ".tmp"):  # as the station's Store reads it: a cut rewrite leaves .tmp
+        try:
+            with open(cand) as f:
+                s = json.load(f)
+            break
+        except (OSError, ValueError):
+            continue
     if not isinstance(s, dict):
         return None
     if s.get("trial"):
         s["boots"] = (s.get("boots") or 0) + 1
         if s["boots"] > MAX_TRIAL_BOOTS:
             s["trial"] = None
+            s["image"] = None
         with open(p + ".tmp", "w") as f:
             f.write(json.dumps(s))
         try:
             os.rename(p + ".tmp", p)
-        except OSError:
-            os.remove(p)
+        except OSError:  # a filesystem that does not rename over a file
+            try:
+                os.remove(p)
+            except OSError:
+                pass
             os.rename(p + ".tmp", p)
         counted = True
-    slot = s.get("trial") or s.get("active")
-    if not slot or s.get("image"):
-        return None  # the factory code, or an ESP32 image (the bootloader switched it)
-    path = d + "/" + slot
-    try:
-        os.stat(path + "/manifest.json")  # written last: the slot is complete
-    except OSError:
-        return None
+    if s.get("image"):
+        return None  # an ESP32 image: the bootloader switched it
+    path = None
+    for slot in (s.get("trial"), s.get("active")):   # an unusable trial: the active one
+        if not slot:
+            continue
+        try:
+            os.stat(d + "/" + slot + "/manifest.json")  # written last: the slot is complete
+            path = d + "/" + slot
+            break
+        except OSError:
+            continue
+    if path is None:
+        return None  # the factory code
     if path not in sys.path:
         sys.path.insert(0, path)
     # modules boot.py imported before (board.config, this one) come again from the slot

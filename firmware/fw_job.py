@@ -113,6 +113,16 @@ class Job:
     def resume(self):
         """At start-up: an update the power cut or reboot interrupted."""
         fw = self.fw
+        if fw.get("slot") and fw.get("st") == "Installing":
+            # the slot is saved just before the switch. No trial runs now (resume is not
+            # called during one): the pointer naming it as active means the new bundle was
+            # tried and committed and a second cut came before its Installed; otherwise the
+            # switch did not happen (or was rolled back) and the installation runs again
+            # (without the download, which goes after the switch, it ends InstallationFailed)
+            if self.b.slots.get("active") == fw["slot"]:
+                self.installed()
+                return
+            fw["slot"] = None
         if fw.get("st") == "InstallRebooting":
             # the reboot happened, no trial is running: it was committed or rolled back
             if fw.get("slot") and self.b.slots.get("active") == fw.get("slot"):
@@ -399,17 +409,24 @@ class Job:
                 return
         finally:
             _drop_lazy(had)
+        if image:
+            try:
+                # before the switch: if the bootloader refuses the image, the pointer and the
+                # slots are as they were and the update ends InstallationFailed
+                self.st.board.ota.activate()
+            except OSError as e:
+                self._end("InstallationFailed", "set_boot: %s" % (e,))
+                return
+        fw["slot"] = slot
+        self.store.save(DOC, fw)  # which slot before the switch: resume() can tell it happened
         s = self.b.slots
         s["trial"] = slot
         s["trial_version"] = m["version"]
         s["boots"] = 0
         s["image"] = image
         self.store.save(SLOT_DOC, s)  # the switch
-        fw["slot"] = slot
         self.store.remove(DL)
         self._report("InstallRebooting")  # L01.FR.15 / L01.FR.32 (a)
-        if image:
-            self.st.board.ota.activate()
         # let the status leave before the reboot (it is in the outbox either way)
         for _ in range(50):
             if self.st.queue.idle() or not self.st.online():
