@@ -108,7 +108,10 @@ class Block:
         if p[cs.PURPOSE] == cs.TXP and cp.get("transactionId") != p[cs.TX]:
             cp = dict(cp)
             cp["transactionId"] = p[cs.TX]
-        self._install(evse_id, cp, p)  # K01.FR.07: re-evaluated at once
+        try:
+            self._install(evse_id, cp, p)  # K01.FR.07: re-evaluated at once
+        except OSError as e:  # the data directory refused it: not installed (K01.FR.27)
+            return _rejected("OutOfStorage", "profile not saved: %s" % (e,))
         return {"status": "Accepted"}
 
     # ---------------------------------------------------------------- K05 / F01.FR.08-12

@@ -213,12 +213,22 @@ def next_change(p, t, rel):
 
 
 # ---------------------------------------------------------------- composite per EVSE
-def amps(v, p, volts):
-    """A period value in A per phase (K01.FR.50/51; numberPhases 3 when absent, K01.FR.49)."""
+def amps(v, p, volts, phases=3):
+    """A period value in A per phase (K01.FR.50/51; numberPhases 3 when absent, K01.FR.49,
+    but never more phases than the EVSE has: a 1-phase EVSE takes a W limit on its one
+    phase, K01.FR.45)."""
     lim = v[0] / 10
     if p[UNIT_W]:
-        return lim / (volts * (v[1] or 3))
+        n = v[1] or 3
+        return lim / (volts * (phases if phases < n else n))
     return lim
+
+
+def _phases(ctx, evse_id):
+    evses = ctx["evses"]
+    if evse_id:
+        return evses[evse_id][0]
+    return max([evses[e][0] for e in evses] or [3])
 
 
 def _relevant(p, evse_id, tx):
@@ -233,7 +243,7 @@ def _relevant(p, evse_id, tx):
     return e == 0 or e == evse_id  # K01.FR.14/15: a TxDefaultProfile on 0 applies to all
 
 
-def _leading(profiles, t, purpose, evse_id, tx, rel, volts):
+def _leading(profiles, t, purpose, evse_id, tx, rel, volts, phases=3):
     """K01.FR.17: of the profiles of one purpose for this EVSE, the one with the highest
     stackLevel that has a period in force at t; its limit in A, or None."""
     best = None
@@ -245,7 +255,7 @@ def _leading(profiles, t, purpose, evse_id, tx, rel, volts):
         v = value(p, t, rel)
         if v is not None:
             best, best_v = p, v
-    return None if best is None else amps(best_v, best, volts)
+    return None if best is None else amps(best_v, best, volts, phases)
 
 
 def _context(ctx, evse_id, t, t0):
@@ -269,7 +279,7 @@ def limit_at(profiles, evse_id, t, ctx, t0=None):
     for purpose in (MAX, EXT, TXP, TXDEF):
         if purpose == TXDEF and evse_id == 0:
             break
-        a = _leading(profiles, t, purpose, evse_id, tx, rel, volts)
+        a = _leading(profiles, t, purpose, evse_id, tx, rel, volts, _phases(ctx, evse_id))
         if a is None:
             continue
         if evse_id and purpose == MAX:
@@ -333,10 +343,7 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
     (A x volts x phases) when unit_w. Neighbours with the same limit are merged; at most
     MAX_COMPOSITE_PERIODS periods (the duration is then cut where the last one ends)."""
     evses = ctx["evses"]
-    if evse_id:
-        phases = evses[evse_id][0]
-    else:
-        phases = max([evses[e][0] for e in evses] or [3])
+    phases = _phases(ctx, evse_id)
     # allocated whole before the computation's garbage fragments the heap: grown by
     # appends, the list needed a 1 KB block at the end that a 100 KB heap no longer had
     out = [None] * MAX_COMPOSITE_PERIODS
@@ -413,7 +420,7 @@ def lowest(profiles, evse_id, ctx):
             continue
         b = p[PERIODS]
         for i in range(1, len(b), 3):
-            a = amps((b[i], b[i + 1]), p, ctx["v"])
+            a = amps((b[i], b[i + 1]), p, ctx["v"], _phases(ctx, evse_id))
             if evse_id and p[PURPOSE] == MAX:
                 a = a / _sharers(ctx, evse_id)
             if lo is None or a < lo:

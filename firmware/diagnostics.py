@@ -39,7 +39,10 @@ class Block:
         # the diagnostics log on flash (firmware.log), uploaded by GetLog (firmware.get_log);
         # a board may give its cap in bytes (log_bytes), else log.FILE_TOTAL
         log.open_file(station.store.dir, getattr(station.board, "log_bytes", log.FILE_TOTAL))
-        station.store.remove("getlog.tmp")  # an upload's copy a power cut left behind
+        import os
+        for n in os.listdir(station.store.dir):  # upload copies a power cut left behind
+            if n.startswith("getlog.tmp"):
+                station.store.remove(n)
         self.pending = []
         self._wake = compat.asyncio.Event()
         d = station.store.load(DOC) or {}

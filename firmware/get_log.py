@@ -119,7 +119,8 @@ class Block:
     async def _run(self, up, job):
         kind, paths, url, name, oldest, latest, retries, interval = job
         st = self.st
-        tmp = st.store.path(TMP)
+        # one copy per request: a cancelled upload's clean-up must not remove the next one's
+        tmp = st.store.path("%s.%d" % (TMP, up.id))
         status = "UploadFailure"
         try:
             await self._notify("Uploading", up.id)  # N01.FR.08
@@ -258,6 +259,9 @@ async def _extract(paths, kind, tmp, oldest, latest, header):
             with f:
                 k = 0
                 for ln in f:
+                    k += 1
+                    if k % _YIELD_LINES == 0:
+                        await compat.sleep_ms(0)  # per line read: a narrow range scans all
                     if not ln.endswith(b"\n"):
                         break  # torn last line
                     if not _inside(_stamp(kind, ln), oldest, latest):
@@ -268,9 +272,6 @@ async def _extract(paths, kind, tmp, oldest, latest, header):
                             continue
                     out.write(ln)
                     n += 1
-                    k += 1
-                    if k % _YIELD_LINES == 0:
-                        await compat.sleep_ms(0)
     return n
 
 
