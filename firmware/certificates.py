@@ -17,6 +17,7 @@
 # --cafile while none is installed) and replaces it; the replaced root stays as fallback until
 # the station has connected with the new one (M05.FR.09..14, fallback in station.py).
 from firmware import cert_store, log, compat
+from firmware.rpc import status_info
 from firmware.cert_store import CSMS
 
 SEC = "SecurityCtrlr"
@@ -28,14 +29,7 @@ _CAFILE_BYTES = 12288  # an installer's CA bundle: a few roots
 UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
 
-def _status(status, reason=None, info=None):
-    r = {"status": status}
-    if reason:
-        si = {"reasonCode": reason}
-        if info:
-            si["additionalInfo"] = str(info)[:512]
-        r["statusInfo"] = si
-    return r
+_status = status_info
 
 
 def _triple(h):

@@ -5,14 +5,12 @@
 # holds only the checks (K01 rules, stack-level conflicts, the device-model bounds), the
 # reports and the answers.
 from firmware import compat, log
+from firmware.rpc import status_info
 from firmware.smart_charging import SC, CSO, doc_name
 
 
 def _rejected(reason, info=None):
-    si = {"reasonCode": reason}
-    if info:
-        si["additionalInfo"] = info[:512]
-    return {"status": "Rejected", "statusInfo": si}
+    return status_info("Rejected", reason, info)
 
 
 

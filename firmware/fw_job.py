@@ -2,6 +2,7 @@
 # download, signature check, installation and the status reports, loaded only while an
 # update is in progress. State lives in the block (fw, slots) and in the data directory.
 from firmware import compat, log
+from firmware.rpc import status_info
 from firmware.firmware_update import DOC, SLOT_DOC, SLOTS, ENDS, JOB_MODULES
 
 MAX_TRIAL_BOOTS = 3
@@ -17,14 +18,7 @@ RESERVE_BYTES = 32768  # flash a download leaves free for the journals and the o
 _DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
 
 
-def _status(status, reason=None, info=None):
-    r = {"status": status}
-    if reason:
-        si = {"reasonCode": reason}
-        if info:
-            si["additionalInfo"] = str(info)[:512]
-        r["statusInfo"] = si
-    return r
+_status = status_info
 
 
 def _loaded():

@@ -7,17 +7,14 @@
 #
 # The block is loaded on demand (see station.ON_DEMAND): it keeps no state between requests.
 from firmware import compat, log
-from firmware.rpc import CallError, Offline
+from firmware.rpc import CallError, Offline, status_info
 from firmware.hal import NoLock
 
 UNLOCK_WAIT_MS = 1000  # how long a sensed lock may take to report "open"
 
 
 def _rejected(reason, info=None):
-    si = {"reasonCode": reason}
-    if info:
-        si["additionalInfo"] = info
-    return {"status": "Rejected", "statusInfo": si}
+    return status_info("Rejected", reason, info)
 
 
 class Block:

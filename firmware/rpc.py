@@ -13,6 +13,18 @@ import json
 
 from firmware import compat, log
 
+
+def status_info(status, reason=None, info=None):
+    """A response {"status": ...} with statusInfo (reasonCode, additionalInfo cut to the
+    schemas' 512 characters) when a reason is given: the blocks' one way to refuse."""
+    r = {"status": status}
+    if reason:
+        si = {"reasonCode": reason}
+        if info:
+            si["additionalInfo"] = str(info)[:512]
+        r["statusInfo"] = si
+    return r
+
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
