@@ -148,7 +148,7 @@ class Job:
     def _end(self, status, why=None):
         if why:
             log.warn("fw", "request %s: %s" % (self.fw["id"], why))
-        for name in (DL, CERT):  # first: on a full flash the saves below need the room
+        for name in (DL, DL + ".v", CERT):  # first: on a full flash the saves need the room
             self.store.remove(name)
         self._report(status)
         self.b.fw = {"id": self.fw["id"], "st": status}  # what TriggerMessage repeats
@@ -304,8 +304,8 @@ class Job:
                     return False
                 log.warn("fw", "download failed (%d/%d): %s; retry in %d s"
                          % (fw["tries"], retries + 1, e, interval))
-                if isinstance(e, ValueError):
-                    self.store.remove(DL)  # not resumable (e.g. a changed file)
+                if type(e).__name__ == "HttpBadResponse":
+                    self.store.remove(DL)  # not resumable: the next attempt starts over
             finally:
                 _drop_lazy(had)
             await self._sleep_until(compat.now() + interval)

