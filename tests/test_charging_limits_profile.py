@@ -29,24 +29,26 @@ def _offered(s):
 
 
 def test_K01_SetChargingProfile_sets_the_offer_and_ClearChargingProfile_restores_it(csms, station):
+    # (waits of 15 s: failed once in a full local run on a loaded machine, not reproduced
+    # in 14 runs; they are "eventually" waits, nothing is timed)
     st = boot(csms, station)
     _charging(csms, st)
     assert _offered(st.status()) == 32
     r = csms.call(st.identity, "SetChargingProfile", _max_profile(11, 10.0))
     assert r["status"] == "Accepted"
-    s = st.wait_status(lambda s: _offered(s) == 10, 5, "offer 10 A")
+    s = st.wait_status(lambda s: _offered(s) == 10, 15, "offer 10 A")
     assert s["evses"][0]["relay"]
     r = csms.call(st.identity, "SetChargingProfile", _max_profile(11, 4.0))   # replaces id 11
     assert r["status"] == "Accepted"
     u = wait_event(csms, st, lambda e: e["transactionInfo"].get("chargingState") == "SuspendedEVSE",
-                   "SuspendedEVSE")
+                   "SuspendedEVSE", 15)
     assert u["triggerReason"] == "ChargingStateChanged"
-    st.wait_status(lambda s: _offered(s) == 0, 5, "no PWM")
+    st.wait_status(lambda s: _offered(s) == 0, 15, "no PWM")
     r = csms.call(st.identity, "ClearChargingProfile", {"chargingProfileId": 11})
     assert r["status"] == "Accepted"
-    st.wait_status(lambda s: _offered(s) == 32 and s["evses"][0]["relay"], 5, "maximum again")
+    st.wait_status(lambda s: _offered(s) == 32 and s["evses"][0]["relay"], 15, "maximum again")
     wait_event(csms, st, lambda e: e["transactionInfo"].get("chargingState") == "Charging"
-               and e["triggerReason"] == "ChargingStateChanged", "Charging again")
+               and e["triggerReason"] == "ChargingStateChanged", "Charging again", 15)
 
 
 def test_profile_and_console_limit_the_lower_wins(csms, station):
