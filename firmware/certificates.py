@@ -29,9 +29,6 @@ _CAFILE_BYTES = 12288  # an installer's CA bundle: a few roots
 UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
 
-_status = status_info
-
-
 def _triple(h):
     return [h["issuerNameHash"].lower(), h["issuerKeyHash"].lower(),
             h["serialNumber"].lower().lstrip("0") or "0"]
@@ -115,26 +112,26 @@ class Block:
                 raise x509.Invalid(why)
         except x509.Invalid as e:
             log.warn("certs", "InstallCertificate %s rejected: %s" % (ctype, e))
-            return _status("Rejected", "InvalidCertificate", e)
+            return status_info("Rejected", "InvalidCertificate", e)
         store = self.st.store
         try:
             idx = cert_store.load(store)
             check = ctype == CSMS and self.st.dm.get(SEC, "AdditionalRootCertificateCheck")
             signer = self._signer(idx, cert) if check else None
             if isinstance(signer, str):
-                return _status("Rejected", "InvalidCertificate", signer)
+                return status_info("Rejected", "InvalidCertificate", signer)
             if signer is not None:
                 issuer = signer[1]
             elif cert.self_issued():
                 try:
                     x509.verify_signed_by(cert, cert)
                 except x509.Invalid as e:
-                    return _status("Rejected", "InvalidCertificate", "self-signature: %s" % (e,))
+                    return status_info("Rejected", "InvalidCertificate", "self-signature: %s" % (e,))
                 issuer = cert
             else:
                 issuer = self._issuer(idx, cert)
                 if issuer is None:
-                    return _status("Rejected", "InvalidCertificate", "issuer not installed")
+                    return status_info("Rejected", "InvalidCertificate", "issuer not installed")
             triple = _triple(x509.hash_data(cert, issuer, "SHA256"))
             # M05.FR.17: the same certificate again replaces the installed one
             certs = [e for e in idx["certs"] if not (e[1] == ctype and e[2] == triple)]
@@ -155,13 +152,13 @@ class Block:
                     c = signer[1]
                     add.append((c, CSMS, _triple(x509.hash_data(c, c, "SHA256")), 1))
             if len(certs) + len(add) > self._max():
-                return _status("Rejected", "OutOfStorage",
+                return status_info("Rejected", "OutOfStorage",
                                "CertificateEntries maxLimit %d reached" % self._max())
             n = idx.get("next", 1)
             for c, t, h, fb in add:
                 text = cert_store.pem(c.der)
                 if len(text) > cert_store.MAX_CERT_BYTES:
-                    return _status("Rejected", "TooLargeElement")
+                    return status_info("Rejected", "TooLargeElement")
                 cert_store.write_file(store, cert_store.cert_name(n), text)
                 certs.append([n, t, h, fb])
                 n += 1
@@ -171,7 +168,7 @@ class Block:
             cert_store.save(store, idx)
         except OSError as e:
             log.warn("certs", "InstallCertificate failed: %s" % (e,))
-            return _status("Failed", "OutOfStorage", e)
+            return status_info("Failed", "OutOfStorage", e)
         self._changed("%s installed, serial %s%s" % (
             ctype, triple[2], " (the old root is kept as fallback)" if signer else ""))
         return {"status": "Accepted"}
@@ -233,7 +230,7 @@ class Block:
                 for b in self.st.blocks.values():
                     f = getattr(b, "owns_certificate", None)
                     if f is not None and f(hd):
-                        return _status("Failed", "Unspecified", "the Charging Station certificate")
+                        return status_info("Failed", "Unspecified", "the Charging Station certificate")
                 return {"status": "NotFound"}
             e = hit[0]
             rest = [x for x in idx["certs"] if x is not e]
@@ -243,14 +240,14 @@ class Block:
                     rest = [[x[0], x[1], x[2], 0] if x in fb else x for x in rest]
                 elif (self.st.dm.get(SEC, "SecurityProfile") or 0) >= 2:
                     # M04.FR.03: the last CSMS root of a TLS station would cut it off
-                    return _status("Failed", "Unspecified",
+                    return status_info("Failed", "Unspecified",
                                    "the last CSMSRootCertificate is in use")
             idx["certs"] = rest
             idx["gone"] = list(idx.get("gone") or []) + [e[0]]
             cert_store.save(store, idx)
         except OSError as err:
             log.warn("certs", "DeleteCertificate failed: %s" % (err,))
-            return _status("Failed", "InternalError", err)
+            return status_info("Failed", "InternalError", err)
         self._changed("%s deleted, serial %s" % (e[1], e[2][2]))
         return {"status": "Accepted"}
 

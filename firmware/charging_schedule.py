@@ -384,7 +384,6 @@ def composite(profiles, evse_id, t0, duration, unit_w, ctx):
 
 
 # ---------------------------------------------------------------- the station's side
-SC = "SmartChargingCtrlr"
 
 
 def context(block):
@@ -406,6 +405,7 @@ def context(block):
 
 def bounds(block, evse_id):
     """compile_profile's limits for a profile sent for evse_id, from the device model."""
+    from firmware.smart_charging import SC  # resident already
     dm = block.dm
     phases = [e.phases for e in block.st.board.evses if evse_id == 0 or e.id == evse_id]
     return {"stack": dm.get(SC, "ProfileStackLevel"), "periods": dm.get(SC, "PeriodsPerSchedule"),
@@ -415,14 +415,17 @@ def bounds(block, evse_id):
 def lowest(profiles, evse_id, ctx):
     """The lowest limit (A) any profile for this EVSE could give at some time, or None."""
     lo = None
+    tx = ctx["evses"][evse_id][2] if evse_id else None
+    phases = _phases(ctx, evse_id)
+    share = _sharers(ctx, evse_id) if evse_id else 1
     for p in profiles:
-        if not _relevant(p, evse_id, ctx["evses"][evse_id][2] if evse_id else None):
+        if not _relevant(p, evse_id, tx):
             continue
         b = p[PERIODS]
         for i in range(1, len(b), 3):
-            a = amps((b[i], b[i + 1]), p, ctx["v"], _phases(ctx, evse_id))
+            a = amps((b[i], b[i + 1]), p, ctx["v"], phases)
             if evse_id and p[PURPOSE] == MAX:
-                a = a / _sharers(ctx, evse_id)
+                a = a / share
             if lo is None or a < lo:
                 lo = a
     return lo

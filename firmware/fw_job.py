@@ -18,9 +18,6 @@ RESERVE_BYTES = 32768  # flash a download leaves free for the journals and the o
 _DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
 
 
-_status = status_info
-
-
 def _loaded():
     import sys
     return [m for m in JOB_MODULES if m in sys.modules]
@@ -174,12 +171,12 @@ class Job:
         cert, sig = f.get("signingCertificate"), f.get("signature")
         if not cert or not sig:
             # TC_L_18: a station with secure firmware update takes no unsigned firmware
-            return _status("Rejected", "InvalidValue", "signingCertificate and signature required")
+            return status_info("Rejected", "InvalidValue", "signingCertificate and signature required")
         try:
             rt = compat.parse_iso8601(f["retrieveDateTime"])
             it = compat.parse_iso8601(f["installDateTime"]) if f.get("installDateTime") else None
         except ValueError:
-            return _status("Rejected", "InvalidValue", "unreadable date")
+            return status_info("Rejected", "InvalidValue", "unreadable date")
         had = _loaded()
         try:
             why = self._check_cert(cert)
@@ -190,15 +187,15 @@ class Job:
 
             async def report():  # L01.FR.02, after the response (L01 step 3)
                 self.st.security_event("InvalidFirmwareSigningCertificate", why)
-            return _status("InvalidCertificate", "InvalidCertificate", why), report
+            return status_info("InvalidCertificate", "InvalidCertificate", why), report
         if self.b.slots.get("trial"):
             # a new bundle is being tried (not Accepted yet): installing now would overwrite
             # the slot the old code runs from if it rolls back, and the commit would report
             # this request Installed
-            return _status("Rejected", "Unspecified", "a new firmware is on trial")
+            return status_info("Rejected", "Unspecified", "a new firmware is on trial")
         running = self.b.task is not None and not self.b.task.done()
         if running and self.fw.get("st") == "InstallRebooting":
-            return _status("Rejected", "Unspecified", "installed, rebooting")  # L01.FR.27
+            return status_info("Rejected", "Unspecified", "installed, rebooting")  # L01.FR.27
         if running:
             self.b.task.cancel()  # L01.FR.24
             self._release()

@@ -487,8 +487,7 @@ class Station:
     # ---------------------------------------------------------------- life cycle
     async def run(self):
         self.running = True
-        if log.owners is not None:
-            log.own(compat.current_task(), self.identity)
+        log.own(compat.current_task(), self.identity)  # fleet mode only: names its log lines
         try:
             self.emit("start")
         except MemoryError:

@@ -59,14 +59,24 @@ class Handler(BaseHTTPRequestHandler):
         assert r.startswith("bytes=") and r.endswith("-"), r
         return int(r[6:-1])
 
-    def _full_or_range(self):
+    def _full_or_range(self, body=BODY):
         start = self._range()
         if start is None:
-            return self._send(200, BODY)
-        if start >= len(BODY):
-            return self._send(416, b"", [("Content-Range", "bytes */%d" % len(BODY))])
-        self._send(206, BODY[start:], [("Content-Range", "bytes %d-%d/%d"
-                                        % (start, len(BODY) - 1, len(BODY)))])
+            return self._send(200, body)
+        if start >= len(body):
+            return self._send(416, b"", [("Content-Range", "bytes */%d" % len(body))])
+        self._send(206, body[start:], [("Content-Range", "bytes %d-%d/%d"
+                                        % (start, len(body) - 1, len(body)))])
+
+    def _cut(self):
+        """Announce all of BODY, send CUT_AT bytes of it, hang up."""
+        self.st.cut_served += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY[:CUT_AT])
+        self.wfile.flush()
+        self.close_connection = True
 
     def do_GET(self):
         self.st.requests.append(("GET", self.path, dict(self.headers)))
@@ -107,32 +117,11 @@ class Handler(BaseHTTPRequestHandler):
         if p == "/loop":
             return self._send(302, b"", [("Location", "/loop")])
         if p == "/cut":
-            start = self._range()
-            if start is None:  # announce everything, send a part, hang up
-                self.st.cut_served += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(BODY)))
-                self.end_headers()
-                self.wfile.write(BODY[:CUT_AT])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            return self._full_or_range()
+            return self._cut() if self._range() is None else self._full_or_range()
         if p == "/changing":  # cut after CUT_AT bytes of BODY; then the file is another one
-            start = self._range()
-            if start is None and not self.st.cut_served:
-                self.st.cut_served += 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(BODY)))
-                self.end_headers()
-                self.wfile.write(BODY[:CUT_AT])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            if start is None:
-                return self._send(200, NEW_BODY)
-            return self._send(206, NEW_BODY[start:], [("Content-Range", "bytes %d-%d/%d"
-                                                       % (start, len(NEW_BODY) - 1, len(NEW_BODY)))])
+            if self._range() is None and not self.st.cut_served:
+                return self._cut()
+            return self._full_or_range(NEW_BODY)
         if p == "/slow":  # trickles the body, well within the client's timeout
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY)))
