@@ -85,6 +85,7 @@ def board_status(args=None):
 
 def add_board_command(console):
     console.commands["board"] = board_status
+    console.commands["quit"] = _no_quit
 
 
 async def start_network(cfg):
@@ -154,7 +155,6 @@ async def _run(board, cfg, stepper, station_factory, console_reader):
         try:
             from firmware.console import Console
             console = Console(station)
-            console.commands["quit"] = _no_quit
             ctx["console"] = console
             compat.create_task(console_task(console, console_reader))
         except ImportError as e:

@@ -1,6 +1,6 @@
-# `help CMD` for the console's core commands (firmware/console.py); imported for the
+# `help CMD` for the console's core commands (firmware/console_cmds.py); imported for the
 # question and dropped, so the table takes no heap between questions. Other layers add
-# theirs to Console.syntax.
+# theirs to Commands.syntax.
 SYNTAX = {
     "help": "help [COMMAND]",
     "status": "status",

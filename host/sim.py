@@ -14,7 +14,7 @@ import json
 from firmware import compat, log, safety
 from firmware.hal import FAULT_NAMES, PILOT_STATES
 from firmware.station import Station
-from firmware.console import Console, ConsoleError, parse_var, reply_json
+from firmware.console import Console, ConsoleError, reply_json
 from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
@@ -100,6 +100,20 @@ def parse_args(argv):
 def apply_settings(station, settings):
     """--set is installer configuration: like SetVariables (type, range and value checks),
     but read-only values (e.g. OCPPCommCtrlr.MessageTimeout[Default]) may be set too."""
+    if not settings:
+        return
+    # the name parser is the console's: borrowed for the boot, left loaded only if a
+    # console (another station of a fleet) has it loaded
+    was = "firmware.console_cmds" in sys.modules
+    from firmware.console_cmds import parse_var
+    try:
+        _apply_settings(station, settings, parse_var)
+    finally:
+        if not was:
+            compat.unload("firmware.console_cmds")
+
+
+def _apply_settings(station, settings, parse_var):
     for s in settings:
         if "=" not in s:
             raise ConsoleError("--set expects Component.Variable=VALUE, got %r" % s)
@@ -241,8 +255,11 @@ class Simulator:
             apply_settings(st, a["set"])
         self.boots += 1
         self.station = st
+        # the commands load and drop with each console session: the simulator's are added
+        # at every load, like the blocks' and the board's
+        board = self.board
+        st.on("console", lambda c: add_sim_commands(c, board))
         self.console = Console(st)
-        add_sim_commands(self.console, self.board)
         return st
 
     async def run(self):
