@@ -5,9 +5,8 @@
 # lives here: the `quit` flag, the `mem watch` sampler. Layers that add commands listen to
 # the station's "console" event, which every load emits again.
 import json
-import sys
 
-from firmware import compat
+from firmware import compat, log
 
 CMDS = "firmware.console_cmds"
 LINGER_MS = 5000   # for a station without linger_ms (tests' stand-ins)
@@ -34,45 +33,28 @@ class Console:
         self.st = station
         self.quit = False
         self.cmds = None      # the loaded command table (console_cmds.Commands) or None
-        self.fresh = False    # cmds was loaded for the line being handled
-        self.brought = ()     # the modules that loading cmds imported
         self._busy = 0        # lines in progress: the commands stay loaded meanwhile
         self._last = 0        # ticks_ms when the last line ended
         self._timer = False
 
     async def handle(self, line):
         c = self.cmds
-        self.fresh = c is None
         if c is None:
-            c = self._load()
+            from firmware import console_cmds
+            c = self.cmds = console_cmds.Commands(self)
+            log.debug("console", "commands loaded")
         self._busy += 1
         try:
             return await c.handle(line)
         finally:
             self._busy -= 1
             self._last = compat.ticks_ms()
-            self._linger()
-
-    def loaded(self):
-        return self.cmds is not None
-
-    def _load(self):
-        before = set(sys.modules)
-        from firmware import console_cmds
-        self.brought = [m for m in sys.modules if m not in before]
-        before = None
-        self.cmds = console_cmds.Commands(self)
-        return self.cmds
-
-    def _linger(self):
-        if self._busy or self.cmds is None:
-            return
-        if getattr(self.st, "linger_ms", LINGER_MS) <= 0:
-            self.drop()
-        elif not self._timer:
-            self._timer = True
-            spawn = getattr(self.st, "spawn", None) or compat.create_task
-            spawn(self._drop_later())
+            if self._busy == 0 and self.cmds is not None and not self._timer:
+                if getattr(self.st, "linger_ms", LINGER_MS) <= 0:
+                    self.drop()
+                else:
+                    self._timer = True
+                    (getattr(self.st, "spawn", None) or compat.create_task)(self._drop_later())
 
     async def _drop_later(self):
         try:
@@ -94,8 +76,8 @@ class Console:
     def drop(self):
         """Forget the commands (the next line loads them again)."""
         self.cmds = None
-        self.brought = ()
         compat.unload(CMDS)
+        log.debug("console", "commands dropped")
 
 
 # `mem watch MS`: a sampler that collects every MS ms and keeps the largest live heap it saw

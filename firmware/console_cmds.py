@@ -45,7 +45,7 @@ def _split_instance(s):
 
 class Commands:
     def __init__(self, console):
-        self.console = console   # the resident front-end: its quit flag, what this load brought
+        self.console = console   # the resident front-end: its quit flag
         self.st = station = console.st
         self.commands = {
             "help": self._help,
@@ -204,12 +204,10 @@ class Commands:
         return r
 
     def _modules(self, args):
-        # what was loaded when the line arrived: the command code this line loaded is not
-        # what an idle station holds
+        # the station's modules: not this one, which is loaded only while the console is used
+        # (asking would always find it)
         import sys
-        c = self.console
-        drop = c.brought if c.fresh else ()
-        return {"modules": sorted(m for m in sys.modules if m not in drop)}
+        return {"modules": sorted(m for m in sys.modules if m != __name__)}
 
     def _trace(self, args):
         if args not in (["on"], ["off"]):

@@ -8,59 +8,61 @@ import time
 from firmware.station import ON_DEMAND_LINGER_MS
 from tests.harness import ROOT, interpreter
 
-CMDS = "firmware.console_cmds"
 
 
-def _booted(csms, station):
-    st = station()
-    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
-    return st
+LOADED, DROPPED = "[console] commands loaded", "[console] commands dropped"
 
 
-def _modules(st):
-    r = st.cmd("modules")
-    assert r["ok"], r
-    return r["modules"]
+def _loads(st):
+    """(loads, drops) of the console's commands so far, from the station's debug log."""
+    with open(st.log_path, errors="replace") as f:
+        text = f.read()
+    return text.count(LOADED), text.count(DROPPED)
 
 
 def _two_lines_within_the_linger(st):
-    """`modules` twice; their replies must come within one linger of each other (a loaded
-    machine can be slower: then the pair is asked again, nothing is timed here)."""
+    """Two lines whose replies come within one linger of each other (a loaded machine can be
+    slower: then the pair is asked again once the commands were dropped; nothing is timed)."""
     for _ in range(5):
+        before = _loads(st)
         t0 = time.time()
-        first = _modules(st)
-        second = _modules(st)
+        first = st.cmd("modules")
+        second = st.cmd("status")
         if (time.time() - t0) * 1000 < ON_DEMAND_LINGER_MS * 0.8:
-            return first, second
-        time.sleep(ON_DEMAND_LINGER_MS / 1000 + 1)
+            return before, first, second
+        wait_loads(st, lambda n: n[0] == n[1], "dropped")
     raise AssertionError("no two console replies came within one linger")
 
 
-def _after_a_linger(st):
-    """`modules` after a pause longer than the linger (asked again if the drop came late)."""
-    for _ in range(4):
-        time.sleep(ON_DEMAND_LINGER_MS / 1000 + 1)
-        mods = _modules(st)
-        if CMDS not in mods:
-            return mods
-    return mods
+def wait_loads(st, pred, what, timeout=30):
+    t0 = time.time()
+    while not pred(_loads(st)):
+        if time.time() - t0 > timeout:
+            raise AssertionError("console commands not %s: %r" % (what, _loads(st)))
+        time.sleep(0.2)   # reads the log file only: no console line, which would load them
 
 
 def test_console_commands_load_on_the_first_line_and_drop_after_the_linger(csms, station, target):
-    st = _booted(csms, station)
-    first, second = _two_lines_within_the_linger(st)
-    # `modules` lists what was loaded when its line arrived: after boot, the front-end only
-    assert "firmware.console" in first and CMDS not in first, first
-    # the first line loaded the commands and they linger: the next line finds them
-    assert CMDS in second, second
+    st = station(args=["--verbose"])
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    # after boot: the front-end only, the commands were never loaded
+    assert _loads(st) == (0, 0)
+    before, first, second = _two_lines_within_the_linger(st)
+    assert first["ok"] and second["ok"], (first, second)
+    # the first line loaded the commands, the second found them lingering
+    assert _loads(st) == (before[0] + 1, before[1]), (before, _loads(st))
+    # `modules` lists the station's modules: the front-end, not the console's own commands
+    assert "firmware.console" in first["modules"], first
+    assert "firmware.console_cmds" not in first["modules"], first
     assert st.cmd("mem watch 50")["ok"]
-    # no input for longer than the linger: dropped, and the next line loads them again
-    mods = _after_a_linger(st)
-    assert CMDS not in mods, mods
+    # no input for longer than the linger: dropped
+    wait_loads(st, lambda n: n[0] == n[1] >= 1, "dropped")
+    n = _loads(st)
     # the sampler and its peak outlived the drop (they live in the resident front-end);
     # CPython reports no heap figures
     r = st.cmd("mem")
     assert r["ok"], r
+    assert _loads(st) == (n[0] + 1, n[1])   # loaded again for this line
     if target == "micropython":
         assert isinstance(r["live_max"], int) and r["live_max"] > 0, r
         assert isinstance(r["peak"], int) and r["peak"] >= r["alloc"], r
@@ -71,10 +73,12 @@ def test_console_commands_load_on_the_first_line_and_drop_after_the_linger(csms,
         assert name in r["commands"], (name, r)
     assert st.cmd("help auth")["usage"] == "auth TOKEN [TYPE] [EVSE]"
     assert st.cmd("help plug")["usage"] == "plug N"
+    wait_loads(st, lambda n: n[0] == n[1] >= 2, "dropped again")
     r = st.cmd("auth 04A1B2C3")   # authorization's command: asks the CSMS (Authorize)
     assert r["ok"] and r["idTokenInfo"]["status"] == "Accepted", r
     assert csms.csms.calls("Authorize", st.identity)
     # `quit` after a reload still ends the simulator (its flag is the front-end's)
+    wait_loads(st, lambda n: n[0] == n[1] >= 3, "dropped after auth")
     assert st.cmd("quit") == {"ok": True, "bye": True}
     st.proc.wait(10)
     assert st.proc.returncode == 0
