@@ -179,24 +179,6 @@ class Block:
                         st.release("station_cert")
             await compat.sleep_ms(int(wait * 1000))
 
-    def owns_certificate(self, hash_data):
-        """M04.FR.06, asked by the certificates block: hash_data (CertificateHashDataType)
-        names the Charging Station certificate, which DeleteCertificate must not remove.
-        Matched on serialNumber and issuerNameHash (both from the leaf alone)."""
-        from firmware import client_cert
-        pair = client_cert.current(self.st.store)
-        if pair is None:
-            return False
-        from firmware import x509
-        try:
-            with open(pair[0]) as f:
-                cert = x509.Cert(x509.pem_blocks(f.read(x509.MAX_DER * 2))[0])
-            mine = x509.hash_data(cert, cert, hash_data.get("hashAlgorithm") or "SHA256")
-        except (OSError, ValueError):
-            return False
-        serial = (hash_data.get("serialNumber") or "").lower().lstrip("0") or "0"
-        return mine["serialNumber"] == serial and mine["issuerNameHash"] == (hash_data.get("issuerNameHash") or "").lower()
-
     # ---------------------------------------------------------------- events
     def event(self, kind, tech_info=None):
         ts = compat.iso8601()
