@@ -1,6 +1,7 @@
 # Authorization block (OCPP 2.0.1 C01-C06, C09-C16, D01, D02): decides whether an idToken may
 # charge, from the Local Authorization List, the Authorization Cache and Authorize requests;
-# GroupId and Master Pass stop rules; ClearCache, SendLocalList, GetLocalListVersion.
+# GroupId and Master Pass stop rules. ClearCache, SendLocalList and GetLocalListVersion are
+# answered by firmware.auth_requests, loaded on demand; the cache and the list live here.
 #
 # Tokens are compared case-insensitively (part 2 C 1.1) and stored only as a truncated SHA-256
 # of "type:TOKEN" (C10.FR.12), which is also a bounded-size key.
@@ -45,10 +46,6 @@ class Block:
         self.list = _local_list(station.store, False)
         self.last_source = None  # where the last authorize() decision came from (console/tests)
         self.authorize_requests = 0
-        r = station.rpc
-        r.register("ClearCache", self._on_clear_cache)
-        r.register("SendLocalList", self._on_send_local_list)
-        r.register("GetLocalListVersion", self._on_get_local_list_version)
         self.dm.provide(LIST, "Entries", lambda e, c: self.list.count)
         self.dm.provide(LIST, "Storage", lambda e, c: self.list.size())
         self.dm.provide("AuthCacheCtrlr", "Storage", lambda e, c: self.cache.storage_bytes())
@@ -184,62 +181,6 @@ class Block:
             return True, self._use(tok, info, source)
         info = await self.authorize(tok)
         return self.stop_allowed(start_token, start_info, tok, info), info
-
-    # ---------------------------------------------------------------- CSMS requests
-    def _on_clear_cache(self, payload):
-        if not self.cache_enabled():
-            return {"status": "Rejected"}  # C11.FR.04
-        try:
-            self.cache.clear()
-        except OSError as e:
-            log.warn("auth", "ClearCache failed: %s" % (e,))
-            return {"status": "Rejected"}  # C11.FR.05
-        return {"status": "Accepted"}
-
-    def _on_get_local_list_version(self, payload):
-        # D02.FR.01-03: 0 when disabled or never sent.
-        return {"versionNumber": self.list.version if self.list_enabled() else 0}
-
-    def _on_send_local_list(self, payload):
-        items = payload.get("localAuthorizationList") or []
-        limit = self.dm.get(LIST, "ItemsPerMessage")
-        if limit and len(items) > limit:
-            raise CallError("OccurrenceConstraintViolation",
-                            "at most %d entries per SendLocalList" % limit)
-        limit = self.dm.get(LIST, "BytesPerMessage")
-        if limit and self.st.rpc.frame_len > limit:
-            raise CallError("FormatViolation", "SendLocalList larger than %d bytes" % limit)
-        version = payload.get("versionNumber")
-        full = payload.get("updateType") == "Full"
-        if not self.list_enabled() or not isinstance(version, int) or version <= 0:
-            return {"status": "Failed"}  # D01.FR.18: version 0 means "no list"
-        if not full and version <= self.list.version:
-            return {"status": "VersionMismatch"}  # D01.FR.19
-        entries = []
-        for item in items:
-            tok = item.get("idToken") or {}
-            info = item.get("idTokenInfo")
-            if not tok.get("idToken") and tok.get("type") != NO_AUTH or (full and info is None):
-                return {"status": "Failed"}
-            entries.append((token_key(normalise(tok)), info))
-        most = self.dm.max_limit(LIST, "Entries")
-        if isinstance(self.list, _NoList):
-            self.list = _local_list(self.st.store, True)
-        try:
-            if full:
-                keys = set(k for k, _ in entries)
-                if len(keys) != len(entries) or len(entries) > most:
-                    return {"status": "Failed"}  # D01.FR.06
-                self.list.replace(entries, version)
-            else:
-                why = self.list.update(entries, version, most)
-                if why is not None:
-                    log.warn("auth", "SendLocalList refused: %s" % why)
-                    return {"status": "Failed"}
-        except (OSError, ValueError) as e:
-            log.warn("auth", "SendLocalList failed: %s" % (e,))
-            return {"status": "Failed"}
-        return {"status": "Accepted"}
 
     # ---------------------------------------------------------------- housekeeping
     def _on_start(self):

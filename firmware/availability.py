@@ -3,16 +3,17 @@
 # reconnect either for all connectors (offline longer than OfflineThreshold, B04.FR.01) or
 # only for those whose status changed while offline (B04.FR.02).
 #
-# ChangeAvailability (G03/G04): the CSMS sets the station, an EVSE or its connector
-# Operative or Inoperative. The three levels are kept apart (G03 note 1) in a small document
-# (avail.json, atomic write) saved before the response, so they survive a reboot or a power
-# cut (G03.FR.08, G04.FR.09, B11.FR.02). An EVSE may charge while all three levels are
-# Operative and no OnIdle reset waits (B12 3a); evse.set_available() applies that, and the
-# connector then shows Unavailable (a fault still shows Faulted, G03.FR.06). An EVSE with a
-# transaction keeps charging: the answer is Scheduled and the change happens when the
-# transaction ends (G03.FR.05, G04.FR.06, G01.FR.05). Lock failure (G05) is a blocking
-# safety fault: the connector shows Faulted, charging does not start, and the diagnostics
-# block reports ConnectorPlugRetentionLock.Problem.
+# ChangeAvailability (G03/G04, answered by firmware.change_availability, loaded on demand):
+# the CSMS sets the station, an EVSE or its connector Operative or Inoperative. The three
+# levels are kept apart (G03 note 1) in a small document (avail.json, atomic write) saved
+# before the response, so they survive a reboot or a power cut (G03.FR.08, G04.FR.09,
+# B11.FR.02). An EVSE may charge while all three levels are Operative and no OnIdle reset
+# waits (B12 3a); evse.set_available() applies that, and the connector then shows
+# Unavailable (a fault still shows Faulted, G03.FR.06). An EVSE with a transaction keeps
+# charging: the answer is Scheduled and the change happens when the transaction ends
+# (G03.FR.05, G04.FR.06, G01.FR.05). Lock failure (G05) is a blocking safety fault: the
+# connector shows Faulted, charging does not start, and the diagnostics block reports
+# ConnectorPlugRetentionLock.Problem.
 #
 # API: operative(evse_id) -> bool (may a new session start there).
 from firmware import compat, log
@@ -44,7 +45,6 @@ class Block:
         station.on("tx_ended", self._on_tx_ended)
         station.on("reset_scheduled", self._on_reset_scheduled)
         station.on("firmware_hold", self._on_fw_hold)
-        station.rpc.register("ChangeAvailability", self.change)
         dm = station.dm
         dm.provide("ChargingStation", "AvailabilityState", self._cs_state)
         dm.provide("EVSE", "AvailabilityState", self._state)
@@ -69,37 +69,7 @@ class Block:
         return d["cs"] and evse_id not in d["off"] and evse_id not in d["coff"] \
             and not self.resetting and not self.fw_hold and evse_id in self.st.board.ids
 
-    def change(self, p):
-        op = p["operationalStatus"] == "Operative"
-        d = {"cs": self.doc["cs"], "off": list(self.doc["off"]), "coff": list(self.doc["coff"])}
-        ids = self.st.board.ids
-        e = p.get("evse")
-        if e and e.get("id"):  # evse.id 0 is the station itself
-            i = e["id"]
-            c = e.get("connectorId")
-            if i not in ids:
-                return _rejected("UnknownEvse")
-            if c is not None and c != 1:
-                return _rejected("UnknownConnectorId")
-            lst = d["coff" if c else "off"]
-            if op and i in lst:
-                lst.remove(i)
-            elif not op and i not in lst:
-                lst.append(i)
-            ids = [i]
-        else:
-            d["cs"] = op
-        if d != self.doc:
-            self.st.store.save(DOC, d)  # before the response: survives a power cut
-            self.doc = d
-        log.info("avail", "ChangeAvailability %s %s" % (p["operationalStatus"], e or "station"))
-
-        async def after():  # the StatusNotifications follow the response (G03 step 4)
-            self._sync(ids)
-
-        return {"status": "Scheduled" if self._sync(ids, False) else "Accepted"}, after
-
-    def _sync(self, ids, apply=True):
+    def sync(self, ids, apply=True):
         """Make the EVSEs' availability follow operative(); an EVSE with a transaction
         stays available until it ends. Returns True when one waits (Scheduled)."""
         ev = self.st.blocks.get("evse")
@@ -116,18 +86,18 @@ class Block:
         return held
 
     def _on_tx_ended(self, evse_id, tx):
-        self._sync([evse_id])
+        self.sync([evse_id])
 
     def _on_reset_scheduled(self):
         # B12 3a: free EVSEs become Unavailable until the reset (not persisted)
         self.resetting = True
-        self._sync(self.st.board.ids)
+        self.sync(self.st.board.ids)
 
     def _on_fw_hold(self, on):
         # L01.FR.07: free EVSEs Unavailable until the firmware is installed (not persisted:
         # the installation ends in a reboot, or in a failure that releases the hold)
         self.fw_hold = on
-        self._sync(self.st.board.ids)
+        self.sync(self.st.board.ids)
 
     # ---------------------------------------------------------------- G01 / B04
     def _on_start(self):
@@ -208,6 +178,3 @@ class Block:
         except (CallError, compat.TimeoutError, Offline) as e:
             log.warn("avail", "StatusNotification failed: %r" % (e,))
 
-
-def _rejected(reason):
-    return {"status": "Rejected", "statusInfo": {"reasonCode": reason}}

@@ -16,6 +16,8 @@
 # root: a new one must be signed by the root in use (the installed one, or the installer's
 # --cafile while none is installed) and replaces it; the replaced root stays as fallback until
 # the station has connected with the new one (M05.FR.09..14, fallback in station.py).
+import sys
+
 from firmware import cert_store, log, compat
 from firmware.rpc import status_info
 from firmware.cert_store import CSMS
@@ -225,12 +227,10 @@ class Block:
                 # matched by hashing each installed certificate again
                 hit = self._match(idx, hd["hashAlgorithm"], want)
             if not hit:
-                # M04.FR.06: the station's own certificate (kept by another block, which says
-                # so through an `owns_certificate(hashData)` method) is never deleted here
-                for b in self.st.blocks.values():
-                    f = getattr(b, "owns_certificate", None)
-                    if f is not None and f(hd):
-                        return status_info("Failed", "Unspecified", "the Charging Station certificate")
+                # M04.FR.06: the station's own certificate (firmware.client_cert's) is never
+                # deleted here
+                if _station_certificate(store, hd):
+                    return status_info("Failed", "Unspecified", "the Charging Station certificate")
                 return {"status": "NotFound"}
             e = hit[0]
             rest = [x for x in idx["certs"] if x is not e]
@@ -250,6 +250,28 @@ class Block:
             return status_info("Failed", "InternalError", err)
         self._changed("%s deleted, serial %s" % (e[1], e[2][2]))
         return {"status": "Accepted"}
+
+
+def _station_certificate(store, hash_data):
+    """M04.FR.06: hash_data (CertificateHashDataType) names the Charging Station certificate.
+    Matched on serialNumber and issuerNameHash (both from the leaf alone)."""
+    had = "firmware.client_cert" in sys.modules  # imported here only for this look
+    from firmware import client_cert
+    pair = client_cert.current(store)
+    if not had:
+        compat.unload("firmware.client_cert")
+    if pair is None:
+        return False
+    from firmware import x509
+    try:
+        with open(pair[0]) as f:
+            cert = x509.Cert(x509.pem_blocks(f.read(x509.MAX_DER * 2))[0])
+        mine = x509.hash_data(cert, cert, hash_data.get("hashAlgorithm") or "SHA256")
+    except (OSError, ValueError):
+        return False
+    serial = (hash_data.get("serialNumber") or "").lower().lstrip("0") or "0"
+    return mine["serialNumber"] == serial and \
+        mine["issuerNameHash"] == (hash_data.get("issuerNameHash") or "").lower()
 
 
 def _unfit(cert, now):

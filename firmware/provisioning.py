@@ -1,6 +1,7 @@
 # Provisioning block (OCPP 2.0.1 part 2, B01-B04, B09-B12, A05): BootNotification with
 # Accepted / Pending / Rejected, Heartbeat at the CSMS-given interval, the station clock taken
-# from the CSMS, network connection profiles and their priority, and Reset.
+# from the CSMS, network connection profiles and their priority, and Reset. SetNetworkProfile
+# is answered by firmware.network_profile, loaded on demand.
 from firmware import compat, log
 from firmware.rpc import CallError, Offline
 
@@ -68,7 +69,7 @@ class NetProfiles:
         st.dm.set(COMM, "NetworkConfigurationPriority", str(SEED_SLOT))
         return doc
 
-    def _save(self):
+    def save(self):
         self.st.store.save(NETDOC, self.doc)
 
     def profile(self, slot):
@@ -89,36 +90,6 @@ class NetProfiles:
             if not client_cert.installed(self.st.store):
                 return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
         return None
-
-    def validate(self, slot, data):
-        """(status, reasonCode) for a SetNetworkProfileRequest (B09.FR.01..05)."""
-        if slot not in SLOTS:
-            return "Rejected", "ValueOutOfRange"
-        if data.get("ocppVersion") != "OCPP20" or data.get("ocppTransport") != "JSON":
-            return "Rejected", "UnsupportedParam"
-        if data.get("vpn") is not None or data.get("apn") is not None:
-            return "Rejected", "UnsupportedParam"  # no VPN client, no cellular modem
-        url = data.get("ocppCsmsUrl") or ""
-        sp = data.get("securityProfile")
-        secure = url.startswith("wss://")
-        if not (secure or url.startswith("ws://")) or len(url) < 8 or " " in url:
-            return "Rejected", "InvalidURL"
-        if not isinstance(sp, int) or sp < 1 or sp > 3:
-            return "Rejected", "InvalidValue"
-        if sp < self.security_profile():
-            return "Rejected", "ValueTooLow"
-        if secure != (sp >= 2):
-            return "Rejected", "InvalidURL"  # profile 1 is ws://, profiles 2 and 3 wss://
-        return "Accepted", None
-
-    def store(self, slot, data):
-        prof = {}
-        for k in ("ocppVersion", "ocppTransport", "ocppCsmsUrl", "messageTimeout",
-                  "securityProfile", "ocppInterface"):
-            if k in data:
-                prof[k] = data[k]
-        self.doc["slots"][str(slot)] = prof
-        self._save()
 
     def check_priority(self, value):
         """dm.check hook for NetworkConfigurationPriority (B10.FR.01/02, A05.FR.02..04)."""
@@ -180,7 +151,7 @@ class NetProfiles:
                               "SecurityProfile raised to %d" % sp)
             changed = True
         if changed:
-            self._save()
+            self.save()
 
 
 class Block:
@@ -200,7 +171,6 @@ class Block:
         station.on("start", self._on_start)
         station.on("idle", self._on_idle)
         station.dm.on_change(self._on_var)
-        station.rpc.register("SetNetworkProfile", self.set_network_profile)
         station.rpc.register("Reset", self.reset)
 
     def _on_start(self):
@@ -217,23 +187,6 @@ class Block:
     async def _reconnect_soon(self):
         await compat.sleep_ms(200)
         await self.st.reconnect()
-
-    # ---------------------------------------------------------------- B09
-    def set_network_profile(self, payload):
-        slot = payload.get("configurationSlot")
-        data = payload.get("connectionData") or {}
-        status, reason = self.net.validate(slot, data)
-        if status == "Accepted":
-            try:
-                self.net.store(slot, data)
-            except OSError as e:
-                log.exc("net", "cannot store network profile", e)
-                status, reason = "Failed", "OutOfStorage"
-        out = {"status": status}
-        if reason:
-            out["statusInfo"] = {"reasonCode": reason}
-        log.info("net", "SetNetworkProfile slot %s: %s %s" % (slot, status, reason or ""))
-        return out
 
     # ---------------------------------------------------------------- B11/B12
     def reset(self, payload):

@@ -86,31 +86,12 @@ class Block:
             t.cancel()
 
     async def _csr_resend(self):
-        """Resend the pending CSR after CertSigningWaitMinimum, doubling the wait
-        CertSigningRepeatTimes times, then stop until the next TriggerMessage."""
-        from firmware import client_cert
-        from firmware.rpc import CallError
-        st = self.st
-        wait = st.dm.get("SecurityCtrlr", "CertSigningWaitMinimum") or 0
-        times = st.dm.get("SecurityCtrlr", "CertSigningRepeatTimes") or 0
-        for n in range(times + 1):
-            if wait <= 0:
-                break
-            await compat.sleep_ms(int(wait * 1000) << n)
-            try:
-                with open(st.store.path(client_cert.CSR)) as f:
-                    csr = f.read(5500)
-            except OSError:
-                break  # certificate came or the request was given up
-            log.info("cert", "no certificate after %d s: resending the CSR" % (wait << n))
-            try:
-                resp = await st.call("SignCertificate", {
-                    "csr": csr, "certificateType": "ChargingStationCertificate"})
-            except (CallError, compat.TimeoutError) as e:
-                log.warn("cert", "SignCertificate failed: %r" % (e,))
-                continue
-            if resp.get("status") != "Accepted":
-                break
+        from firmware import csr_resend  # only while a CSR waits for its certificate
+        try:
+            await csr_resend.resend(self.st)
+        finally:
+            csr_resend = None
+            compat.unload("firmware.csr_resend")
         self._csr_task = None  # done (a cancelled task never gets here)
 
     def _cert_installed(self, not_before):
@@ -178,24 +159,6 @@ class Block:
                         blk = None  # this task lives on: it must not keep the block
                         st.release("station_cert")
             await compat.sleep_ms(int(wait * 1000))
-
-    def owns_certificate(self, hash_data):
-        """M04.FR.06, asked by the certificates block: hash_data (CertificateHashDataType)
-        names the Charging Station certificate, which DeleteCertificate must not remove.
-        Matched on serialNumber and issuerNameHash (both from the leaf alone)."""
-        from firmware import client_cert
-        pair = client_cert.current(self.st.store)
-        if pair is None:
-            return False
-        from firmware import x509
-        try:
-            with open(pair[0]) as f:
-                cert = x509.Cert(x509.pem_blocks(f.read(x509.MAX_DER * 2))[0])
-            mine = x509.hash_data(cert, cert, hash_data.get("hashAlgorithm") or "SHA256")
-        except (OSError, ValueError):
-            return False
-        serial = (hash_data.get("serialNumber") or "").lower().lstrip("0") or "0"
-        return mine["serialNumber"] == serial and mine["issuerNameHash"] == (hash_data.get("issuerNameHash") or "").lower()
 
     # ---------------------------------------------------------------- events
     def event(self, kind, tech_info=None):

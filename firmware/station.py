@@ -27,7 +27,10 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("charging_profiles", ("SetChargingProfile", "ClearChargingProfile",
                                     "GetChargingProfiles", "GetCompositeSchedule")),
              ("customer_info", ("CustomerInformation",)),
-             ("get_log", ("GetLog",)))
+             ("get_log", ("GetLog",)),
+             ("network_profile", ("SetNetworkProfile",)),
+             ("auth_requests", ("ClearCache", "SendLocalList", "GetLocalListVersion")),
+             ("change_availability", ("ChangeAvailability",)))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000

@@ -3,7 +3,7 @@ collisions (D01.FR.10), cache generations (C11), learn() from TransactionEvent r
 (C10.FR.05, C02.FR.03), Master Pass (C12.FR.09, C16) with the variable added to the table."""
 import random
 
-from firmware import local_list as LL
+from firmware import auth_requests, local_list as LL
 from firmware.auth_cache import AuthCache
 from firmware.authorization import Block, token_key
 from firmware.device_model import DeviceModel
@@ -71,10 +71,12 @@ def test_D01_differential_update_reads_each_record_once(tmp_path, monkeypatch):
     st = FakeStation(tmp_path)
     st.rpc.frame_len = 0
     b = Block(st)
+    st.blocks = {"authorization": b}
+    requests = auth_requests.Block(st)  # SendLocalList's on-demand block
 
     def send(version, update, items):
-        return b._on_send_local_list({"versionNumber": version, "updateType": update,
-                                      "localAuthorizationList": items})["status"]
+        return requests.send_local_list({"versionNumber": version, "updateType": update,
+                                         "localAuthorizationList": items})["status"]
 
     def item(tok, status=None):
         e = {"idToken": {"idToken": tok, "type": "ISO14443"}}

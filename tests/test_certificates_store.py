@@ -134,19 +134,18 @@ def _der():
 
 
 def test_M04_FR_06_station_certificate_is_not_deleted(tmp_path):
-    """A block that keeps the Charging Station certificate claims it (owns_certificate):
-    DeleteCertificate answers Failed for it, NotFound for anything else unknown."""
+    """The Charging Station certificate (firmware.client_cert's current one): DeleteCertificate
+    answers Failed for it, NotFound for anything else unknown."""
+    from firmware import client_cert
     st = _Station(str(tmp_path))
     _, own = make_cert("CS001", ca=False, key_usage="leaf")
     der = own.public_bytes(_der())
     own_hd = x509.hash_data(x509.Cert(der), x509.Cert(der))
-
-    class _Profile3:
-        def owns_certificate(self, hd):
-            return hd["serialNumber"] == own_hd["serialNumber"]
     blk = Block(st)
     assert blk.delete({"certificateHashData": own_hd})["status"] == "NotFound"
-    st.blocks["profile3"] = _Profile3()
+    client_cert.write(st.store, client_cert.cert_name(1), pem_text(own))
+    client_cert.write(st.store, client_cert.key_name(1), "key")
+    client_cert.save(st.store, {"next": 2, "cur": 1, "old": None, "pending": None})
     r = blk.delete({"certificateHashData": own_hd})
     assert r["status"] == "Failed"
     _, other = make_cert("Other")

@@ -159,3 +159,67 @@ def test_dropping_one_crypto_block_keeps_the_modules_another_loaded_block_shares
     assert sys.modules.get("firmware.x509") is x509      # station_cert still uses it
     st.release("station_cert")
     assert "firmware.x509" not in sys.modules and "firmware.station_cert" not in sys.modules
+
+
+def _dropped(csms, st, what):
+    csms.wait_for(lambda: _loaded(st) == [], 20, what + " dropped")
+
+
+def test_B09_C11_D01_D02_G03_request_blocks_load_for_their_request_and_drop_after(csms, station):
+    """SetNetworkProfile (network_profile), ClearCache / SendLocalList / GetLocalListVersion
+    (auth_requests) and ChangeAvailability (change_availability) are answered by on-demand
+    blocks; what they change lives in the resident blocks, so it outlasts the drop."""
+    st = _booted(csms, station)
+    assert _loaded(st) == []
+    url = csms.csms.url()
+    r = csms.call(st.identity, "SetNetworkProfile", {"configurationSlot": 2, "connectionData": {
+        "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": url,
+        "messageTimeout": 10, "securityProfile": 1, "ocppInterface": "Wired0"}})
+    assert r == {"status": "Accepted"}
+    assert _loaded(st) == ["firmware.network_profile"]
+    _dropped(csms, st, "network_profile")
+    # B10.FR.02: slot 2 is accepted in the priority only because the dropped block stored it
+    r = csms.call(st.identity, "SetVariables", {"setVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"},
+         "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "2,1"}]})
+    assert r["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    _dropped(csms, st, "variables")
+
+    r = csms.call(st.identity, "SendLocalList", {"versionNumber": 3, "updateType": "Full",
+                                                 "localAuthorizationList": [
+        {"idToken": {"idToken": "OD1", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}}]})
+    assert r["status"] == "Accepted"
+    assert _loaded(st) == ["firmware.auth_requests"]
+    _dropped(csms, st, "auth_requests")
+    assert st.cmd("auth list")["entries"] == 1    # the list is the resident block's
+    assert csms.call(st.identity, "GetLocalListVersion", {})["versionNumber"] == 3
+    assert csms.call(st.identity, "ClearCache", {})["status"] == "Accepted"
+    assert _loaded(st) == ["firmware.auth_requests"]
+    _dropped(csms, st, "auth_requests again")
+
+    n = len(csms.csms.calls("StatusNotification", st.identity))
+    r = csms.call(st.identity, "ChangeAvailability", {"operationalStatus": "Inoperative",
+                                                      "evse": {"id": 1}})
+    assert r["status"] == "Accepted"
+    assert _loaded(st) == ["firmware.change_availability"]
+    csms.wait_for(lambda: [p for p in csms.csms.calls("StatusNotification", st.identity)[n:]
+                           if p["connectorStatus"] == "Unavailable"], 10, "Unavailable")
+    _dropped(csms, st, "change_availability")
+    # the Inoperative EVSE is the resident block's state: the next request sees it
+    r = csms.call(st.identity, "ChangeAvailability", {"operationalStatus": "Operative",
+                                                      "evse": {"id": 1}})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: [p for p in csms.csms.calls("StatusNotification", st.identity)[n:]
+                           if p["connectorStatus"] == "Available"], 10, "Available again")
+    _dropped(csms, st, "change_availability again")
+
+
+def test_request_code_is_not_in_the_resident_blocks():
+    """The moved handlers are gone from the resident modules, so they cost no heap there."""
+    from firmware import authorization, availability, provisioning, security
+    assert not hasattr(provisioning.Block, "set_network_profile")
+    assert not hasattr(provisioning.NetProfiles, "validate")
+    for name in ("_on_clear_cache", "_on_send_local_list", "_on_get_local_list_version"):
+        assert not hasattr(authorization.Block, name)
+    assert not hasattr(availability.Block, "change")
+    assert not hasattr(security.Block, "owns_certificate")

@@ -284,6 +284,9 @@ def test_TC_A_23_CS_certificate_signed_timeout_resends_csr(station, csms_p2, p3p
                "SecurityCtrlr.CertSigningRepeatTimes=1")
     cp = st.identity
     first = request_csr(csms_p2, cp)
+    # the resend code is imported while the CSR waits (1 s, then 2 s) ...
+    csms_p2.wait_for(lambda: "firmware.csr_resend" in st.cmd("modules")["modules"], 3,
+                     "resend code loaded")
     # A02.FR.17/18: resent after 1 s, then after 2 s more; A02.FR.19: then no more
     csms_p2.wait_for(lambda: len(csrs(csms_p2, cp)) >= 3, 15, "two resends")
     times = [m["t"] for m in csms_p2.csms.messages if m["cp"] == cp and m["dir"] == "in"
@@ -291,6 +294,8 @@ def test_TC_A_23_CS_certificate_signed_timeout_resends_csr(station, csms_p2, p3p
     assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 1.9  # lower bounds only
     time.sleep(5)
     assert csrs(csms_p2, cp) == [first] * 3  # the same CSR (same key) every time
+    # ... and gone once the resends ended
+    assert "firmware.csr_resend" not in st.cmd("modules")["modules"]
     # the certificate for the CSR of the first request is accepted
     assert certificate_signed(csms_p2, cp, p3pki.sign(first))["status"] == "Accepted"
 
