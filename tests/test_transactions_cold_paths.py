@@ -1,12 +1,13 @@
 """The transactions block keeps its cold paths off the heap (issue 15): the power-loss
-recovery (firmware/tx_recovery) is imported at start-up and dropped once it has run, and
-GetTransactionStatus (E14) is an on-demand block. Station on CPython and under
-micropython, a transaction recovered after a SIGKILL (E11/E12: Ended with PowerLoss under
-the next seqNo)."""
+recovery (firmware/tx_recovery, and the outbox's firmware/queue_recovery) is imported at
+start-up and dropped once it has run, and GetTransactionStatus (E14) is an on-demand
+block. Station on CPython and under micropython, a transaction recovered after a SIGKILL
+(E11/E12: Ended with PowerLoss under the next seqNo)."""
 from tests.helpers import TOKEN, ended, started, tx_events, wait_event
 
 RECOVERY = "firmware.tx_recovery"
 STATUS = "firmware.transaction_status"
+QUEUE_RECOVERY = "firmware.queue_recovery"  # the outbox's journal recovery
 
 
 def _modules(st):
@@ -39,7 +40,7 @@ def test_E14_E11_recovery_not_resident_after_boot_and_get_transaction_status_on_
     csms.wait_for(lambda: st.status()["queue"] == 0 and st.status()["connected"], 15,
                   "outbox drained after the recovery")
     after = _modules(st)
-    assert RECOVERY not in after  # ran at start-up, then dropped
+    assert RECOVERY not in after and QUEUE_RECOVERY not in after  # ran at start-up, dropped
     assert after - before == set(), after - before
 
     # E14.FR.01/.06: the recovered transaction is over and nothing of it is queued
