@@ -50,6 +50,29 @@ def _info_text(info):
     return s
 
 
+def _tx_data(txb, id_token):
+    """N09: what the transactions block `txb` holds that names `id_token`, as [(kind, evse
+    id, transactionId or count)]: "open" (a transaction it authorized or is stopping),
+    "authorized" (waiting for a start point), "held" (a cable it may release), "parked"
+    (TransactionEvents waiting for room in the outbox, count). Here, not in that resident
+    block, as only this on-demand block asks."""
+    out = []
+    for evse_id, tx in txb.tx.items():
+        stop = tx.get("ending")
+        if same_token(tx.get("token"), id_token) or (stop and same_token(stop[2], id_token)):
+            out.append(("open", evse_id, tx["id"]))
+    for evse_id, p in txb._pending.items():
+        if same_token(p["token"], id_token):
+            out.append(("authorized", evse_id, None))
+    for evse_id, t in txb._held.items():
+        if same_token(t, id_token):
+            out.append(("held", evse_id, None))
+    n = len([p for p in txb._unsent if same_token(p.get("idToken"), id_token)])
+    if n:
+        out.append(("parked", None, n))
+    return out
+
+
 def parts(lines):
     """The text of `lines` (one per line) cut into pieces of at most PART characters,
     between lines where a line fits."""
@@ -161,7 +184,7 @@ class Block:
                 lines.append(s)
         txb = st.blocks.get("transactions")
         if txb is not None:
-            for what, evse_id, ref in txb.customer_data(tok):
+            for what, evse_id, ref in _tx_data(txb, tok):
                 if what == "open":
                     s = "Transaction %s on EVSE %d: open, this idToken authorized or stops it" % (ref, evse_id)
                 elif what == "authorized":

@@ -195,46 +195,13 @@ class MessageQueue:
         return None
 
     def _recover(self):
-        self.store.recover_tmp(JOURNAL)  # an interrupted _compact
-        size = 0
-        torn = False
-        f = None
+        # firmware/queue_recovery rebuilds the index from the journal: it runs once per boot,
+        # so it is imported for that and dropped again
+        from firmware import queue_recovery
         try:
-            f = self.store.open(JOURNAL, "rb")
-        except OSError:
-            pass
-        try:
-            for off, line in self.store.lines(JOURNAL):
-                size = off + len(line)
-                torn = not line.endswith(b"\n")
-                if torn:
-                    break
-                try:
-                    rec = json.loads(line)
-                    if rec[0] == "a":
-                        self._keys.append(_key(rec[1]))
-                        self._offs.append(off)
-                        self._lens.append(len(line))
-                        self._live += len(line)
-                    elif rec[0] == "d":
-                        # an int is a journal written before "d" carried the messageId
-                        i = self._find(rec[1], f) if isinstance(rec[1], str) else \
-                            (self._offs.index(rec[1]) if rec[1] in self._offs else None)
-                        if i is not None:
-                            self._drop(i)
-                except (ValueError, IndexError, TypeError, KeyError):
-                    log.warn("queue", "skipping corrupt journal record at %d" % off)
+            queue_recovery.recover(self)
         finally:
-            if f is not None:
-                f.close()
-        self._size = size
-        # a record torn by a power cut was never acknowledged; the next append terminates
-        # it first, so the next record starts on a fresh line
-        self._torn = torn
-        if self._offs:
-            log.info("queue", "recovered %d undelivered messages" % len(self._offs))
-        elif self._size:
-            self._reset()
+            compat.unload("firmware.queue_recovery")
 
     def _drop(self, i):
         self._live -= self._lens.pop(i)

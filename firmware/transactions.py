@@ -1,8 +1,10 @@
 # Transactions block (OCPP 2.0.1 E01-E14): when a transaction starts and ends (TxStartPoint,
 # TxStopPoint), what every TransactionEvent carries (seqNo, triggerReason, chargingState,
 # evse, idToken, remoteStartId, meterValue, offline, stoppedReason), E05 invalid tokens,
-# EVConnectionTimeOut, StopTxOnEVSideDisconnect, GetTransactionStatus, and recovery after a
-# power cut.
+# EVConnectionTimeOut, StopTxOnEVSideDisconnect, and recovery after a power cut. Cold parts
+# live elsewhere so they take no heap between uses: the recovery in firmware/tx_recovery
+# (imported at start-up only), GetTransactionStatus in the on-demand block
+# firmware/transaction_status, and what names an idToken (N09) in firmware/customer_info.
 #
 # Every TransactionEvent goes through station.queue.put(), which persists it before it
 # returns; the EVSE's small state document (tx<N>.json) is written right after, without
@@ -25,7 +27,6 @@
 #   await tx.remote_start(evse_id, id_token, remote_start_id) -> transactionId | None
 #   await tx.stop(evse_id, stopped_reason, trigger_reason)
 #   tx.trigger_event(evse_id)                  TriggerMessage(TransactionEvent)
-#   tx.customer_data(id_token) -> [(kind, evse_id, ref)]   CustomerInformation (N09)
 #   tx.meter_event(evse_id, tx_id, trigger, meter_values)   used by meter_values
 #   tx.idle()
 # Station events: "tx_started" (evse_id, tx), "tx_ended" (evse_id, tx), "idle".
@@ -64,8 +65,6 @@ class Block:
         self._unsent = []     # TransactionEvent payloads the outbox refused, in order
         self._unsent_ms = None  # when _flush_unsent last ran
         self._closing = False   # a Reset is rebooting the station: no new authorization
-        r = station.rpc
-        r.register("GetTransactionStatus", self._on_get_status)
         station.queue.on_reply(TX, self._on_reply)
         station.on("start", self._on_start)
         station.on("pilot", self._on_pilot)
@@ -183,27 +182,6 @@ class Block:
         tx = self.tx.get(evse_id)
         if tx is not None and tx["id"] == tx_id and meter_values:
             self._event(evse_id, tx, "Updated", trigger, meter=meter_values)
-
-    def customer_data(self, id_token):
-        """N09: what this block holds that names `id_token`, as [(kind, evse id,
-        transactionId or count)]: "open" (a transaction it authorized or is stopping),
-        "authorized" (waiting for a start point), "held" (a cable it may release),
-        "parked" (TransactionEvents waiting for room in the outbox, count)."""
-        out = []
-        for evse_id, tx in self.tx.items():
-            stop = tx.get("ending")
-            if same_token(tx.get("token"), id_token) or (stop and same_token(stop[2], id_token)):
-                out.append(("open", evse_id, tx["id"]))
-        for evse_id, p in self._pending.items():
-            if same_token(p["token"], id_token):
-                out.append(("authorized", evse_id, None))
-        for evse_id, t in self._held.items():
-            if same_token(t, id_token):
-                out.append(("held", evse_id, None))
-        n = len([p for p in self._unsent if same_token(p.get("idToken"), id_token)])
-        if n:
-            out.append(("parked", None, n))
-        return out
 
     # ---------------------------------------------------------------- events out
     def _event(self, evse_id, tx, event_type, trigger, id_token=None, meter=None,
@@ -689,97 +667,19 @@ class Block:
                 if self._energy(evse_id) - inv >= limit:
                     self._hold(evse_id, tx)
 
-    # ---------------------------------------------------------------- E14
-    def _on_get_status(self, payload):
-        tid = payload.get("transactionId")
-        in_queue = False
-        scan = self.st.queue.pending()
-        for _, action, p in scan:
-            if action == TX and (tid is None or p["transactionInfo"]["transactionId"] == tid):
-                in_queue = True
-                break
-        scan.close()  # releases the journal handle at once
-        for p in self._unsent:  # parked events are still to be delivered
-            in_queue = in_queue or tid is None or p["transactionInfo"]["transactionId"] == tid
-        resp = {"messagesInQueue": in_queue}
-        if tid is not None:
-            resp["ongoingIndicator"] = self.find(tid)[1] is not None
-        return resp
-
     # ---------------------------------------------------------------- power-loss recovery
+    # in firmware/tx_recovery, imported for each of its two steps and dropped again: it runs
+    # once per boot and need not stay resident
     def _recover(self):
-        ev_ids = self.st.board.ids
-        found = {}  # transactionId -> [highest seqNo queued or parked, ended, evse id]
-        unsent = self.st.store.load(UNSENT, None) or []
-        for _, action, p in self.st.queue.pending():
-            if action != TX:
-                continue
-            self._found(found, p)
-            for i in range(len(unsent)):  # cut between put() and saving the park
-                q = unsent[i]
-                tid = p["transactionInfo"]["transactionId"]
-                if q["seqNo"] == p.get("seqNo") and q["transactionInfo"]["transactionId"] == tid:
-                    unsent.pop(i)
-                    break
-        for p in unsent:
-            self._found(found, p)
-        self._unsent = unsent
-        if unsent:
-            log.warn("tx", "%d TransactionEvents wait for room in the outbox" % len(unsent))
-        docs = {}
-        for evse_id in ev_ids:
-            d = self.st.store.load(_doc(evse_id))
-            if d and d.get("id"):
-                docs[d["id"]] = d
-        for tid, rec in found.items():
-            if tid not in docs and not rec[1] and rec[2] in ev_ids:
-                # cut between put(Started) and the first save of the document
-                docs[tid] = {"id": tid, "seq": 0, "evse": rec[2], "evse_sent": True,
-                             "state": None, "wh": None}
-        for tid, d in docs.items():
-            rec = found.get(tid)
-            if rec is not None:
-                if rec[1]:
-                    self.st.store.remove(_doc(d["evse"]))  # cut right after put(Ended)
-                    continue
-                d["seq"] = max(d.get("seq", 0), rec[0] + 1)
-            evse_id = d.get("evse")
-            if evse_id not in ev_ids:
-                continue
-            d["auth"] = False
-            d["stop_reason"] = None
-            d["rsid"] = None
-            self.tx[evse_id] = d
-            self._recovered.append(evse_id)
-            log.warn("tx", "EVSE %d: transaction %s was open at start-up (next seqNo %d)"
-                     % (evse_id, tid, d["seq"]))
-
-    @staticmethod
-    def _found(found, p):
-        tid = p["transactionInfo"]["transactionId"]
-        rec = found.get(tid)
-        if rec is None:
-            rec = found[tid] = [-1, False, None]
-        rec[0] = max(rec[0], p.get("seqNo", 0))
-        if p.get("eventType") == "Ended":
-            rec[1] = True
-        if p.get("evse"):
-            rec[2] = p["evse"].get("id")
+        self._recovery("recover")
 
     def _end_recovered(self):
-        prov = self.st.blocks.get("provisioning")
-        why = getattr(prov, "reason", "PowerUp") if prov is not None else "PowerUp"
-        reason = "PowerLoss" if why in ("PowerUp", "Unknown") else "Reboot"
-        for evse_id in self._recovered:
-            tx = self.tx.get(evse_id)
-            if tx is None:
-                continue
-            tx["state"] = None  # report the state found after the cut
-            stop = tx.pop("ending", None)
-            if stop:  # the cut came while the stop waited for the relay: that stop ends it
-                log.warn("tx", "EVSE %d: ending transaction %s stopped before the cut (%s)"
-                         % (evse_id, tx["id"], stop[1]))
-                self._end(evse_id, stop[0], stop[1], id_token=stop[2], final_wh=tx.get("wh"))
-            else:
-                self._end(evse_id, "AbnormalCondition", reason, final_wh=tx.get("wh"))
-        self._recovered = []
+        if self._recovered:
+            self._recovery("end_recovered")
+
+    def _recovery(self, step):
+        from firmware import tx_recovery
+        try:
+            getattr(tx_recovery, step)(self)
+        finally:
+            compat.unload("firmware.tx_recovery")

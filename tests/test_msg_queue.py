@@ -4,6 +4,7 @@
 # test_portable_micropython.py).
 import json
 import os
+import sys
 
 from firmware import compat
 from firmware.msg_queue import MessageQueue, QueueFull, JOURNAL
@@ -411,6 +412,17 @@ def test_recovery_reads_a_journal_that_retired_by_offset():
     assert [m for m, _, _ in q.pending()] == ["old2"]
     _deliver(q)
     assert list(_reopen(st).pending()) == []
+
+
+def test_E12_recovery_code_dropped_once_the_journal_is_read():
+    """Recovery runs once per boot: firmware.queue_recovery is not resident afterwards."""
+    st = FakeStation(_dir())
+    q = MessageQueue(st)
+    ids = [q.put("TransactionEvent", _tx(i)) for i in range(3)]
+    _deliver(q)
+    q2 = _reopen(st)
+    assert [m for m, _, _ in q2.pending()] == ids[1:]
+    assert "firmware.queue_recovery" not in sys.modules
 
 
 def test_id_key_collisions_are_settled_by_the_record():
