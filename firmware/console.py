@@ -25,6 +25,20 @@ def reply_json(reply):
 
 
 
+def dm_request(name, dm, *args):
+    """dm_csms.<name>(dm, *args) for a command or an installer setting: the module is
+    dropped again unless it was loaded already (by the variables block)."""
+    import sys
+    had = "firmware.dm_csms" in sys.modules
+    from firmware import dm_csms
+    try:
+        return getattr(dm_csms, name)(dm, *args)
+    finally:
+        if not had:
+            from firmware import compat
+            compat.unload("firmware.dm_csms")
+
+
 def parse_var(name):
     """'Comp[ci]@1,1.Var[vi]' -> dict with component/variable in OCPP GetVariableData shape."""
     dot = name.find(".")
@@ -150,7 +164,7 @@ class Console:
         if len(args) != 1:
             raise ConsoleError("usage: get Component.Variable")
         item = parse_var(args[0])
-        r = self.st.dm.csms_get(item)
+        r = dm_request("get", self.st.dm, item)
         if r.get("attributeStatus") != "Accepted":
             raise ConsoleError("%s: %s" % (args[0], r.get("attributeStatus")))
         return {"name": args[0], "value": r.get("attributeValue")}
@@ -160,7 +174,7 @@ class Console:
             raise ConsoleError("usage: set Component.Variable VALUE")
         item = parse_var(args[0])
         item["attributeValue"] = " ".join(args[1:])
-        r = self.st.dm.csms_set_many([item])[0]
+        r = dm_request("set_many", self.st.dm, [item])[0]
         status = r.get("attributeStatus")
         if status not in ("Accepted", "RebootRequired"):
             info = r.get("attributeStatusInfo") or {}

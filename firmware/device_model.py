@@ -1,5 +1,7 @@
-# The OCPP 2.0.1 device model: component/variable lookup, typed values, SetVariables/
-# GetVariables semantics (B05, B06), base reports (B07) and persistence.
+# The OCPP 2.0.1 device model as the firmware uses it: component/variable lookup, typed
+# values, change listeners, validation hooks and persistence. What only the CSMS and the
+# installer need (GetVariables, SetVariables, base reports) is in firmware.dm_csms, loaded
+# for those requests and dropped after them.
 #
 # Lean on MicroPython: definitions stay in the dm_table text (a row is parsed when read and
 # addressed by its offset there); current values live in one dict keyed by a small int
@@ -38,20 +40,6 @@ def _unkey(k):
     a = k & 3
     k >>= 2
     return k & 16383, (k >> 14) & 63, k >> 20, a
-
-
-def text(value):
-    """A typed value as the OCPP string form."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        s = repr(value)
-        return s[:-2] if s.endswith(".0") else s
-    return str(value)
 
 
 def _is_int_text(s):
@@ -93,37 +81,6 @@ class DeviceModel:
         if i >= 0 and not self._instance_ok(self.rows[i][3], evse, conn):
             return UNKNOWN_COMPONENT
         return i
-
-    def _find_csms(self, comp, var):
-        """Resolve ComponentType/VariableType dicts from the CSMS; names are case-insensitive
-        and an empty instance counts as none (B06.FR.15)."""
-        name = comp.get("name") or ""
-        ci = comp.get("instance") or None
-        vname = var.get("name") or ""
-        vi = var.get("instance") or None
-        ev = comp.get("evse")
-        evse = conn = None
-        if ev is not None:
-            evse = ev.get("id")
-            conn = ev.get("connectorId")
-        i = self._find(name, ci, vname, vi, evse, conn)
-        if i != UNKNOWN_COMPONENT and i != UNKNOWN_VARIABLE:
-            return i, evse, conn
-        # Slow path: case-insensitive match over the table.
-        name = (name if ci is None else name + "#" + ci).lower()
-        vname = vname.lower()
-        vi = vi.lower() if vi else None
-        status = UNKNOWN_COMPONENT
-        for j in self.rows.offsets():
-            r = self.rows[j]
-            if r[0].lower() != name:
-                continue
-            if not self._instance_ok(r[3], evse, conn):
-                continue
-            status = UNKNOWN_VARIABLE
-            if r[1].lower() == vname and (r[2].lower() if r[2] else None) == vi:
-                return j, evse, conn
-        return status, evse, conn
 
     # ---------------------------------------------------------------- firmware API
     def get(self, component, variable, evse=None, connector=None, ci=None, vi=None,
@@ -182,7 +139,8 @@ class DeviceModel:
         self._dyn[i] = fn
 
     def check(self, component, variable, fn, vi=None):
-        """Extra validation for SetVariables: fn(value) -> None to allow, or a reasonCode."""
+        """Extra validation for SetVariables (dm_csms.set_many): fn(value) -> None to allow,
+        or a reasonCode."""
         i = self._row(component, None, variable, vi)
         if i < 0:
             raise KeyError("%s.%s" % (component, variable))
@@ -303,181 +261,6 @@ class DeviceModel:
             if dt == T.SEQ and not items:
                 raise ValueError("InvalidValue")
         return s
-
-    def _in_range(self, i, e, c, v):
-        row = self.rows[i]
-        lo = row[6]
-        hi = self._max(i, e, c)
-        if row[4] in (T.INT, T.DEC):
-            return (lo is None or v >= lo) and (hi is None or v <= hi)
-        if isinstance(v, str):
-            return (hi is None or len(v) <= hi) and (lo is None or row[4] != T.STR or len(v) >= lo)
-        return True
-
-    # ---------------------------------------------------------------- B06 GetVariables
-    def _resolve(self, item):
-        """The result skeleton of a Get/SetVariableData item and its row: (res, i, e, c, a).
-        i < 0 when the item names no supported variable attribute; res then has its status."""
-        comp = item.get("component") or {}
-        var = item.get("variable") or {}
-        attr = item.get("attributeType") or "Actual"
-        res = {"attributeType": attr, "component": comp, "variable": var}
-        i, e, c = self._find_csms(comp, var)
-        a = _attr_code(attr)
-        if i == UNKNOWN_COMPONENT:
-            res["attributeStatus"] = "UnknownComponent"
-        elif i == UNKNOWN_VARIABLE:
-            res["attributeStatus"] = "UnknownVariable"
-        elif a < 0 or not self._supports(self.rows[i][3], a):
-            res["attributeStatus"] = "NotSupportedAttributeType"
-            i = -3
-        return res, i, e or 0, c or 0, a
-
-    def csms_get(self, item):
-        """GetVariableResult for one GetVariableData (B06)."""
-        res, i, e, c, a = self._resolve(item)
-        if i < 0:
-            return res
-        if T.is_secret(self.rows[i][3]):
-            res["attributeStatus"] = "Rejected"
-            res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
-            return res
-        res["attributeStatus"] = "Accepted"
-        res["attributeValue"] = self._report_text(self._value(i, e, c, a), self._value_size())
-        return res
-
-    def _value_size(self):
-        return self.get("DeviceDataCtrlr", "ReportingValueSize")
-
-    @staticmethod
-    def _report_text(v, limit):
-        s = text(v)
-        return s if limit is None or len(s) <= limit else s[:limit]  # None: no such limit
-
-    # ---------------------------------------------------------------- B05 SetVariables
-    def csms_set_many(self, items, installer=False):
-        """SetVariableResult list for a SetVariablesRequest (B05). All accepted values are
-        saved in one write, then listeners run. installer=True (local configuration, not
-        the CSMS) may also set ReadOnly values; every other check still applies."""
-        results = []
-        changed = []
-        dirty = False
-        max_len = self.get("DeviceDataCtrlr", "ConfigurationValueSize")
-        for item in items:
-            res, i, e, c, a = self._resolve(item)
-            results.append(res)
-            if i < 0:
-                continue
-            row = self.rows[i]
-            reason = None
-            raw = item.get("attributeValue")
-            if row[3] & T.MUT_MASK == T.RO and not installer:
-                reason = "ReadOnly"
-            elif not isinstance(raw, str):
-                reason = "InvalidValue"
-            elif max_len is not None and len(raw) > max_len:
-                reason = "TooLargeElement"
-            else:
-                try:
-                    value = self._parse(row, raw)
-                except ValueError:
-                    reason = "InvalidValue"
-                else:
-                    if not self._in_range(i, e, c, value):
-                        reason = "ValueOutOfRange"
-                    else:
-                        chk = self._checks.get(i)
-                        if chk is not None:
-                            reason = chk(value)
-            if reason is not None:
-                res["attributeStatus"] = "Rejected"
-                res["attributeStatusInfo"] = {"reasonCode": reason}
-                continue
-            if self._store(i, e, c, a, value):
-                changed.append((row, value))
-                dirty = dirty or self._persistent(row[3])
-            res["attributeStatus"] = "RebootRequired" if row[3] & T.REBOOT else "Accepted"
-        if dirty:
-            self.save()
-        for row, value in changed:
-            self._fire(row, value)
-        return results
-
-    # ---------------------------------------------------------------- B07 reports
-    def report(self, base):
-        """Generator of ReportData dicts for a GetBaseReport reportBase, in a stable order
-        (station components, then per EVSE its EVSE and connector components).
-        Raises ValueError for an unsupported base."""
-        if base == "FullInventory":
-            want = 0
-        elif base == "ConfigurationInventory":
-            want = 1
-        elif base == "SummaryInventory":
-            want = 2
-        else:
-            raise ValueError(base)
-        return self._report(want)
-
-    def _wanted(self, row, want):
-        if want == 1:
-            return row[3] & T.MUT_MASK != T.RO
-        if want == 2:
-            return row[1] in T.SUMMARY
-        return True
-
-    def _report(self, want):
-        rows = self.rows
-        limit = self._value_size()
-        scoped = []  # (offset, flags) of the wanted per-EVSE and per-connector rows
-        for i in rows.offsets():
-            r = rows[i]
-            if not self._wanted(r, want):
-                continue
-            if r[3] & (T.EVSE | T.CONN):
-                scoped.append((i, r[3]))
-            else:
-                yield self._report_data(i, 0, 0, limit)
-        for e in self.evse_ids:
-            for scope, c in ((T.EVSE, 0), (T.CONN, 1)):
-                for i, f in scoped:
-                    if f & scope:
-                        yield self._report_data(i, e, c, limit)
-
-    def _report_data(self, i, e, c, limit):
-        r = self.rows[i]
-        f = r[3]
-        name = r[0].split("#", 1)
-        comp = {"name": name[0]}
-        if len(name) > 1:
-            comp["instance"] = name[1]
-        if e:
-            comp["evse"] = {"id": e, "connectorId": c} if c else {"id": e}
-        var = {"name": r[1]}
-        if r[2] is not None:
-            var["instance"] = r[2]
-        mut = T.MUTABILITY[f & T.MUT_MASK]
-        secret = T.is_secret(f)
-        attrs = []
-        for a in range(4):
-            if not self._supports(f, a):
-                continue
-            va = {"type": T.ATTRS[a], "mutability": mut,
-                  "persistent": bool(self._persistent(f)), "constant": bool(f & T.CONST)}
-            if not secret:
-                va["value"] = self._report_text(self._value(i, e, c, a), limit)
-            attrs.append(va)
-        ch = {"dataType": r[4], "supportsMonitoring": False}
-        if r[5] is not None:
-            ch["unit"] = r[5]
-        if r[6] is not None and r[4] in (T.INT, T.DEC):
-            ch["minLimit"] = r[6]
-        hi = self._max(i, e, c)
-        if hi is not None:
-            ch["maxLimit"] = hi
-        if r[8] is not None:
-            ch["valuesList"] = r[8]
-        return {"component": comp, "variable": var, "variableAttribute": attrs,
-                "variableCharacteristics": ch}
 
     # ---------------------------------------------------------------- persistence
     def _pkey(self, k):

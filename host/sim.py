@@ -14,7 +14,7 @@ import json
 from firmware import compat, log, safety
 from firmware.hal import FAULT_NAMES, PILOT_STATES
 from firmware.station import Station
-from firmware.console import Console, ConsoleError, parse_var, reply_json
+from firmware.console import Console, ConsoleError, dm_request, parse_var, reply_json
 from host.sim_board import SimBoard
 
 USAGE = ("usage: host.sim [--csms URL] [--id IDENTITY] [--password PW] [--cafile PEM] "
@@ -106,7 +106,7 @@ def apply_settings(station, settings):
         name, value = s.split("=", 1)
         item = parse_var(name)
         item["attributeValue"] = value
-        r = station.dm.csms_set_many([item], installer=True)[0]
+        r = dm_request("set_many", station.dm, [item], True)[0]
         status = r.get("attributeStatus")
         if status not in ("Accepted", "RebootRequired"):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))
