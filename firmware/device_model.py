@@ -1,14 +1,15 @@
 # The OCPP 2.0.1 device model as the firmware uses it: component/variable lookup, typed
 # values, change listeners, validation hooks and persistence. What only the CSMS and the
 # installer need (GetVariables, SetVariables, base reports) is in firmware.dm_csms, loaded
-# for those requests and dropped after them.
+# for those requests and dropped after them; what runs once at start-up (hardware values,
+# reading the saved values) is in firmware.dm_boot, dropped once the model is made.
 #
 # Lean on MicroPython: definitions stay in the dm_table text (a row is parsed when read and
 # addressed by its offset there); current values live in one dict keyed by a small int
 # (row, EVSE, connector, attribute), holding only values that differ from the row default. Persisted: one small JSON document
 # with the persistent values that differ from their defaults, saved atomically.
 from firmware import dm_table as T
-from firmware.compat import iso8601, parse_iso8601
+from firmware.compat import iso8601, parse_iso8601, unload
 
 DOC = "dm.json"
 NOMINAL_VOLTAGE = 230  # V per phase, for the EVSE Power maxLimit
@@ -60,10 +61,12 @@ class DeviceModel:
         self._dyn = {}      # row -> fn(evse, connector) computing the Actual value
         self._checks = {}   # row -> fn(value) -> None or a reasonCode refusing the value
         self._listeners = []
-        self._hardware(evses)
+        from firmware import dm_boot  # start-up only: its code leaves the heap again
+        dm_boot.hardware(self, evses)
         if self._row("ClockCtrlr", None, "DateTime", None) >= 0:
             self.provide("ClockCtrlr", "DateTime", lambda e, c: iso8601())
-        self._load()
+        dm_boot.load(self)
+        unload("firmware.dm_boot")
 
     # ---------------------------------------------------------------- lookup
     def _row(self, component, ci, variable, vi):
@@ -152,13 +155,6 @@ class DeviceModel:
             return None
         return self._max(i, evse or 0, connector or 0)
 
-    def redacted(self, component, variable):
-        """True for secrets: console and logs never print them."""
-        for r in self.rows:
-            if r[0] == component and r[1] == variable and T.is_secret(r[3]):
-                return True
-        return False
-
     # ---------------------------------------------------------------- internals
     @staticmethod
     def _supports(flags, a):
@@ -204,26 +200,6 @@ class DeviceModel:
                 except Exception:
                     pass
 
-    def _hardware(self, evses):
-        phases = 0
-        for ev in evses:
-            e = ev.id
-            phases = max(phases, ev.phases)
-            for comp, var, c, v in (("EVSE", "SupplyPhases", 0, ev.phases),
-                                    ("Connector", "SupplyPhases", 1, ev.phases),
-                                    ("Connector", "ConnectorType", 1, ev.connector_type)):
-                i = self._row(comp, None, var, None)
-                if i >= 0:
-                    self._store(i, e, c, 0, v)
-            i = self._row("EVSE", None, "Power", None)
-            if i >= 0:
-                # the rating, not max_current: a board's PP sets that to 0 without a cable
-                amps = getattr(ev, "rated_current", ev.max_current)
-                self._hi[_key(i, e, 0, 0)] = float(amps * ev.phases * NOMINAL_VOLTAGE)
-        i = self._row("ChargingStation", None, "SupplyPhases", None)
-        if i >= 0 and evses:
-            self._store(i, 0, 0, 0, phases)
-
     # ---------------------------------------------------------------- values from text
     def _parse(self, row, s):
         """Convert the OCPP text form into the row's type; ValueError when malformed."""
@@ -264,6 +240,7 @@ class DeviceModel:
 
     # ---------------------------------------------------------------- persistence
     def _pkey(self, k):
+        # "Comp[#ci][@evse[.conn]]/Var[#vi][:Attr]", read back by dm_boot.load
         i, e, c, a = _unkey(k)
         r = self.rows[i]
         s = r[0]
@@ -280,34 +257,3 @@ class DeviceModel:
             if self._persistent(self.rows[i][3]):
                 doc[self._pkey(k)] = v
         self.store.save(DOC, doc)
-
-    def _load(self):
-        doc = self.store.load(DOC, None)
-        if not isinstance(doc, dict):
-            return
-        for pk, v in doc.items():
-            try:
-                cpart, vpart = pk.split("/", 1)
-                a = 0
-                if ":" in vpart:
-                    vpart, an = vpart.split(":", 1)
-                    a = _attr_code(an)
-                e = c = 0
-                if "@" in cpart:
-                    cpart, loc = cpart.split("@", 1)
-                    if "." in loc:
-                        loc, cs = loc.split(".", 1)
-                        c = int(cs)
-                    e = int(loc)
-                comp, ci = (cpart.split("#", 1) + [None])[:2]
-                var, vi = (vpart.split("#", 1) + [None])[:2]
-                i = self._find(comp, ci, var, vi, e or None, c or None)
-            except (ValueError, AttributeError):
-                continue
-            if i < 0 or a < 0 or not self._persistent(self.rows[i][3]):
-                continue  # a variable this firmware no longer has
-            try:
-                v = self._coerce(self.rows[i], v)
-            except ValueError:
-                continue
-            self._store(i, e, c, a, v)

@@ -27,6 +27,14 @@ def _report_text(v, limit):
     return s if limit is None or len(s) <= limit else s[:limit]  # None: no such limit
 
 
+def redacted(dm, component, variable):
+    """True for secrets: console and logs never print them."""
+    for r in dm.rows:
+        if r[0] == component and r[1] == variable and T.is_secret(r[3]):
+            return True
+    return False
+
+
 def _value_size(dm):
     return dm.get("DeviceDataCtrlr", "ReportingValueSize")
 

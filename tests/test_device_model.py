@@ -148,6 +148,19 @@ def test_readwrite_values_persist_across_reboot():
     _cleanup(d)
 
 
+def test_start_up_code_leaves_once_the_model_is_made():
+    # firmware.dm_boot (hardware values, reading dm.json) runs in DeviceModel() only
+    import sys
+    dm, d = _model()
+    dm.set(COMM, "HeartbeatInterval", 77)
+    dm2, _ = _model(d)
+    assert "firmware.dm_boot" not in sys.modules
+    assert dm2.get(COMM, "HeartbeatInterval") == 77
+    assert dm2.get("EVSE", "SupplyPhases", evse=2) == 1
+    assert dm2.max_limit("EVSE", "Power", evse=2) == 16 * 230.0
+    _cleanup(d)
+
+
 def test_document_holds_only_persistent_values_that_differ_from_defaults():
     dm, d = _model()
     dm.set(COMM, "HeartbeatInterval", 60)
@@ -185,10 +198,10 @@ def test_listeners_fire_once_per_change():
 
 def test_redacted_marks_only_secrets():
     dm, d = _model()
-    assert dm.redacted("SecurityCtrlr", "BasicAuthPassword") is True
-    assert dm.redacted("SecurityCtrlr", "Identity") is False
-    assert dm.redacted(COMM, "HeartbeatInterval") is False
-    assert dm.redacted("Nope", "Nope") is False
+    assert dm_csms.redacted(dm, "SecurityCtrlr", "BasicAuthPassword") is True
+    assert dm_csms.redacted(dm, "SecurityCtrlr", "Identity") is False
+    assert dm_csms.redacted(dm, COMM, "HeartbeatInterval") is False
+    assert dm_csms.redacted(dm, "Nope", "Nope") is False
     _cleanup(d)
 
 

@@ -52,7 +52,8 @@ def test_B05_B06_B07_dm_csms_is_loaded_only_while_serving_variables(csms, statio
     st = station(args=("--set", "OCPPCommCtrlr.MessageTimeout[Default]=3",
                        "--set", "TxCtrlr.EVConnectionTimeOut=200"))
     csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
-    assert DM_CSMS not in _modules(st)  # the installer's settings applied, then dropped
+    # the installer's settings applied, then dropped; so is the model's start-up code
+    assert DM_CSMS not in _modules(st) and "firmware.dm_boot" not in _modules(st)
     r = st.cmd("get TxCtrlr.EVConnectionTimeOut")
     assert r["ok"] and r["value"] == "200", r
     assert st.cmd("set TxCtrlr.EVConnectionTimeOut 210")["ok"]
