@@ -4,8 +4,22 @@
 # Every command gets exactly one JSON-able dict back: {"ok": true, ...} or {"ok": false, "error": ...}.
 # Variables are named Component[ci]@evse[,connector].Variable[vi], e.g.
 #   OCPPCommCtrlr.HeartbeatInterval   OCPPCommCtrlr.MessageTimeout[Default]   EVSE@1.AvailabilityState
-from firmware import log
+import sys
+
+from firmware import compat, log
 from firmware.console import ConsoleError, watch, watch_start
+
+
+def dm_request(name, dm, *args):
+    """dm_csms.<name>(dm, *args) for a command or an installer setting: the module is
+    dropped again unless it was loaded already (by the variables block)."""
+    had = "firmware.dm_csms" in sys.modules
+    from firmware import dm_csms
+    try:
+        return getattr(dm_csms, name)(dm, *args)
+    finally:
+        if not had:
+            compat.unload("firmware.dm_csms")
 
 
 def parse_var(name):
@@ -134,7 +148,7 @@ class Commands:
         if len(args) != 1:
             raise ConsoleError("usage: get Component.Variable")
         item = parse_var(args[0])
-        r = self.st.dm.csms_get(item)
+        r = dm_request("get", self.st.dm, item)
         if r.get("attributeStatus") != "Accepted":
             raise ConsoleError("%s: %s" % (args[0], r.get("attributeStatus")))
         return {"name": args[0], "value": r.get("attributeValue")}
@@ -144,7 +158,7 @@ class Commands:
             raise ConsoleError("usage: set Component.Variable VALUE")
         item = parse_var(args[0])
         item["attributeValue"] = " ".join(args[1:])
-        r = self.st.dm.csms_set_many([item])[0]
+        r = dm_request("set_many", self.st.dm, [item])[0]
         status = r.get("attributeStatus")
         if status not in ("Accepted", "RebootRequired"):
             info = r.get("attributeStatusInfo") or {}

@@ -1,12 +1,15 @@
-# The OCPP 2.0.1 device model: component/variable lookup, typed values, SetVariables/
-# GetVariables semantics (B05, B06), base reports (B07) and persistence.
+# The OCPP 2.0.1 device model as the firmware uses it: component/variable lookup, typed
+# values, change listeners, validation hooks and persistence. What only the CSMS and the
+# installer need (GetVariables, SetVariables, base reports) is in firmware.dm_csms, loaded
+# for those requests and dropped after them; what runs once at start-up (hardware values,
+# reading the saved values) is in firmware.dm_boot, dropped once the model is made.
 #
 # Lean on MicroPython: definitions stay in the dm_table text (a row is parsed when read and
 # addressed by its offset there); current values live in one dict keyed by a small int
 # (row, EVSE, connector, attribute), holding only values that differ from the row default. Persisted: one small JSON document
 # with the persistent values that differ from their defaults, saved atomically.
 from firmware import dm_table as T
-from firmware.compat import iso8601, parse_iso8601
+from firmware.compat import iso8601, parse_iso8601, unload
 
 DOC = "dm.json"
 NOMINAL_VOLTAGE = 230  # V per phase, for the EVSE Power maxLimit
@@ -40,20 +43,6 @@ def _unkey(k):
     return k & 16383, (k >> 14) & 63, k >> 20, a
 
 
-def text(value):
-    """A typed value as the OCPP string form."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        s = repr(value)
-        return s[:-2] if s.endswith(".0") else s
-    return str(value)
-
-
 def _is_int_text(s):
     if not s:
         return False
@@ -72,10 +61,12 @@ class DeviceModel:
         self._dyn = {}      # row -> fn(evse, connector) computing the Actual value
         self._checks = {}   # row -> fn(value) -> None or a reasonCode refusing the value
         self._listeners = []
-        self._hardware(evses)
+        from firmware import dm_boot  # start-up only: its code leaves the heap again
+        dm_boot.hardware(self, evses)
         if self._row("ClockCtrlr", None, "DateTime", None) >= 0:
             self.provide("ClockCtrlr", "DateTime", lambda e, c: iso8601())
-        self._load()
+        dm_boot.load(self)
+        unload("firmware.dm_boot")
 
     # ---------------------------------------------------------------- lookup
     def _row(self, component, ci, variable, vi):
@@ -93,37 +84,6 @@ class DeviceModel:
         if i >= 0 and not self._instance_ok(self.rows[i][3], evse, conn):
             return UNKNOWN_COMPONENT
         return i
-
-    def _find_csms(self, comp, var):
-        """Resolve ComponentType/VariableType dicts from the CSMS; names are case-insensitive
-        and an empty instance counts as none (B06.FR.15)."""
-        name = comp.get("name") or ""
-        ci = comp.get("instance") or None
-        vname = var.get("name") or ""
-        vi = var.get("instance") or None
-        ev = comp.get("evse")
-        evse = conn = None
-        if ev is not None:
-            evse = ev.get("id")
-            conn = ev.get("connectorId")
-        i = self._find(name, ci, vname, vi, evse, conn)
-        if i != UNKNOWN_COMPONENT and i != UNKNOWN_VARIABLE:
-            return i, evse, conn
-        # Slow path: case-insensitive match over the table.
-        name = (name if ci is None else name + "#" + ci).lower()
-        vname = vname.lower()
-        vi = vi.lower() if vi else None
-        status = UNKNOWN_COMPONENT
-        for j in self.rows.offsets():
-            r = self.rows[j]
-            if r[0].lower() != name:
-                continue
-            if not self._instance_ok(r[3], evse, conn):
-                continue
-            status = UNKNOWN_VARIABLE
-            if r[1].lower() == vname and (r[2].lower() if r[2] else None) == vi:
-                return j, evse, conn
-        return status, evse, conn
 
     # ---------------------------------------------------------------- firmware API
     def get(self, component, variable, evse=None, connector=None, ci=None, vi=None,
@@ -182,7 +142,8 @@ class DeviceModel:
         self._dyn[i] = fn
 
     def check(self, component, variable, fn, vi=None):
-        """Extra validation for SetVariables: fn(value) -> None to allow, or a reasonCode."""
+        """Extra validation for SetVariables (dm_csms.set_many): fn(value) -> None to allow,
+        or a reasonCode."""
         i = self._row(component, None, variable, vi)
         if i < 0:
             raise KeyError("%s.%s" % (component, variable))
@@ -193,13 +154,6 @@ class DeviceModel:
         if i < 0:
             return None
         return self._max(i, evse or 0, connector or 0)
-
-    def redacted(self, component, variable):
-        """True for secrets: console and logs never print them."""
-        for r in self.rows:
-            if r[0] == component and r[1] == variable and T.is_secret(r[3]):
-                return True
-        return False
 
     # ---------------------------------------------------------------- internals
     @staticmethod
@@ -246,26 +200,6 @@ class DeviceModel:
                 except Exception:
                     pass
 
-    def _hardware(self, evses):
-        phases = 0
-        for ev in evses:
-            e = ev.id
-            phases = max(phases, ev.phases)
-            for comp, var, c, v in (("EVSE", "SupplyPhases", 0, ev.phases),
-                                    ("Connector", "SupplyPhases", 1, ev.phases),
-                                    ("Connector", "ConnectorType", 1, ev.connector_type)):
-                i = self._row(comp, None, var, None)
-                if i >= 0:
-                    self._store(i, e, c, 0, v)
-            i = self._row("EVSE", None, "Power", None)
-            if i >= 0:
-                # the rating, not max_current: a board's PP sets that to 0 without a cable
-                amps = getattr(ev, "rated_current", ev.max_current)
-                self._hi[_key(i, e, 0, 0)] = float(amps * ev.phases * NOMINAL_VOLTAGE)
-        i = self._row("ChargingStation", None, "SupplyPhases", None)
-        if i >= 0 and evses:
-            self._store(i, 0, 0, 0, phases)
-
     # ---------------------------------------------------------------- values from text
     def _parse(self, row, s):
         """Convert the OCPP text form into the row's type; ValueError when malformed."""
@@ -304,183 +238,9 @@ class DeviceModel:
                 raise ValueError("InvalidValue")
         return s
 
-    def _in_range(self, i, e, c, v):
-        row = self.rows[i]
-        lo = row[6]
-        hi = self._max(i, e, c)
-        if row[4] in (T.INT, T.DEC):
-            return (lo is None or v >= lo) and (hi is None or v <= hi)
-        if isinstance(v, str):
-            return (hi is None or len(v) <= hi) and (lo is None or row[4] != T.STR or len(v) >= lo)
-        return True
-
-    # ---------------------------------------------------------------- B06 GetVariables
-    def _resolve(self, item):
-        """The result skeleton of a Get/SetVariableData item and its row: (res, i, e, c, a).
-        i < 0 when the item names no supported variable attribute; res then has its status."""
-        comp = item.get("component") or {}
-        var = item.get("variable") or {}
-        attr = item.get("attributeType") or "Actual"
-        res = {"attributeType": attr, "component": comp, "variable": var}
-        i, e, c = self._find_csms(comp, var)
-        a = _attr_code(attr)
-        if i == UNKNOWN_COMPONENT:
-            res["attributeStatus"] = "UnknownComponent"
-        elif i == UNKNOWN_VARIABLE:
-            res["attributeStatus"] = "UnknownVariable"
-        elif a < 0 or not self._supports(self.rows[i][3], a):
-            res["attributeStatus"] = "NotSupportedAttributeType"
-            i = -3
-        return res, i, e or 0, c or 0, a
-
-    def csms_get(self, item):
-        """GetVariableResult for one GetVariableData (B06)."""
-        res, i, e, c, a = self._resolve(item)
-        if i < 0:
-            return res
-        if T.is_secret(self.rows[i][3]):
-            res["attributeStatus"] = "Rejected"
-            res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
-            return res
-        res["attributeStatus"] = "Accepted"
-        res["attributeValue"] = self._report_text(self._value(i, e, c, a), self._value_size())
-        return res
-
-    def _value_size(self):
-        return self.get("DeviceDataCtrlr", "ReportingValueSize")
-
-    @staticmethod
-    def _report_text(v, limit):
-        s = text(v)
-        return s if limit is None or len(s) <= limit else s[:limit]  # None: no such limit
-
-    # ---------------------------------------------------------------- B05 SetVariables
-    def csms_set_many(self, items, installer=False):
-        """SetVariableResult list for a SetVariablesRequest (B05). All accepted values are
-        saved in one write, then listeners run. installer=True (local configuration, not
-        the CSMS) may also set ReadOnly values; every other check still applies."""
-        results = []
-        changed = []
-        dirty = False
-        max_len = self.get("DeviceDataCtrlr", "ConfigurationValueSize")
-        for item in items:
-            res, i, e, c, a = self._resolve(item)
-            results.append(res)
-            if i < 0:
-                continue
-            row = self.rows[i]
-            reason = None
-            raw = item.get("attributeValue")
-            if row[3] & T.MUT_MASK == T.RO and not installer:
-                reason = "ReadOnly"
-            elif not isinstance(raw, str):
-                reason = "InvalidValue"
-            elif max_len is not None and len(raw) > max_len:
-                reason = "TooLargeElement"
-            else:
-                try:
-                    value = self._parse(row, raw)
-                except ValueError:
-                    reason = "InvalidValue"
-                else:
-                    if not self._in_range(i, e, c, value):
-                        reason = "ValueOutOfRange"
-                    else:
-                        chk = self._checks.get(i)
-                        if chk is not None:
-                            reason = chk(value)
-            if reason is not None:
-                res["attributeStatus"] = "Rejected"
-                res["attributeStatusInfo"] = {"reasonCode": reason}
-                continue
-            if self._store(i, e, c, a, value):
-                changed.append((row, value))
-                dirty = dirty or self._persistent(row[3])
-            res["attributeStatus"] = "RebootRequired" if row[3] & T.REBOOT else "Accepted"
-        if dirty:
-            self.save()
-        for row, value in changed:
-            self._fire(row, value)
-        return results
-
-    # ---------------------------------------------------------------- B07 reports
-    def report(self, base):
-        """Generator of ReportData dicts for a GetBaseReport reportBase, in a stable order
-        (station components, then per EVSE its EVSE and connector components).
-        Raises ValueError for an unsupported base."""
-        if base == "FullInventory":
-            want = 0
-        elif base == "ConfigurationInventory":
-            want = 1
-        elif base == "SummaryInventory":
-            want = 2
-        else:
-            raise ValueError(base)
-        return self._report(want)
-
-    def _wanted(self, row, want):
-        if want == 1:
-            return row[3] & T.MUT_MASK != T.RO
-        if want == 2:
-            return row[1] in T.SUMMARY
-        return True
-
-    def _report(self, want):
-        rows = self.rows
-        limit = self._value_size()
-        scoped = []  # (offset, flags) of the wanted per-EVSE and per-connector rows
-        for i in rows.offsets():
-            r = rows[i]
-            if not self._wanted(r, want):
-                continue
-            if r[3] & (T.EVSE | T.CONN):
-                scoped.append((i, r[3]))
-            else:
-                yield self._report_data(i, 0, 0, limit)
-        for e in self.evse_ids:
-            for scope, c in ((T.EVSE, 0), (T.CONN, 1)):
-                for i, f in scoped:
-                    if f & scope:
-                        yield self._report_data(i, e, c, limit)
-
-    def _report_data(self, i, e, c, limit):
-        r = self.rows[i]
-        f = r[3]
-        name = r[0].split("#", 1)
-        comp = {"name": name[0]}
-        if len(name) > 1:
-            comp["instance"] = name[1]
-        if e:
-            comp["evse"] = {"id": e, "connectorId": c} if c else {"id": e}
-        var = {"name": r[1]}
-        if r[2] is not None:
-            var["instance"] = r[2]
-        mut = T.MUTABILITY[f & T.MUT_MASK]
-        secret = T.is_secret(f)
-        attrs = []
-        for a in range(4):
-            if not self._supports(f, a):
-                continue
-            va = {"type": T.ATTRS[a], "mutability": mut,
-                  "persistent": bool(self._persistent(f)), "constant": bool(f & T.CONST)}
-            if not secret:
-                va["value"] = self._report_text(self._value(i, e, c, a), limit)
-            attrs.append(va)
-        ch = {"dataType": r[4], "supportsMonitoring": False}
-        if r[5] is not None:
-            ch["unit"] = r[5]
-        if r[6] is not None and r[4] in (T.INT, T.DEC):
-            ch["minLimit"] = r[6]
-        hi = self._max(i, e, c)
-        if hi is not None:
-            ch["maxLimit"] = hi
-        if r[8] is not None:
-            ch["valuesList"] = r[8]
-        return {"component": comp, "variable": var, "variableAttribute": attrs,
-                "variableCharacteristics": ch}
-
     # ---------------------------------------------------------------- persistence
     def _pkey(self, k):
+        # "Comp[#ci][@evse[.conn]]/Var[#vi][:Attr]", read back by dm_boot.load
         i, e, c, a = _unkey(k)
         r = self.rows[i]
         s = r[0]
@@ -497,34 +257,3 @@ class DeviceModel:
             if self._persistent(self.rows[i][3]):
                 doc[self._pkey(k)] = v
         self.store.save(DOC, doc)
-
-    def _load(self):
-        doc = self.store.load(DOC, None)
-        if not isinstance(doc, dict):
-            return
-        for pk, v in doc.items():
-            try:
-                cpart, vpart = pk.split("/", 1)
-                a = 0
-                if ":" in vpart:
-                    vpart, an = vpart.split(":", 1)
-                    a = _attr_code(an)
-                e = c = 0
-                if "@" in cpart:
-                    cpart, loc = cpart.split("@", 1)
-                    if "." in loc:
-                        loc, cs = loc.split(".", 1)
-                        c = int(cs)
-                    e = int(loc)
-                comp, ci = (cpart.split("#", 1) + [None])[:2]
-                var, vi = (vpart.split("#", 1) + [None])[:2]
-                i = self._find(comp, ci, var, vi, e or None, c or None)
-            except (ValueError, AttributeError):
-                continue
-            if i < 0 or a < 0 or not self._persistent(self.rows[i][3]):
-                continue  # a variable this firmware no longer has
-            try:
-                v = self._coerce(self.rows[i], v)
-            except ValueError:
-                continue
-            self._store(i, e, c, a, v)

@@ -1,10 +1,12 @@
 # Functional block B (device model part): GetVariables (B06), SetVariables (B05) and
-# GetBaseReport -> NotifyReport (B07). The semantics live in firmware.device_model; this
-# block enforces the message limits and streams reports part by part.
+# GetBaseReport -> NotifyReport (B07). The semantics live in firmware.dm_csms; this block
+# enforces the message limits and streams reports part by part.
 import json
 
-from firmware import compat
+from firmware import compat, dm_csms
 from firmware.rpc import CallError
+
+UNLOAD = ("firmware.dm_csms",)  # dropped with the block (station._unload)
 
 DEV = "DeviceDataCtrlr"
 # NotifyReport frame without reportData items (id, requestId, generatedAt, seqNo, tbc).
@@ -45,18 +47,18 @@ class Block:
         items = payload.get("getVariableData") or []
         self._check_request("GetVariables", items)
         dm = self.st.dm
-        return {"getVariableResult": [dm.csms_get(it) for it in items]}
+        return {"getVariableResult": [dm_csms.get(dm, it) for it in items]}
 
     # ---------------------------------------------------------------- B05
     def set_variables(self, payload):
         items = payload.get("setVariableData") or []
         self._check_request("SetVariables", items)
-        return {"setVariableResult": self.st.dm.csms_set_many(items)}
+        return {"setVariableResult": dm_csms.set_many(self.st.dm, items)}
 
     # ---------------------------------------------------------------- B07
     def get_base_report(self, payload):
         try:
-            gen = self.st.dm.report(payload.get("reportBase"))
+            gen = dm_csms.report(self.st.dm, payload.get("reportBase"))
         except ValueError:
             return {"status": "NotSupported"}
         if self.reporting:  # B07.FR.13: one report at a time keeps the heap bounded

@@ -105,22 +105,22 @@ def apply_settings(station, settings):
     # the name parser is the console's: borrowed for the boot, left loaded only if a
     # console (another station of a fleet) has it loaded
     was = "firmware.console_cmds" in sys.modules
-    from firmware.console_cmds import parse_var
+    from firmware.console_cmds import dm_request, parse_var
     try:
-        _apply_settings(station, settings, parse_var)
+        _apply_settings(station, settings, parse_var, dm_request)
     finally:
         if not was:
             compat.unload("firmware.console_cmds")
 
 
-def _apply_settings(station, settings, parse_var):
+def _apply_settings(station, settings, parse_var, dm_request):
     for s in settings:
         if "=" not in s:
             raise ConsoleError("--set expects Component.Variable=VALUE, got %r" % s)
         name, value = s.split("=", 1)
         item = parse_var(name)
         item["attributeValue"] = value
-        r = station.dm.csms_set_many([item], installer=True)[0]
+        r = dm_request("set_many", station.dm, [item], True)[0]
         status = r.get("attributeStatus")
         if status not in ("Accepted", "RebootRequired"):
             raise ConsoleError("--set %s: %s %s" % (name, status, r.get("attributeStatusInfo") or ""))

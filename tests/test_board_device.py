@@ -376,6 +376,7 @@ def test_E01_ev_plugged_at_power_up_starts_EVConnected_transaction_on_the_real_s
     # The same power-up with the real Station (CSMS unreachable: the Started event is queued):
     # TxStartPoint EVConnected fires for the EV that was in B before the station existed.
     from board import main
+    from firmware import dm_csms
     from firmware.station import Station
     c = cfg(temperature=None)
     d = c["station"]["data_dir"] = DATA + "-station"
@@ -387,9 +388,9 @@ def test_E01_ev_plugged_at_power_up_starts_EVConnected_transaction_on_the_real_s
 
     def factory(bd, c):
         st = Station(bd, "ws://127.0.0.1:9", "PWRUP1")
-        st.dm.csms_set_many([{"component": {"name": "TxCtrlr"},
-                              "variable": {"name": "TxStartPoint"},
-                              "attributeValue": "EVConnected"}], installer=True)
+        dm_csms.set_many(st.dm, [{"component": {"name": "TxCtrlr"},
+                                  "variable": {"name": "TxStartPoint"},
+                                  "attributeValue": "EVConnected"}], installer=True)
         made.append(st)
         return st
 

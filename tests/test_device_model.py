@@ -6,7 +6,7 @@ import json
 import os
 
 from firmware import compat
-from firmware import dm_table as T
+from firmware import dm_csms, dm_table as T
 from firmware.device_model import DeviceModel
 from firmware.rpc import CallError
 from firmware.storage import Store
@@ -136,8 +136,8 @@ def test_set_converts_text_and_rejects_unknown_names():
 def test_readwrite_values_persist_across_reboot():
     dm, d = _model()
     dm.set(COMM, "HeartbeatInterval", 77)
-    r = dm.csms_set_many([_sv(COMM, "OfflineThreshold", "500"),
-                          _sv("SecurityCtrlr", "BasicAuthPassword", PASSWORD)])
+    r = dm_csms.set_many(dm, [_sv(COMM, "OfflineThreshold", "500"),
+                              _sv("SecurityCtrlr", "BasicAuthPassword", PASSWORD)])
     assert [x["attributeStatus"] for x in r] == ["Accepted", "Accepted"]
     dm.set("SecurityCtrlr", "SecurityProfile", 2)  # ReadOnly but firmware-owned and persistent
     dm2, _ = _model(d)
@@ -145,6 +145,19 @@ def test_readwrite_values_persist_across_reboot():
     assert dm2.get(COMM, "OfflineThreshold") == 500
     assert dm2.get("SecurityCtrlr", "BasicAuthPassword") == PASSWORD
     assert dm2.get("SecurityCtrlr", "SecurityProfile") == 2
+    _cleanup(d)
+
+
+def test_start_up_code_leaves_once_the_model_is_made():
+    # firmware.dm_boot (hardware values, reading dm.json) runs in DeviceModel() only
+    import sys
+    dm, d = _model()
+    dm.set(COMM, "HeartbeatInterval", 77)
+    dm2, _ = _model(d)
+    assert "firmware.dm_boot" not in sys.modules
+    assert dm2.get(COMM, "HeartbeatInterval") == 77
+    assert dm2.get("EVSE", "SupplyPhases", evse=2) == 1
+    assert dm2.max_limit("EVSE", "Power", evse=2) == 16 * 230.0
     _cleanup(d)
 
 
@@ -178,17 +191,17 @@ def test_listeners_fire_once_per_change():
     dm.on_change(lambda c, v, val: seen.append((c, v, val)))
     dm.set(COMM, "HeartbeatInterval", 90)
     dm.set(COMM, "HeartbeatInterval", 90)
-    dm.csms_set_many([_sv(COMM, "WebSocketPingInterval", "15"), _sv(COMM, "Nope", "1")])
+    dm_csms.set_many(dm, [_sv(COMM, "WebSocketPingInterval", "15"), _sv(COMM, "Nope", "1")])
     assert seen == [(COMM, "HeartbeatInterval", 90), (COMM, "WebSocketPingInterval", 15)]
     _cleanup(d)
 
 
 def test_redacted_marks_only_secrets():
     dm, d = _model()
-    assert dm.redacted("SecurityCtrlr", "BasicAuthPassword") is True
-    assert dm.redacted("SecurityCtrlr", "Identity") is False
-    assert dm.redacted(COMM, "HeartbeatInterval") is False
-    assert dm.redacted("Nope", "Nope") is False
+    assert dm_csms.redacted(dm, "SecurityCtrlr", "BasicAuthPassword") is True
+    assert dm_csms.redacted(dm, "SecurityCtrlr", "Identity") is False
+    assert dm_csms.redacted(dm, COMM, "HeartbeatInterval") is False
+    assert dm_csms.redacted(dm, "Nope", "Nope") is False
     _cleanup(d)
 
 
@@ -197,7 +210,7 @@ def test_B06_FR_01_02_04_10_TC_B_06_07_values_echo_component_and_variable():
     dm, d = _model()
     items = [_gv(COMM, "HeartbeatInterval"), _gv(COMM, "MessageTimeout", vi="Default"),
              _gv("EVSE", "Power", evse=1)]
-    res = [dm.csms_get(it) for it in items]
+    res = [dm_csms.get(dm, it) for it in items]
     assert len(res) == 3
     for it, r in zip(items, res):
         assert r["component"] == it["component"] and r["variable"] == it["variable"]
@@ -208,8 +221,8 @@ def test_B06_FR_01_02_04_10_TC_B_06_07_values_echo_component_and_variable():
 
 def test_B06_FR_03_11_attribute_type_echoed_or_actual():
     dm, d = _model()
-    assert dm.csms_get(_gv(COMM, "HeartbeatInterval"))["attributeType"] == "Actual"
-    r = dm.csms_get(_gv(COMM, "HeartbeatInterval", attr="Actual"))
+    assert dm_csms.get(dm, _gv(COMM, "HeartbeatInterval"))["attributeType"] == "Actual"
+    r = dm_csms.get(dm, _gv(COMM, "HeartbeatInterval", attr="Actual"))
     assert r["attributeType"] == "Actual" and r["attributeValue"] == "300"
     _cleanup(d)
 
@@ -218,7 +231,7 @@ def _get_fails_with(status, items):
     """Every GetVariables item is answered `status` without a value."""
     dm, d = _model()
     for item in items:
-        r = dm.csms_get(item)
+        r = dm_csms.get(dm, item)
         assert r["attributeStatus"] == status, item
         assert "attributeValue" not in r
     _cleanup(d)
@@ -251,7 +264,7 @@ def test_B06_names_with_table_separators_match_nothing():
                          (_gv(COMM, "HeartbeatInterval|", vi="|w"), "UnknownVariable"),
                          (_gv(COMM + "|HeartbeatInterval", ""), "UnknownComponent"),
                          (_gv(COMM, "HeartbeatInterval\nOCPPCommCtrlr"), "UnknownVariable")):
-        r = dm.csms_get(item)
+        r = dm_csms.get(dm, item)
         assert r["attributeStatus"] == status, item
         assert "attributeValue" not in r
     _cleanup(d)
@@ -259,10 +272,10 @@ def test_B06_names_with_table_separators_match_nothing():
 
 def test_B06_FR_14_instances_and_case_insensitive_names():
     dm, d = _model()
-    r = dm.csms_get(_gv("devicedatactrlr", "itemsPERmessage", vi="getvariables"))
+    r = dm_csms.get(dm, _gv("devicedatactrlr", "itemsPERmessage", vi="getvariables"))
     assert r["attributeStatus"] == "Accepted" and r["attributeValue"] == str(T.ITEMS)
     assert r["variable"] == {"name": "itemsPERmessage", "instance": "getvariables"}
-    r = dm.csms_get(_gv("Connector", "ConnectorType", evse=1, conn=1))
+    r = dm_csms.get(dm, _gv("Connector", "ConnectorType", evse=1, conn=1))
     assert r["attributeValue"] == "cType2"
     _cleanup(d)
 
@@ -270,7 +283,7 @@ def test_B06_FR_14_instances_and_case_insensitive_names():
 def test_B06_FR_08_TC_B_34_not_supported_attribute_type():
     dm, d = _model()
     for attr in ("Target", "MinSet", "MaxSet"):
-        r = dm.csms_get(_gv(COMM, "HeartbeatInterval", attr=attr))
+        r = dm_csms.get(dm, _gv(COMM, "HeartbeatInterval", attr=attr))
         assert r["attributeStatus"] == "NotSupportedAttributeType"
         assert r["attributeType"] == attr and "attributeValue" not in r
     _cleanup(d)
@@ -279,7 +292,7 @@ def test_B06_FR_08_TC_B_34_not_supported_attribute_type():
 def test_B06_FR_09_write_only_password_is_never_returned():
     dm, d = _model()
     dm.set("SecurityCtrlr", "BasicAuthPassword", PASSWORD)
-    r = dm.csms_get(_gv("SecurityCtrlr", "BasicAuthPassword"))
+    r = dm_csms.get(dm, _gv("SecurityCtrlr", "BasicAuthPassword"))
     assert r["attributeStatus"] == "Rejected"
     assert PASSWORD not in json.dumps(r)
     _cleanup(d)
@@ -291,7 +304,7 @@ def test_B05_FR_01_02_03_10_12_TC_B_09_10_accepted_and_applied():
     items = [_sv(COMM, "HeartbeatInterval", "42"),
              _sv(COMM, "OfflineThreshold", "120", attr="Actual"),
              _sv("TxCtrlr", "TxStartPoint", "EVConnected,Authorized")]
-    res = dm.csms_set_many(items)
+    res = dm_csms.set_many(dm, items)
     assert [r["attributeStatus"] for r in res] == ["Accepted"] * 3
     for it, r in zip(items, res):
         assert r["component"] == it["component"] and r["variable"] == it["variable"]
@@ -304,9 +317,9 @@ def test_B05_FR_01_02_03_10_12_TC_B_09_10_accepted_and_applied():
 
 def test_B05_FR_04_05_06_TC_B_35_36_37_unknown_and_unsupported():
     dm, d = _model()
-    res = dm.csms_set_many([_sv("FooCtrlr", "HeartbeatInterval", "1"),
-                            _sv(COMM, "Foo", "1"),
-                            _sv(COMM, "HeartbeatInterval", "1", attr="Target")])
+    res = dm_csms.set_many(dm, [_sv("FooCtrlr", "HeartbeatInterval", "1"),
+                                _sv(COMM, "Foo", "1"),
+                                _sv(COMM, "HeartbeatInterval", "1", attr="Target")])
     assert [r["attributeStatus"] for r in res] == [
         "UnknownComponent", "UnknownVariable", "NotSupportedAttributeType"]
     assert res[2]["attributeType"] == "Target"
@@ -326,7 +339,7 @@ def test_B05_FR_07_TC_B_11_invalidly_formatted_values_rejected():
            ("ClockCtrlr", "TimeSource", ""),                        # empty sequence
            ("SampledDataCtrlr", "TxUpdatedMeasurands", "Energy.Active.Import.Register,"),
            ]
-    res = dm.csms_set_many([_sv(c, v, val) for c, v, val in bad])
+    res = dm_csms.set_many(dm, [_sv(c, v, val) for c, v, val in bad])
     for (c, v, val), r in zip(bad, res):
         assert r["attributeStatus"] == "Rejected", (c, v, val, r)
         assert r["attributeStatusInfo"]["reasonCode"] == "InvalidValue"
@@ -337,11 +350,11 @@ def test_B05_FR_07_TC_B_11_invalidly_formatted_values_rejected():
 
 def test_B05_FR_08_out_of_range_rejected():
     dm, d = _model()
-    res = dm.csms_set_many([_sv(COMM, "HeartbeatInterval", "0"),
-                            _sv(COMM, "HeartbeatInterval", "86401"),
-                            _sv("SecurityCtrlr", "BasicAuthPassword", "short"),
-                            _sv("SecurityCtrlr", "BasicAuthPassword", "x" * 41),
-                            _sv("SecurityCtrlr", "OrganizationName", "o" * 51)])
+    res = dm_csms.set_many(dm, [_sv(COMM, "HeartbeatInterval", "0"),
+                                _sv(COMM, "HeartbeatInterval", "86401"),
+                                _sv("SecurityCtrlr", "BasicAuthPassword", "short"),
+                                _sv("SecurityCtrlr", "BasicAuthPassword", "x" * 41),
+                                _sv("SecurityCtrlr", "OrganizationName", "o" * 51)])
     assert [r["attributeStatus"] for r in res] == ["Rejected"] * 5
     assert all(r["attributeStatusInfo"]["reasonCode"] == "ValueOutOfRange" for r in res)
     assert dm.get("SecurityCtrlr", "BasicAuthPassword") is None
@@ -350,9 +363,9 @@ def test_B05_FR_08_out_of_range_rejected():
 
 def test_B05_FR_09_TC_B_39_read_only_rejected():
     dm, d = _model()
-    res = dm.csms_set_many([_sv(COMM, "MessageTimeout", "10", vi="Default"),
-                            _sv("ChargingStation", "AvailabilityState", "Unavailable"),
-                            _sv("SecurityCtrlr", "SecurityProfile", "3")])
+    res = dm_csms.set_many(dm, [_sv(COMM, "MessageTimeout", "10", vi="Default"),
+                                _sv("ChargingStation", "AvailabilityState", "Unavailable"),
+                                _sv("SecurityCtrlr", "SecurityProfile", "3")])
     assert [r["attributeStatus"] for r in res] == ["Rejected"] * 3
     assert res[0]["attributeStatusInfo"]["reasonCode"] == "ReadOnly"
     assert dm.get(COMM, "MessageTimeout", vi="Default") == 30
@@ -361,7 +374,7 @@ def test_B05_FR_09_TC_B_39_read_only_rejected():
 
 def test_B05_value_longer_than_ConfigurationValueSize_rejected():
     dm, d = _model()
-    r = dm.csms_set_many([_sv("SecurityCtrlr", "OrganizationName", "o" * 1001)])[0]
+    r = dm_csms.set_many(dm, [_sv("SecurityCtrlr", "OrganizationName", "o" * 1001)])[0]
     assert r["attributeStatus"] == "Rejected"
     assert r["attributeStatusInfo"]["reasonCode"] == "TooLargeElement"
     _cleanup(d)
@@ -369,9 +382,9 @@ def test_B05_value_longer_than_ConfigurationValueSize_rejected():
 
 def test_B05_one_save_per_request():
     dm, d = _model()
-    res = dm.csms_set_many([_sv(COMM, "HeartbeatInterval", "11"),
-                            _sv(COMM, "OfflineThreshold", "12"),
-                            _sv(COMM, "WebSocketPingInterval", "13")])
+    res = dm_csms.set_many(dm, [_sv(COMM, "HeartbeatInterval", "11"),
+                                _sv(COMM, "OfflineThreshold", "12"),
+                                _sv(COMM, "WebSocketPingInterval", "13")])
     assert [r["attributeStatus"] for r in res] == ["Accepted"] * 3
     assert dm.store.saves == 1
     assert len(dm.store.load("dm.json")) == 3
@@ -382,8 +395,8 @@ def test_B05_extra_check_hook_can_refuse_a_value():
     dm, d = _model()
     dm.check(COMM, "NetworkConfigurationPriority",
              lambda v: None if all(s in ("1", "2") for s in v.split(",")) else "InvalidValue")
-    res = dm.csms_set_many([_sv(COMM, "NetworkConfigurationPriority", "2,1"),
-                            _sv(COMM, "NetworkConfigurationPriority", "3")])
+    res = dm_csms.set_many(dm, [_sv(COMM, "NetworkConfigurationPriority", "2,1"),
+                                _sv(COMM, "NetworkConfigurationPriority", "3")])
     assert [r["attributeStatus"] for r in res] == ["Accepted", "Rejected"]
     assert dm.get(COMM, "NetworkConfigurationPriority") == "2,1"
     _cleanup(d)
@@ -392,16 +405,17 @@ def test_B05_extra_check_hook_can_refuse_a_value():
 def test_B05_reboot_required_and_target_attribute():
     table = "FanCtrlr|Speed||wTLH|i|rpm|0|5000||1000\nFanCtrlr|Mode||wB|o||||A,B|A"
     dm, d = _model(evses=[], table=table)
-    res = dm.csms_set_many([_sv("FanCtrlr", "Speed", "3000", attr="Target"),
-                            _sv("FanCtrlr", "Mode", "B")])
+    res = dm_csms.set_many(dm, [_sv("FanCtrlr", "Speed", "3000", attr="Target"),
+                                _sv("FanCtrlr", "Mode", "B")])
     assert [r["attributeStatus"] for r in res] == ["Accepted", "RebootRequired"]
     assert dm.get("FanCtrlr", "Speed", attr="Target") == 3000
     assert dm.get("FanCtrlr", "Speed") == 1000
-    assert dm.csms_get(_gv("FanCtrlr", "Speed", attr="MinSet"))["attributeValue"] == ""  # B06.FR.13
+    r = dm_csms.get(dm, _gv("FanCtrlr", "Speed", attr="MinSet"))
+    assert r["attributeValue"] == ""  # B06.FR.13
     dm2, _ = _model(d, evses=[], table=table)
     assert dm2.get("FanCtrlr", "Speed", attr="Target") == 3000
     assert dm2.get("FanCtrlr", "Mode") == "B"
-    rep = list(dm2.report("FullInventory"))
+    rep = list(dm_csms.report(dm2, "FullInventory"))
     assert [a["type"] for a in rep[0]["variableAttribute"]] == ["Actual", "Target", "MinSet", "MaxSet"]
     _cleanup(d)
 
@@ -423,7 +437,7 @@ def _expected_count(dm, want):
 
 def test_B07_FR_08_11_full_inventory_reports_every_variable_with_characteristics():
     dm, d = _model()
-    rep = list(dm.report("FullInventory"))
+    rep = list(dm_csms.report(dm, "FullInventory"))
     assert len(rep) == _expected_count(dm, lambda r: True)
     for rd in rep:
         assert rd["variableCharacteristics"]["dataType"] in (
@@ -434,14 +448,15 @@ def test_B07_FR_08_11_full_inventory_reports_every_variable_with_characteristics
     evse_power = [rd for rd in rep if rd["component"]["name"] == "EVSE" and rd["variable"]["name"] == "Power"]
     assert [rd["component"]["evse"]["id"] for rd in evse_power] == [1, 2]
     assert evse_power[1]["variableCharacteristics"]["maxLimit"] == 3680
-    names = [(rd["component"]["name"], rd["variable"]["name"]) for rd in dm.report("FullInventory")]
+    names = [(rd["component"]["name"], rd["variable"]["name"])
+             for rd in dm_csms.report(dm, "FullInventory")]
     assert names == [(rd["component"]["name"], rd["variable"]["name"]) for rd in rep]
     _cleanup(d)
 
 
 def test_B07_FR_07_configuration_inventory_only_settable_variables():
     dm, d = _model()
-    rep = list(dm.report("ConfigurationInventory"))
+    rep = list(dm_csms.report(dm, "ConfigurationInventory"))
     assert len(rep) == _expected_count(dm, lambda r: r[3] & T.MUT_MASK != T.RO)
     assert rep and all(rd["variableAttribute"][0]["mutability"] in ("ReadWrite", "WriteOnly") for rd in rep)
     _cleanup(d)
@@ -450,7 +465,7 @@ def test_B07_FR_07_configuration_inventory_only_settable_variables():
 def test_B07_FR_09_summary_inventory_availability_of_station_evses_connectors():
     dm, d = _model()
     dm.set("EVSE", "AvailabilityState", "Unavailable", evse=2)
-    rep = list(dm.report("SummaryInventory"))
+    rep = list(dm_csms.report(dm, "SummaryInventory"))
     got = [(rd["component"]["name"], rd["component"].get("evse"), rd["variableAttribute"][0]["value"])
            for rd in rep]
     assert got == [("ChargingStation", None, "Available"),
@@ -464,7 +479,7 @@ def test_B07_FR_09_summary_inventory_availability_of_station_evses_connectors():
 def test_B07_FR_02_unsupported_base_raises_value_error():
     dm, d = _model()
     try:
-        dm.report("Everything")
+        dm_csms.report(dm, "Everything")
     except ValueError:
         _cleanup(d)
         return
@@ -475,7 +490,7 @@ def test_password_never_appears_in_any_report():
     dm, d = _model()
     dm.set("SecurityCtrlr", "BasicAuthPassword", PASSWORD)
     for base in ("FullInventory", "ConfigurationInventory", "SummaryInventory"):
-        for rd in dm.report(base):
+        for rd in dm_csms.report(dm, base):
             assert PASSWORD not in json.dumps(rd)
             if rd["variable"]["name"] == "BasicAuthPassword":
                 assert "value" not in rd["variableAttribute"][0]
@@ -624,7 +639,7 @@ def test_B07_FR_01_03_04_10_TC_B_13_full_inventory_in_parts():
     assert resp == {"status": "Accepted"}
     parts = _check_parts(st, 7, T.ITEMS, T.BYTES)
     got = [(rd["component"], rd["variable"]) for p in parts for rd in p["reportData"]]
-    want = [(rd["component"], rd["variable"]) for rd in st.dm.report("FullInventory")]
+    want = [(rd["component"], rd["variable"]) for rd in dm_csms.report(st.dm, "FullInventory")]
     assert got == want
     assert len(parts) >= len(want) // T.ITEMS
     assert ticks >= len(parts)  # the event loop ran while the report was sent
@@ -638,7 +653,7 @@ def test_B07_byte_limit_splits_parts():
     parts = _check_parts(st, 3, T.ITEMS, 1200)
     assert len(parts) > 2
     got = sum(len(p["reportData"]) for p in parts)
-    assert got == len(list(st.dm.report("ConfigurationInventory")))
+    assert got == len(list(dm_csms.report(st.dm, "ConfigurationInventory")))
     _cleanup(d)
 
 

@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 
-from firmware import dm_table as T
+from firmware import dm_csms, dm_table as T
 from firmware.device_model import DeviceModel
 from firmware.storage import Store
 from tests.harness import ROOT
@@ -83,7 +83,7 @@ def test_declared_optional_variables_also_match_the_appendix(tmp_path):
 def test_TC_B_53_full_inventory_reports_required_variables_schema_valid(tmp_path):
     dm = _model(tmp_path)
     schema = _schema("NotifyReportRequest")
-    items = list(dm.report("FullInventory"))
+    items = list(dm_csms.report(dm, "FullInventory"))
     # One NotifyReport part per ItemsPerMessage items, each valid against the official schema.
     for i in range(0, len(items), T.ITEMS):
         part = {"requestId": 1, "generatedAt": "2026-01-01T00:00:00.000Z", "seqNo": i // T.ITEMS,
@@ -117,12 +117,12 @@ def test_B05_B06_results_are_schema_valid(tmp_path):
              ("SecurityCtrlr", "BasicAuthPassword"))]
     gets.append({"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"},
                  "attributeType": "Target"})
-    jsonschema.validate({"getVariableResult": [dm.csms_get(g) for g in gets]},
+    jsonschema.validate({"getVariableResult": [dm_csms.get(dm, g) for g in gets]},
                         _schema("GetVariablesResponse"))
     sets = [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": v}, "attributeValue": val}
             for v, val in (("HeartbeatInterval", "10"), ("HeartbeatInterval", "x"),
                            ("MessageTimeout", "5"), ("Nope", "1"))]
-    res = dm.csms_set_many(sets)
+    res = dm_csms.set_many(dm, sets)
     jsonschema.validate({"setVariableResult": res}, _schema("SetVariablesResponse"))
 
 
@@ -174,12 +174,13 @@ gc.collect(); a1 = gc.mem_alloc()
 dm = DeviceModel(storage.Store(sys.argv[2]), ev)
 gc.collect(); a2 = gc.mem_alloc()
 dm.set("OCPPCommCtrlr", "HeartbeatInterval", 60)
+from firmware import dm_csms
 n = 0
-for rd in dm.report("FullInventory"):
+for rd in dm_csms.report(dm, "FullInventory"):
     n += 1
 gc.collect(); a3 = gc.mem_alloc()
 for _ in range(5):
-    for rd in dm.report("FullInventory"):
+    for rd in dm_csms.report(dm, "FullInventory"):
         n += 1
 gc.collect(); a4 = gc.mem_alloc()
 print("HEAP", a1 - a0, a2 - a1, a3 - a2, a4 - a3, n)
@@ -201,4 +202,4 @@ def test_heap_of_the_loaded_model_under_micropython(tmp_path):
     assert instance < 6000
     # A leak would keep report dicts (KBs per run); allow GC noise of stale stack words.
     assert second < 1024
-    assert n == 6 * len(list(_model(tmp_path).report("FullInventory")))
+    assert n == 6 * len(list(dm_csms.report(_model(tmp_path), "FullInventory")))

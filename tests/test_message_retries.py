@@ -127,7 +127,7 @@ def test_TC_E_51_CS_retry_success_before_max_count_callerror(csms, station):
 def test_message_timeout_is_read_once_and_follows_a_change(tmp_path):
     """A CALL takes MessageTimeout from a cache, not the device model; the installer's
     change (the CSMS cannot make one: ReadOnly) reaches the next CALL."""
-    from firmware import compat
+    from firmware import compat, dm_csms
     from firmware.station import Station
     from host.sim_board import SimBoard
     st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "MT1", blocks=(), on_demand=())
@@ -156,8 +156,8 @@ def test_message_timeout_is_read_once_and_follows_a_change(tmp_path):
     assert timeouts == [30000] * 3 and len(reads) == 1
     item = {"component": {"name": "OCPPCommCtrlr"},
             "variable": {"name": "MessageTimeout", "instance": "Default"}, "attributeValue": "5"}
-    assert st.dm.csms_set_many([item])[0]["attributeStatus"] == "Rejected"
-    assert st.dm.csms_set_many([item], installer=True)[0]["attributeStatus"] == "Accepted"
+    assert dm_csms.set_many(st.dm, [item])[0]["attributeStatus"] == "Rejected"
+    assert dm_csms.set_many(st.dm, [item], installer=True)[0]["attributeStatus"] == "Accepted"
     calls(2)
     st.dm.set("OCPPCommCtrlr", "MessageTimeout", 7, vi="Default")
     calls(1)

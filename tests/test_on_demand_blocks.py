@@ -39,6 +39,52 @@ def test_on_demand_blocks_are_not_loaded_until_asked_and_dropped_after(csms, sta
     csms.wait_for(lambda: _loaded(st) == [], 20, "dropped again")
 
 
+DM_CSMS = "firmware.dm_csms"  # the device model's GetVariables/SetVariables/report half
+
+
+def _modules(st):
+    return st.cmd("modules")["modules"]
+
+
+def test_B05_B06_B07_dm_csms_is_loaded_only_while_serving_variables(csms, station):
+    """The CSMS-facing half of the device model is not resident: the installer's --set, the
+    console's get/set and the variables block load it and drop it again after use."""
+    st = station(args=("--set", "OCPPCommCtrlr.MessageTimeout[Default]=3",
+                       "--set", "TxCtrlr.EVConnectionTimeOut=200"))
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    # the installer's settings applied, then dropped; so is the model's start-up code
+    assert DM_CSMS not in _modules(st) and "firmware.dm_boot" not in _modules(st)
+    r = st.cmd("get TxCtrlr.EVConnectionTimeOut")
+    assert r["ok"] and r["value"] == "200", r
+    assert st.cmd("set TxCtrlr.EVConnectionTimeOut 210")["ok"]
+    assert DM_CSMS not in _modules(st)
+    # TC_B_06_CS GetVariables
+    r = csms.call(st.identity, "GetVariables", {"getVariableData": [
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "EVConnectionTimeOut"}}]})
+    assert r["getVariableResult"][0]["attributeValue"] == "210"
+    csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after GetVariables")
+    assert DM_CSMS not in _modules(st)
+    # TC_B_13_CS GetBaseReport: the report's generator holds it until the last part; a
+    # console get meanwhile uses the loaded copy and leaves it to the block
+    csms.csms.hold.add("NotifyReport")
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": 4, "reportBase": "FullInventory"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: csms.csms.calls("NotifyReport", st.identity), 10, "first part")
+    assert _loaded(st) == ["firmware.variables"] and DM_CSMS in _modules(st)
+    assert st.cmd("get TxCtrlr.EVConnectionTimeOut")["value"] == "210"
+    assert DM_CSMS in _modules(st)
+    # the unanswered part times out (MessageTimeout 3 s): the report ends, both go
+    csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after the report stopped")
+    assert DM_CSMS not in _modules(st)
+    csms.csms.hold.discard("NotifyReport")
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": 5, "reportBase": "FullInventory"})
+    assert r["status"] == "Accepted"
+    csms.wait_for(lambda: [p for p in csms.csms.calls("NotifyReport", st.identity)
+                           if p["requestId"] == 5 and not p.get("tbc")], 30, "whole report")
+    csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after the report")
+    assert DM_CSMS not in _modules(st)
+
+
 def test_B07_FR_13_report_in_progress_keeps_its_block_and_rejects_a_second(csms, station):
     st = station(args=("--set", "OCPPCommCtrlr.MessageTimeout[Default]=3"))
     csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")

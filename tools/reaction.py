@@ -184,8 +184,9 @@ class Work:
         self.queue._compact()
 
     def report(self):
+        from firmware import dm_csms
         n = 0
-        for item in self.dm.report("FullInventory"):
+        for item in dm_csms.report(self.dm, "FullInventory"):
             n += len(json.dumps(item))
         return n
 
