@@ -339,6 +339,19 @@ def unload(name):
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
+    # a module two on-demand ones import goes with the last of them: dropped while the other
+    # still ran, it would be imported again, a second copy on the heap
+    for dep, users in _SHARED:
+        if name in users and dep in sys.modules:
+            for u in users:
+                if u in sys.modules:
+                    break
+            else:
+                unload(dep)
+
+
+# (module, the modules that import it); nothing else may import or unload it
+_SHARED = (("firmware.net", ("firmware.ws_handshake", "firmware.http_client")),)
 
 
 # ---------------------------------------------------------------- files
@@ -363,6 +376,11 @@ def makedirs(path):
 
 
 # ---------------------------------------------------------------- TLS / sockets (ws.py)
+def exc_text(e):
+    t = " ".join(str(e).split())  # mbedTLS texts come wrapped in newlines
+    return t if t else type(e).__name__
+
+
 def tls_context(cafile=None, certfile=None, keyfile=None):
     """Client TLS context verifying the server against `cafile` (PEM or DER path).
 
