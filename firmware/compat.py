@@ -339,19 +339,16 @@ def unload(name):
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
-    # a module two on-demand ones import goes with the last of them: dropped while the other
-    # still ran, it would be imported again, a second copy on the heap
-    for dep, users in _SHARED:
-        if name in users and dep in sys.modules:
-            for u in users:
-                if u in sys.modules:
-                    break
-            else:
-                unload(dep)
+    # firmware.net goes with the last of the two modules that import it: dropped while the
+    # other still ran, it would be imported again, a second copy on the heap
+    if name in _NET_USERS:
+        for u in _NET_USERS:
+            if u in sys.modules:
+                return
+        unload("firmware.net")
 
 
-# (module, the modules that import it); nothing else may import or unload it
-_SHARED = (("firmware.net", ("firmware.ws_handshake", "firmware.http_client")),)
+_NET_USERS = ("firmware.ws_handshake", "firmware.http_client")
 
 
 # ---------------------------------------------------------------- files
