@@ -339,6 +339,16 @@ def unload(name):
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
+    # firmware.net goes with the last of the two modules that import it: dropped while the
+    # other still ran, it would be imported again, a second copy on the heap
+    if name in _NET_USERS:
+        for u in _NET_USERS:
+            if u in sys.modules:
+                return
+        unload("firmware.net")
+
+
+_NET_USERS = ("firmware.ws_handshake", "firmware.http_client")
 
 
 # ---------------------------------------------------------------- files
@@ -363,6 +373,11 @@ def makedirs(path):
 
 
 # ---------------------------------------------------------------- TLS / sockets (ws.py)
+def exc_text(e):
+    t = " ".join(str(e).split())  # mbedTLS texts come wrapped in newlines
+    return t if t else type(e).__name__
+
+
 def tls_context(cafile=None, certfile=None, keyfile=None):
     """Client TLS context verifying the server against `cafile` (PEM or DER path).
 

@@ -40,10 +40,11 @@ SLOT_DOC = "fw_slot.json"
 SLOTS = ("fw_a", "fw_b")
 ENDS = ("DownloadFailed", "InvalidSignature", "InstallVerificationFailed",
         "InstallationFailed", "Installed")
-# imported by the job, dropped with it unless they were loaded before (another block's)
+# imported by the job, dropped with it unless they were loaded before (another block's);
+# firmware.net goes with the HTTP client unless a connect is using it (compat._NET_USERS)
 JOB_MODULES = ("firmware.fw_job", "firmware.fw_bundle", "firmware.x509", "firmware.asn1",
                "firmware.sha512", "firmware.ecdsa", "firmware.rsa", "firmware.cert_store",
-               "firmware.http_client", "firmware.net")
+               "firmware.http_client")
 
 
 class Block:

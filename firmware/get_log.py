@@ -32,7 +32,7 @@ FIELD = "uploadfile"
 _YIELD_LINES = const(32)
 _TS = const(24)      # "2026-12-03T06:14:52.514Z"
 
-# dropped with the block; firmware.net stays (the WebSocket client uses it)
+# dropped with the block, and firmware.net with it unless a connect uses it (compat._NET_USERS)
 UNLOAD = () if _HAD_HTTP else ("firmware.http_client",)
 
 

@@ -9,8 +9,8 @@
 #                               multipart/form-data
 #
 # Both raise HttpError(message, status or None); HttpBadResponse, a subclass, when the
-# answer is not well-formed HTTP. URL, address cache and TLS set-up are the
-# WebSocket client's (firmware/net.py, compat.tls_context): https verifies the server
+# answer is not well-formed HTTP. URL, address cache and TLS set-up are shared
+# with the WebSocket handshake (firmware/net.py, compat.tls_context): https verifies the server
 # against `cafile`; without one CPython uses the system store and MicroPython refuses.
 import binascii
 import os
@@ -254,7 +254,7 @@ async def _open(secure, host, port, cafile, timeout_ms):
         try:
             ctx = compat.tls_context(cafile)
         except (OSError, ValueError) as e:
-            raise HttpError("TLS setup failed: %s" % net.exc_text(e))
+            raise HttpError("TLS setup failed: %s" % compat.exc_text(e))
     try:
         reader, writer, addr = await compat.wait_for_ms(
             net.open_stream(host, port, ctx), timeout_ms)
@@ -299,7 +299,7 @@ async def _request(url, method, extra, cafile, timeout_ms, body=None):
                 try:
                     await conn.response()
                 except Exception:
-                    raise HttpError("sending to %s:%d failed: %s" % (host, port, net.exc_text(e)))
+                    raise HttpError("sending to %s:%d failed: %s" % (host, port, compat.exc_text(e)))
                 return conn
         try:
             await conn.response()
@@ -310,7 +310,7 @@ async def _request(url, method, extra, cafile, timeout_ms, body=None):
         except Exception as e:
             kind, msg = net.connect_failure(secure, host, port, addr, e, "http://")
             if kind == net.FAIL_OTHER:
-                msg = "reading from %s:%d failed: %s" % (host, port, net.exc_text(e))
+                msg = "reading from %s:%d failed: %s" % (host, port, compat.exc_text(e))
             raise HttpError(msg)
         compat.resolve_result(host, True)
         return conn

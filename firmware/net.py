@@ -1,6 +1,8 @@
-# What the WebSocket client (ws.py) and the HTTP client (http_client.py) share: URL
-# splitting, opening a TCP or TLS stream to the cached address (compat.resolve), and telling
-# apart why a connection failed before the server answered.
+# What the WebSocket handshake (ws_handshake.py) and the HTTP client (http_client.py) share:
+# URL splitting, opening a TCP or TLS stream to the cached address (compat.resolve), and
+# telling apart why a connection failed before the server answered. Only on the heap while
+# one of them is: compat.unload drops it with the last of the two (compat._NET_USERS), so an
+# HTTP download and a reconnect during it use one copy.
 from firmware import compat
 from firmware.compat import asyncio
 
@@ -8,11 +10,6 @@ from firmware.compat import asyncio
 FAIL_OTHER = 0
 FAIL_CERT = 1     # the server's certificate did not verify
 FAIL_TLS = 2      # TCP worked, the TLS handshake broke off
-
-
-def exc_text(e):
-    t = " ".join(str(e).split())  # mbedTLS texts come wrapped in newlines
-    return t if t else type(e).__name__
 
 
 def split_url(url, schemes):
@@ -96,7 +93,7 @@ def _reached(e):
     if n in (32, 104) or (isinstance(n, int) and n < 0) or type(e).__name__ in (
             "ConnectionResetError", "BrokenPipeError"):
         return True
-    return "SSL" in type(e).__name__ or "ssl" in exc_text(e).lower()
+    return "SSL" in type(e).__name__ or "ssl" in compat.exc_text(e).lower()
 
 
 def connect_failure(secure, host, port, addr, e, plain_hint):
@@ -104,12 +101,13 @@ def connect_failure(secure, host, port, addr, e, plain_hint):
     bad. `plain_hint` names the plain URL scheme for the TLS-handshake message."""
     compat.resolve_result(host, False)
     if secure and compat.is_cert_error(e):
-        return FAIL_CERT, "TLS certificate verification failed: %s" % exc_text(e)
+        return FAIL_CERT, "TLS certificate verification failed: %s" % compat.exc_text(e)
     if secure and _reached(e):
         # the TCP connection was made and the TLS handshake broke off: most often a plain
         # server behind a TLS URL
         return FAIL_TLS, ("TLS handshake with %s:%d failed: %s (does the server speak TLS? a "
-                          "plain server needs a %s URL)" % (host, port, exc_text(e), plain_hint))
+                          "plain server needs a %s URL)" % (host, port, compat.exc_text(e), plain_hint))
     if addr != host:
-        return FAIL_OTHER, "cannot connect to %s:%d (%s): %s" % (host, port, addr, exc_text(e))
-    return FAIL_OTHER, "cannot connect to %s:%d: %s" % (host, port, exc_text(e))
+        return FAIL_OTHER, "cannot connect to %s:%d (%s): %s" % (
+            host, port, addr, compat.exc_text(e))
+    return FAIL_OTHER, "cannot connect to %s:%d: %s" % (host, port, compat.exc_text(e))

@@ -269,3 +269,25 @@ def test_request_code_is_not_in_the_resident_blocks():
         assert not hasattr(authorization.Block, name)
     assert not hasattr(availability.Block, "change")
     assert not hasattr(security.Block, "owns_certificate")
+
+
+def test_websocket_handshake_is_dropped_once_connected_and_loaded_again_to_reconnect(csms, station):
+    """firmware.ws_handshake (the HTTP Upgrade, TLS/TCP open) and firmware.net are imported
+    for a connect and dropped when the link is up; a reconnect imports them again."""
+    from tests.helpers import RECONNECT_EVERY_1S_ARGS
+    connect_only = ("firmware.ws_handshake", "firmware.net")
+    st = station(args=RECONNECT_EVERY_1S_ARGS)
+    csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
+    mods = st.cmd("modules")["modules"]
+    assert "firmware.ws" in mods
+    assert [m for m in connect_only if m in mods] == []
+    n = csms.csms.connections
+    csms.run(csms.csms.disconnect(st.identity))
+    csms.wait_for(lambda: csms.csms.connections > n and st.identity in csms.csms.sessions,
+                  15, "reconnect")
+    st.wait_status(lambda s: s["connected"], 10, "reconnected")
+    # the new link carries requests: the handshake code was there to open it
+    r = csms.call(st.identity, "DataTransfer", {"vendorId": "com.example"})
+    assert r["status"] == "UnknownVendorId"
+    mods = st.cmd("modules")["modules"]
+    assert [m for m in connect_only if m in mods] == []

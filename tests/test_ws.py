@@ -612,3 +612,82 @@ def test_permessage_deflate_unoffered_parameter_rejected(target):
             ev = await client(target, {"scenario": "connect", "url": srv.url, "deflate": True})
         assert ev[0]["error"] == "WsHandshakeError" and "client_max_window_bits" in ev[0]["msg"]
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------ handshake module lifetime
+# The handshake (firmware.ws_handshake) and firmware.net are on the heap only while a
+# connection is being opened; net is shared with the HTTP client, so it stays (the same
+# module object, never a second copy) while a download has it, and goes with the last user.
+SHARED_NET = r"""
+import sys, json
+from firmware import compat, ws
+from firmware.compat import asyncio
+PORT = int(sys.argv[1])
+WATCH = ("firmware.ws_handshake", "firmware.net", "firmware.http_client")
+out = []
+def mods():
+    return [m for m in WATCH if m in sys.modules]
+async def main():
+    global go, srv_got
+    go = asyncio.Event()
+    srv_got = []
+    async def handler(r, w):
+        await r.readline()
+        srv_got.append(1)
+        await go.wait()   # the upgrade stays unanswered until the client side looked
+        w.close()
+        await w.wait_closed()
+    srv = await asyncio.start_server(handler, "127.0.0.1", PORT)
+    out.append(["idle", mods()])
+    for first in ("download", "connect"):
+        go = asyncio.Event()
+        srv_got = []
+        if first == "download":
+            from firmware import http_client
+        t = asyncio.create_task(ws.connect("ws://127.0.0.1:%d/CS" % PORT, timeout_ms=20000))
+        for _ in range(1000):  # until the upgrade request has reached the server
+            if srv_got:
+                break
+            await compat.sleep_ms(10)
+        if first == "connect":
+            from firmware import http_client
+        out.append([first + " first, during", mods(), http_client.net is sys.modules["firmware.net"]])
+        go.set()
+        try:
+            await t
+            out.append(["connected?"])
+        except ws.WsError:
+            out.append(["failed"])  # the server hung up: the attempt failed
+        out.append([first + " first, after", mods(), http_client.net is sys.modules.get("firmware.net")])
+        compat.unload("firmware.http_client")
+        http_client = None
+        out.append(["download over", mods()])
+    srv.close()
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+def test_handshake_module_and_net_unloaded_after_connect_and_shared_with_http(target):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    exe = [micropython_exe()] if target == "micropython" else [os.sys.executable]
+    p = subprocess.run(exe + ["-c", SHARED_NET, str(port)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    during = ["firmware.ws_handshake", "firmware.net", "firmware.http_client"]
+    assert out == [
+        ["idle", []],
+        ["download first, during", during, True],
+        ["failed"],
+        ["download first, after", ["firmware.net", "firmware.http_client"], True],
+        ["download over", []],
+        ["connect first, during", during, True],
+        ["failed"],
+        ["connect first, after", ["firmware.net", "firmware.http_client"], True],
+        ["download over", []],
+    ], p.stderr
