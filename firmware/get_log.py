@@ -153,6 +153,11 @@ class Block:
                         break  # a refusal: asking again gives the same answer
         finally:
             _remove(tmp)
+        # the upload is over before its last status is sent: a GetLog the CSMS sends on
+        # seeing Uploaded is a new upload, not a cancel (N01.FR.12)
+        up.done = True
+        if self.current is up:
+            self.current = None
         await self._notify(status, up.id)  # N01.FR.10: only after the last attempt
 
     async def _notify(self, status, rid):
