@@ -332,23 +332,48 @@ def pow_mod(b, e, m):
 def unload(name):
     """Forget an imported module (e.g. "board.config") so its RAM can be collected:
     drop it from sys.modules and from its parent package, which keeps an attribute per
-    imported submodule."""
-    sys.modules.pop(name, None)
+    imported submodule. The modules it borrowed at import (its BORROWED) are given back."""
+    _lent.pop(name, None)
+    mod = sys.modules.pop(name, None)
     pkg, _, attr = name.rpartition(".")
     parent = sys.modules.get(pkg)
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
-    # firmware.net goes with the last of the two modules that import it: dropped while the
-    # other still ran, it would be imported again, a second copy on the heap
-    if name in _NET_USERS:
-        for u in _NET_USERS:
-            if u in sys.modules:
-                return
-        unload("firmware.net")
+    for dep in getattr(mod, "BORROWED", ()):
+        release(dep)
 
 
-_NET_USERS = ("firmware.ws_handshake", "firmware.http_client")
+# Modules shared by code that comes and goes (firmware.net by the WebSocket handshake and the
+# HTTP client, the HTTP client by GetLog and a firmware download): each user borrows the
+# module and releases it, and the last release unloads it. Dropped while another user still
+# ran, it would be imported again: a second copy on the heap.
+_lent = {}  # module name -> how many borrowers hold it (only modules borrow() imported)
+
+
+def borrow(name):
+    """Import module `name` for a while; give it back with release(name). A module that was
+    loaded before its first borrow is someone's own import: borrowing it counts nothing and
+    releasing it never unloads it."""
+    fresh = name not in sys.modules
+    if fresh or name in _lent:
+        _lent[name] = _lent.get(name, 0) + 1
+    try:
+        return __import__(name, None, None, ("_",))
+    except BaseException:
+        if fresh:
+            _lent.pop(name, None)
+        raise
+
+
+def release(name):
+    n = _lent.get(name)
+    if n is None:
+        return
+    if n > 1:
+        _lent[name] = n - 1
+    else:
+        unload(name)
 
 
 # ---------------------------------------------------------------- files

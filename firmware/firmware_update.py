@@ -40,11 +40,10 @@ SLOT_DOC = "fw_slot.json"
 SLOTS = ("fw_a", "fw_b")
 ENDS = ("DownloadFailed", "InvalidSignature", "InstallVerificationFailed",
         "InstallationFailed", "Installed")
-# imported by the job, dropped with it unless they were loaded before (another block's);
-# firmware.net goes with the HTTP client unless a connect is using it (compat._NET_USERS)
+# imported by the job, dropped with it unless they were loaded before (another block's); the
+# HTTP client is borrowed for each download attempt (compat.borrow: a GetLog may share it)
 JOB_MODULES = ("firmware.fw_job", "firmware.fw_bundle", "firmware.x509", "firmware.asn1",
-               "firmware.sha512", "firmware.ecdsa", "firmware.rsa", "firmware.cert_store",
-               "firmware.http_client")
+               "firmware.sha512", "firmware.ecdsa", "firmware.rsa", "firmware.cert_store")
 
 
 class Block:

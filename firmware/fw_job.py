@@ -15,6 +15,7 @@ DEFAULT_RETRY_S = 30
 DOWNLOAD_TIMEOUT_MS = 30000
 MAX_INSTALL_ATTEMPTS = 2  # a cut installation is redone once, then given up
 RESERVE_BYTES = 32768  # flash a download leaves free for the journals and the outbox
+HTTP = "firmware.http_client"
 _DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
 
 
@@ -282,8 +283,8 @@ class Job:
             fw["tries"] = fw.get("tries", 0) + 1
             self.store.save(DOC, fw)
             had = _loaded()
+            http_client = compat.borrow(HTTP)  # shared with a GetLog upload
             try:
-                from firmware import http_client
                 size = await http_client.download(fw["loc"], self.store.path(DL),
                                                   cafile=self.st.ca_file(), resume=True,
                                                   timeout_ms=DOWNLOAD_TIMEOUT_MS,
@@ -304,6 +305,7 @@ class Job:
                 if type(e).__name__ == "HttpBadResponse":
                     self.store.remove(DL)  # not resumable: the next attempt starts over
             finally:
+                compat.release(HTTP)
                 _drop_lazy(had)
             await self._sleep_until(compat.now() + interval)
         self._report("Downloaded")

@@ -16,12 +16,13 @@
 # A second GetLog during an upload cancels it (N01.FR.12): the answer is AcceptedCanceled,
 # the cancelled upload's LogStatusNotification says AcceptedCanceled with its own requestId
 # (N01.FR.20, N01.FR.07), and then the new upload starts.
-import sys
+from firmware import compat, log
+from firmware.compat import const
+from firmware.rpc import CallError, Offline
 
-_HAD_HTTP = "firmware.http_client" in sys.modules  # another block's (firmware update): kept
-from firmware import compat, http_client, log  # noqa: E402
-from firmware.compat import const  # noqa: E402
-from firmware.rpc import CallError, Offline  # noqa: E402
+# given back when the block is unloaded (compat.unload): a firmware download may share it
+BORROWED = ("firmware.http_client",)
+http_client = compat.borrow(BORROWED[0])
 
 TMP = "getlog.tmp"
 RETRIES = 2          # when the request gives none (the station's choice)
@@ -31,9 +32,6 @@ MAX_RETRY_S = 3600
 FIELD = "uploadfile"
 _YIELD_LINES = const(32)
 _TS = const(24)      # "2026-12-03T06:14:52.514Z"
-
-# dropped with the block, and firmware.net with it unless a connect uses it (compat._NET_USERS)
-UNLOAD = () if _HAD_HTTP else ("firmware.http_client",)
 
 
 class _Upload:

@@ -15,8 +15,11 @@
 import binascii
 import os
 
-from firmware import compat, net
+from firmware import compat
 from firmware.compat import asyncio, const
+
+BORROWED = ("firmware.net",)  # given back when this module is unloaded (compat.unload)
+net = compat.borrow(BORROWED[0])
 
 _CHUNK = const(1024)
 _MAX_HEADERS = const(48)

@@ -1,7 +1,7 @@
 # What the WebSocket handshake (ws_handshake.py) and the HTTP client (http_client.py) share:
 # URL splitting, opening a TCP or TLS stream to the cached address (compat.resolve), and
 # telling apart why a connection failed before the server answered. Only on the heap while
-# one of them is: compat.unload drops it with the last of the two (compat._NET_USERS), so an
+# one of them is: both borrow it (compat.borrow) and the last to be unloaded drops it, so an
 # HTTP download and a reconnect during it use one copy.
 from firmware import compat
 from firmware.compat import asyncio

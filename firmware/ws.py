@@ -79,7 +79,7 @@ def _handshake_done():
     global _opening
     _opening -= 1
     if _opening == 0:
-        compat.unload(_HANDSHAKE)  # and firmware.net unless the HTTP client has it
+        compat.unload(_HANDSHAKE)  # and firmware.net unless the HTTP client borrows it too
 
 
 def split_url(url):

@@ -6,10 +6,13 @@
 import binascii
 import hashlib
 
-from firmware import compat, net
+from firmware import compat
 from firmware.compat import const
 from firmware.ws import (WebSocket, WsAuthError, WsCertError, WsError, WsHandshakeError,
                          WsRefused)
+
+BORROWED = ("firmware.net",)  # given back when this module is unloaded (compat.unload)
+net = compat.borrow(BORROWED[0])
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADERS = const(48)

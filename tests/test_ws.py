@@ -691,3 +691,61 @@ def test_handshake_module_and_net_unloaded_after_connect_and_shared_with_http(ta
         ["connect first, after", ["firmware.net", "firmware.http_client"], True],
         ["download over", []],
     ], p.stderr
+
+
+# GetLog (firmware.get_log, an on-demand block) and a firmware download (fw_job's download step)
+# both borrow the HTTP client: whichever ends first leaves it (and firmware.net) to the other,
+# the same module objects, and the last one drops them; a module someone imported for good
+# is never dropped by a borrower's release.
+SHARED_HTTP = r"""
+import sys, json
+from firmware import compat
+WATCH = ("firmware.get_log", "firmware.http_client", "firmware.net")
+out = []
+def mods():
+    return [m for m in WATCH if m in sys.modules]
+for first in ("getlog", "download"):
+    if first == "getlog":
+        from firmware import get_log
+        http = compat.borrow("firmware.http_client")
+    else:
+        http = compat.borrow("firmware.http_client")
+        from firmware import get_log
+    same = get_log.http_client is http and http.net is sys.modules["firmware.net"]
+    out.append([first + " first, both", mods(), same])
+    if first == "getlog":
+        compat.unload("firmware.get_log")
+    else:
+        compat.release("firmware.http_client")
+    get_log = None
+    out.append([first + " first, one left", mods(), sys.modules.get("firmware.http_client") is http])
+    if first == "getlog":
+        compat.release("firmware.http_client")
+    else:
+        compat.unload("firmware.get_log")
+    http = None
+    out.append([first + " first, both over", mods()])
+import firmware.log
+mine = compat.borrow("firmware.log")
+compat.release("firmware.log")
+out.append(["resident kept", "firmware.log" in sys.modules and sys.modules["firmware.log"] is mine])
+print(json.dumps(out))
+"""
+
+
+def test_http_client_shared_by_getlog_and_firmware_download_goes_with_the_last(target):
+    exe = [micropython_exe()] if target == "micropython" else [os.sys.executable]
+    p = subprocess.run(exe + ["-c", SHARED_HTTP], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    both = ["firmware.get_log", "firmware.http_client", "firmware.net"]
+    assert out == [
+        ["getlog first, both", both, True],
+        ["getlog first, one left", ["firmware.http_client", "firmware.net"], True],
+        ["getlog first, both over", []],
+        ["download first, both", both, True],
+        ["download first, one left", both, True],
+        ["download first, both over", []],
+        ["resident kept", True],
+    ], p.stderr
