@@ -4,7 +4,6 @@
 # Every command gets exactly one JSON-able dict back: {"ok": true, ...} or {"ok": false, "error": ...}.
 # Variables are named Component[ci]@evse[,connector].Variable[vi], e.g.
 #   OCPPCommCtrlr.HeartbeatInterval   OCPPCommCtrlr.MessageTimeout[Default]   EVSE@1.AvailabilityState
-import sys
 
 from firmware import compat, log
 from firmware.console import ConsoleError, watch, watch_start
@@ -13,13 +12,32 @@ from firmware.console import ConsoleError, watch, watch_start
 def dm_request(name, dm, *args):
     """dm_csms.<name>(dm, *args) for a command or an installer setting: the module is
     dropped again unless it was loaded already (by the variables block)."""
-    had = "firmware.dm_csms" in sys.modules
-    from firmware import dm_csms
+    dm_csms = compat.borrow(DM_CSMS)
     try:
         return getattr(dm_csms, name)(dm, *args)
     finally:
-        if not had:
-            compat.unload("firmware.dm_csms")
+        compat.release(DM_CSMS)
+
+
+DM_CSMS = "firmware.dm_csms"
+
+
+def parse_limit(args, board, cmd):
+    """`CMD N AMPS|off` (console `limit`, the simulator's `extlimit`) -> (EVSE id, amps or
+    None); N = 0 is the whole station."""
+    usage = "usage: %s N AMPS|off (N = EVSE id, 0 = station-wide)" % cmd
+    if len(args) != 2:
+        raise ConsoleError(usage)
+    try:
+        n = int(args[0])
+        amps = None if args[1] == "off" else float(args[1])
+    except ValueError:
+        raise ConsoleError(usage)
+    if n != 0 and board.evse(n) is None:
+        raise ConsoleError("no EVSE %d" % n)
+    if amps is not None and not 0 <= amps <= 1000:  # also refuses nan
+        raise ConsoleError("AMPS must be 0..1000 or off")
+    return n, amps
 
 
 def parse_var(name):
@@ -129,18 +147,7 @@ class Commands:
     def _limit(self, args):
         """`limit N AMPS|off`: the local limit (an operator, an energy manager on the serial
         line) of EVSE N, 0 = the whole station; below 6 A the EVSE suspends."""
-        usage = "usage: limit N AMPS|off (N = EVSE id, 0 = station-wide)"
-        if len(args) != 2:
-            raise ConsoleError(usage)
-        try:
-            n = int(args[0])
-            amps = None if args[1] == "off" else float(args[1])
-        except ValueError:
-            raise ConsoleError(usage)
-        if n != 0 and self.st.board.evse(n) is None:
-            raise ConsoleError("no EVSE %d" % n)
-        if amps is not None and not 0 <= amps <= 1000:  # also refuses nan
-            raise ConsoleError("AMPS must be 0..1000 or off")
+        n, amps = parse_limit(args, self.st.board, "limit")
         self.st.emit("charging_limit", n, "local", amps)
         return {"evse": n, "limit": amps}
 

@@ -104,13 +104,11 @@ def apply_settings(station, settings):
         return
     # the name parser is the console's: borrowed for the boot, left loaded only if a
     # console (another station of a fleet) has it loaded
-    was = "firmware.console_cmds" in sys.modules
-    from firmware.console_cmds import dm_request, parse_var
+    cmds = compat.borrow("firmware.console_cmds")
     try:
-        _apply_settings(station, settings, parse_var, dm_request)
+        _apply_settings(station, settings, cmds.parse_var, cmds.dm_request)
     finally:
-        if not was:
-            compat.unload("firmware.console_cmds")
+        compat.release("firmware.console_cmds")
 
 
 def _apply_settings(station, settings, parse_var, dm_request):
@@ -213,18 +211,8 @@ def add_sim_commands(console, board):
 
     def extlimit(args):
         # the board's limit input (an energy manager's signal): reported as source "external"
-        usage = "usage: extlimit N AMPS|off (N = EVSE id, 0 = station-wide)"
-        if len(args) != 2:
-            raise ConsoleError(usage)
-        try:
-            n = int(args[0])
-            amps = None if args[1] == "off" else float(args[1])
-        except ValueError:
-            raise ConsoleError(usage)
-        if n != 0 and board.evse(n) is None:
-            raise ConsoleError("no EVSE %d" % n)
-        if amps is not None and not 0 <= amps <= 1000:
-            raise ConsoleError("AMPS must be 0..1000 or off")
+        from firmware.console_cmds import parse_limit  # the console runs the command: loaded
+        n, amps = parse_limit(args, board, "extlimit")
         board.set_limit_input(n, amps)
         return {"evse": n, "extlimit": amps}
 
