@@ -59,6 +59,7 @@ def _validator():
 class Rpc:
     def __init__(self, validator=None):
         self.handlers = {}
+        self.demand = None  # action -> handler for actions not in handlers, or None
         self.validator = validator if validator is not None else _validator()
         # The WebSocket to the CSMS, None while offline: the only record of the connection
         # (Station.connected reads it). Assign through `ws`, which keeps link_ev in step.
@@ -258,6 +259,8 @@ class Rpc:
                 if refused is not None:
                     raise refused
             handler = self.handlers.get(action)
+            if handler is None and self.demand is not None:
+                handler = self.demand(action)  # an on-demand block's (Station._demand_handler)
             v = self.validator
             if handler is None:
                 if v is not None and v.known_action(action):

@@ -87,19 +87,19 @@ class Station:
         self._demand = {}
         self.linger_ms = ON_DEMAND_LINGER_MS
         self._demand_actions = dict(on_demand)
-        for name, actions in on_demand:
-            for a in actions:
-                self.rpc.register(a, _OnDemand(self, name, actions, a).handle)
+        # action -> on-demand block: rpc asks (rpc.demand) for an action it has no handler
+        # for, and gets a handler object made for that one request, so the ~26 cold actions
+        # cost one dict entry each while no request runs
+        self._demand_of = dict((a, name) for name, actions in on_demand for a in actions)
+        self.rpc.demand = self._demand_handler
 
     # ---------------------------------------------------------------- on-demand blocks
     def _enter(self, name, actions):
         d = self._demand.get(name)
         if d is None:
-            keep = [self.rpc.handlers[a] for a in actions]
             blk = _load(name)(self)
-            d = self._demand[name] = [0, dict((a, self.rpc.handlers[a]) for a in actions), 0, False]
-            for a, h in zip(actions, keep):  # requests keep coming through _OnDemand
-                self.rpc.register(a, h)
+            # its handlers are taken back out of rpc: requests keep coming through _OnDemand
+            d = self._demand[name] = [0, dict((a, self.rpc.handlers.pop(a)) for a in actions), 0, False]
             self.blocks[name] = blk
         d[0] += 1
         return d[1]
@@ -124,6 +124,10 @@ class Station:
 
     def release(self, name):
         self._leave(name)
+
+    def _demand_handler(self, action):
+        name = self._demand_of.get(action)
+        return None if name is None else _OnDemand(self, name, action).handle
 
     async def _drop_later(self, name, d):
         while self._demand.get(name) is d:
@@ -567,18 +571,18 @@ def _unload(name, keep=()):
 
 
 class _OnDemand:
-    """The rpc handler of one action of an on-demand block: loads the block, runs its
-    handler and releases the block when the request, and its follow-up, are over."""
+    """The rpc handler of one request for an on-demand block (made per request by
+    Station._demand_handler): loads the block, runs its handler and releases the block when
+    the request, and its follow-up, are over."""
 
-    def __init__(self, station, name, actions, action):
+    def __init__(self, station, name, action):
         self.st = station
         self.name = name
-        self.actions = actions
         self.action = action
 
     def handle(self, payload):
         # synchronous unless the block's handler is: no coroutine per request
-        handlers = self.st._enter(self.name, self.actions)
+        handlers = self.st._enter(self.name, self.st._demand_actions[self.name])
         try:
             r = handlers[self.action](payload)
         except BaseException:

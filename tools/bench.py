@@ -100,10 +100,10 @@ for n in S.BLOCKS:
     st.blocks[n] = S._load(n)(st)
     show("block " + n, a)
 a = live()
-for name, actions in S.ON_DEMAND:
-    for ac in actions:
-        st.rpc.register(ac, S._OnDemand(st, name, actions, ac).handle)
-show("on-demand request stubs (%d)" % len(st.rpc.handlers), a)
+st._demand_actions = dict(S.ON_DEMAND)
+st._demand_of = dict((ac, name) for name, actions in S.ON_DEMAND for ac in actions)
+st.rpc.demand = st._demand_handler
+show("on-demand request table (%d actions)" % len(st._demand_of), a)
 """
 
 
