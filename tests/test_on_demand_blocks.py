@@ -66,43 +66,41 @@ def test_B05_B06_B07_dm_csms_is_loaded_only_while_serving_variables(csms, statio
     assert DM_CSMS not in _modules(st)
     # TC_B_13_CS GetBaseReport: the report's generator holds it until the last part; a
     # console get meanwhile uses the loaded copy and leaves it to the block
+    def meanwhile():
+        assert DM_CSMS in _modules(st)
+        assert st.cmd("get TxCtrlr.EVConnectionTimeOut")["value"] == "210"
+        assert DM_CSMS in _modules(st)
+    _report_held_then_whole(csms, st, 4, 5, meanwhile)
+    assert DM_CSMS not in _modules(st)
+
+
+def _report_held_then_whole(csms, st, held, whole, meanwhile):
+    """GetBaseReport `held` whose first NotifyReport the CSMS leaves unanswered (meanwhile()
+    runs then, the variables block loaded): it times out (MessageTimeout 3 s), the report
+    ends and the block goes; then GetBaseReport `whole` is sent in full and the block goes."""
     csms.csms.hold.add("NotifyReport")
-    r = csms.call(st.identity, "GetBaseReport", {"requestId": 4, "reportBase": "FullInventory"})
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": held, "reportBase": "FullInventory"})
     assert r["status"] == "Accepted"
     csms.wait_for(lambda: csms.csms.calls("NotifyReport", st.identity), 10, "first part")
-    assert _loaded(st) == ["firmware.variables"] and DM_CSMS in _modules(st)
-    assert st.cmd("get TxCtrlr.EVConnectionTimeOut")["value"] == "210"
-    assert DM_CSMS in _modules(st)
-    # the unanswered part times out (MessageTimeout 3 s): the report ends, both go
+    assert _loaded(st) == ["firmware.variables"]
+    meanwhile()
     csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after the report stopped")
     assert DM_CSMS not in _modules(st)
     csms.csms.hold.discard("NotifyReport")
-    r = csms.call(st.identity, "GetBaseReport", {"requestId": 5, "reportBase": "FullInventory"})
+    r = csms.call(st.identity, "GetBaseReport", {"requestId": whole, "reportBase": "FullInventory"})
     assert r["status"] == "Accepted"
     csms.wait_for(lambda: [p for p in csms.csms.calls("NotifyReport", st.identity)
-                           if p["requestId"] == 5 and not p.get("tbc")], 30, "whole report")
+                           if p["requestId"] == whole and not p.get("tbc")], 30, "whole report")
     csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after the report")
-    assert DM_CSMS not in _modules(st)
 
 
 def test_B07_FR_13_report_in_progress_keeps_its_block_and_rejects_a_second(csms, station):
     st = station(args=("--set", "OCPPCommCtrlr.MessageTimeout[Default]=3"))
     csms.wait_for(lambda: csms.csms.calls("StatusNotification", st.identity), 15, "boot")
-    csms.csms.hold.add("NotifyReport")  # the first part stays unanswered: the report waits
-    r = csms.call(st.identity, "GetBaseReport", {"requestId": 1, "reportBase": "FullInventory"})
-    assert r["status"] == "Accepted"
-    csms.wait_for(lambda: csms.csms.calls("NotifyReport", st.identity), 10, "first part")
-    assert _loaded(st) == ["firmware.variables"]
-    r = csms.call(st.identity, "GetBaseReport", {"requestId": 2, "reportBase": "FullInventory"})
-    assert r["status"] == "Rejected"
-    # the unanswered part times out (MessageTimeout 3 s): the report ends, the block goes
-    csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped after the report stopped")
-    csms.csms.hold.discard("NotifyReport")
-    r = csms.call(st.identity, "GetBaseReport", {"requestId": 3, "reportBase": "FullInventory"})
-    assert r["status"] == "Accepted"
-    csms.wait_for(lambda: [p for p in csms.csms.calls("NotifyReport", st.identity)
-                           if p["requestId"] == 3 and not p.get("tbc")], 30, "whole report 3")
-    csms.wait_for(lambda: _loaded(st) == [], 20, "variables dropped again")
+    def second():
+        r = csms.call(st.identity, "GetBaseReport", {"requestId": 2, "reportBase": "FullInventory"})
+        assert r["status"] == "Rejected"
+    _report_held_then_whole(csms, st, 1, 3, second)
     assert 2 not in [p["requestId"] for p in csms.csms.calls("NotifyReport", st.identity)]
 
 
