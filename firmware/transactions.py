@@ -574,7 +574,10 @@ class Block:
             return
         old = tx.get("_offer")
         tx["_offer"] = amps
-        if old and amps and tx.get("state") == "Charging" and not tx.get("ending"):
+        # a new rate that also changed the charging state (the offer reached the pilot and the
+        # EV reacted before this ran) is that state change: reported by _update
+        if old and amps and tx.get("state") == "Charging" and not tx.get("ending") \
+                and self.charging_state(evse_id, tx) == "Charging":
             sig = self.dm.get("SmartChargingCtrlr", "LimitChangeSignificance")
             if abs(amps - old) * 100.0 > (sig or 0) * old:
                 self._event(evse_id, tx, "Updated", "ChargingRateChanged")

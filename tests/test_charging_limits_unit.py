@@ -218,3 +218,24 @@ def test_K12_NotifyChargingLimit_CALLERROR_is_not_retried_a_timeout_is(tmp_path,
     assert calls == ["NotifyChargingLimit"] and cl._due == []
     calls, cl = _sender_calls(tmp_path / "t", monkeypatch, asyncio.TimeoutError())
     assert len(calls) >= 3 and cl._due == [(1, "external")]
+
+
+def test_K11_FR_04_a_limit_under_6A_is_a_state_change_not_a_rate_change(tmp_path):
+    """32 -> 4 A: the EVSE suspends (no PWM under 6 A), so the event that carries
+    chargingState SuspendedEVSE is a ChargingStateChanged (E02), never a ChargingRateChanged,
+    whatever order the offer and the state change reach the transactions block in."""
+    async def scenario():
+        st, hw, tx, step = await charging_in_process(tmp_path)
+        st.dm.set("SmartChargingCtrlr", "LimitChangeSignificance", 10.0)
+        await step(2)                                # the clock is at 1060 ms now
+        st.emit("charging_limit", 1, "local", 10)
+        st.board.stepper.step(1070)  # the offer of 10 A waits for the event loop, as the
+        st.emit("charging_limit", 1, "local", 4)   # thread's events do, when 4 A comes
+        await step(2)
+        ev = [e for e in queued_tx_events(st) if e["eventType"] == "Updated"]
+        sus = [e for e in ev if e["transactionInfo"].get("chargingState") == "SuspendedEVSE"]
+        assert [e["triggerReason"] for e in sus] == ["ChargingStateChanged"], ev
+        assert [e for e in _updates(st, "ChargingRateChanged")
+                if "chargingState" in e["transactionInfo"]] == [], ev
+        await st.stop()
+    asyncio.run(scenario())
