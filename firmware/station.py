@@ -97,9 +97,12 @@ class Station:
     def _enter(self, name, actions):
         d = self._demand.get(name)
         if d is None:
-            blk = _load(name)(self)
-            # its handlers are taken back out of rpc: requests keep coming through _OnDemand
-            d = self._demand[name] = [0, dict((a, self.rpc.handlers.pop(a)) for a in actions), 0, False]
+            try:
+                blk = _load(name)(self)
+            finally:  # its handlers are taken back out of rpc (also those of a failed load):
+                # requests keep coming through _OnDemand
+                got = dict((a, self.rpc.handlers.pop(a, None)) for a in actions)
+            d = self._demand[name] = [0, got, 0, False]
             self.blocks[name] = blk
         d[0] += 1
         return d[1]
