@@ -42,12 +42,22 @@ class Block:
         data = payload.get("connectionData") or {}
         status, reason = check(net, slot, data)
         if status == "Accepted":
+            # saved from a copy: a profile that could not be stored must not stay in RAM,
+            # where the next save (e.g. after a connection) would write it after all
+            old = net.doc["slots"]
+            new = dict(old)
+            new[str(slot)] = dict((k, data[k]) for k in KEPT if k in data)
+            net.doc["slots"] = new
+            saved = False
             try:
-                net.doc["slots"][str(slot)] = dict((k, data[k]) for k in KEPT if k in data)
                 net.save()
+                saved = True
             except OSError as e:
                 log.exc("net", "cannot store network profile", e)
                 status, reason = "Failed", "OutOfStorage"
+            finally:
+                if not saved:
+                    net.doc["slots"] = old
         out = {"status": status}
         if reason:
             out["statusInfo"] = {"reasonCode": reason}

@@ -150,3 +150,35 @@ def test_TC_A_22_CS_downgrade_security_profile_rejected(tls_csms, station, pki):
     assert set_profile(tls_csms, cp, 2, profile(wss_url(tls_csms), sp=2))["status"] == "Accepted"
     assert set_var(tls_csms, cp, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")["attributeStatus"] \
         == "Accepted"
+
+
+def test_B09_profile_that_could_not_be_stored_is_not_saved_later(tmp_path):
+    """SetNetworkProfile answered Failed/OutOfStorage: the refused profile must not stay in
+    the slots in RAM, where the next save of netprof.json (a connection) wrote it anyway."""
+    from firmware.provisioning import NETDOC
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "NP1",
+                 blocks=("security", "provisioning"))
+    st.linger_ms = 0  # no event loop here: the block is dropped at release
+    net = st.net
+    before = dict(net.doc["slots"])
+    save = st.store.save
+
+    def full(name, obj):
+        if name == NETDOC:
+            raise OSError(28, "ENOSPC")
+        save(name, obj)
+
+    st.store.save = full
+    blk = st.borrow("network_profile")
+    try:
+        r = blk.set_network_profile({"configurationSlot": 2,
+                                     "connectionData": profile("ws://10.0.0.9:9000")})
+    finally:
+        st.release("network_profile")
+    assert r == {"status": "Failed", "statusInfo": {"reasonCode": "OutOfStorage"}}
+    assert net.doc["slots"] == before and net.profile(2) is None
+    st.store.save = save
+    net.connected(1, net.profile(1))  # a successful connection saves the document
+    assert "10.0.0.9" not in str(st.store.load(NETDOC))
