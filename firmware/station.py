@@ -32,6 +32,11 @@ ON_DEMAND = (("variables", ("GetVariables", "SetVariables", "GetBaseReport")),
              ("network_profile", ("SetNetworkProfile",)),
              ("auth_requests", ("ClearCache", "SendLocalList", "GetLocalListVersion")),
              ("change_availability", ("ChangeAvailability",)))
+# The resident block each of these on-demand blocks cannot work without: with it left out
+# (Station(blocks=...)) their actions are not offered, and rpc answers them as it answers an
+# action without a handler, instead of an InternalError from the block's constructor.
+ON_DEMAND_NEEDS = (("charging_profiles", "smart_charging"), ("auth_requests", "authorization"),
+                   ("change_availability", "availability"), ("network_profile", "provisioning"))
 # An on-demand block stays this long after its last request, so a burst of requests (a CSMS
 # reading variables one by one, DataTransfer traffic) imports it once, not per request.
 ON_DEMAND_LINGER_MS = 5000
@@ -90,7 +95,10 @@ class Station:
         # action -> on-demand block: rpc asks (rpc.demand) for an action it has no handler
         # for, and gets a handler object made for that one request, so the ~26 cold actions
         # cost one dict entry each while no request runs
-        self._demand_of = dict((a, name) for name, actions in on_demand for a in actions)
+        needs = dict(ON_DEMAND_NEEDS)
+        self._demand_of = dict((a, name) for name, actions in on_demand
+                               if name not in needs or needs[name] in self.blocks
+                               for a in actions)
         self.rpc.demand = self._demand_handler
 
     # ---------------------------------------------------------------- on-demand blocks

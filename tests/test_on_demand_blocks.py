@@ -1,5 +1,7 @@
 """Blocks that only answer CSMS requests (station.ON_DEMAND) are imported for a request and
 dropped afterwards; a request in progress keeps its block, and its state, loaded."""
+import json
+
 from firmware.station import ON_DEMAND
 
 ON_DEMAND_MODULES = ["firmware." + name for name, _ in ON_DEMAND]
@@ -289,3 +291,55 @@ def test_websocket_handshake_is_dropped_once_connected_and_loaded_again_to_recon
     assert r["status"] == "UnknownVendorId"
     mods = st.cmd("modules")["modules"]
     assert [m for m in connect_only if m in mods] == []
+
+
+class _Link:
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, text):
+        self.sent.append(json.loads(text))
+
+
+def _answers(st, frames):
+    """What st answers to the CALL frames, in order (no CSMS, no network)."""
+    import asyncio
+
+    async def run():
+        st.boot_status = "Accepted"
+        st.rpc.ws = link = _Link()
+        for f in frames:
+            await st.rpc.on_frame(f)
+        return link.sent
+
+    return asyncio.run(run())
+
+
+def test_on_demand_block_without_the_resident_block_it_needs_is_not_offered(tmp_path):
+    """Left out (Station(blocks=...)), smart_charging / authorization / availability /
+    provisioning take the actions of the on-demand blocks built on them along: rpc answers
+    them as it answers an action without a handler, not InternalError from a constructor
+    that found its resident block missing."""
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD4", blocks=())
+    st.linger_ms = 0
+    sent = _answers(st, [
+        '[2,"r","Reset",{"type":"Immediate"}]',  # the action of a left-out resident block
+        '[2,"a","SetChargingProfile",{"evseId":1,"chargingProfile":{"id":1,"stackLevel":0,'
+        '"chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"Absolute",'
+        '"chargingSchedule":[{"id":1,"chargingRateUnit":"A","chargingSchedulePeriod":'
+        '[{"startPeriod":0,"limit":6}]}]}}]',
+        '[2,"b","ClearCache",{}]',
+        '[2,"c","ChangeAvailability",{"operationalStatus":"Inoperative"}]',
+        '[2,"d","SetNetworkProfile",{"configurationSlot":2,"connectionData":{'
+        '"ocppVersion":"OCPP20","ocppTransport":"JSON","ocppCsmsUrl":"ws://10.0.0.9:9",'
+        '"messageTimeout":10,"securityProfile":1,"ocppInterface":"Wired0"}}]',
+        '[2,"e","DataTransfer",{"vendorId":"x"}]'])  # needs no resident block: answered
+    unsupported = sent[0]
+    assert unsupported[0] == 4 and unsupported[2] in ("NotSupported", "NotImplemented")
+    for m in sent[1:5]:
+        assert m[0] == 4 and m[2] == unsupported[2], m
+    assert sent[5] == [3, "e", {"status": "UnknownVendorId"}]
+    assert st._demand == {} and st.blocks == {}
+
