@@ -343,3 +343,42 @@ def test_on_demand_block_without_the_resident_block_it_needs_is_not_offered(tmp_
     assert sent[5] == [3, "e", {"status": "UnknownVendorId"}]
     assert st._demand == {} and st.blocks == {}
 
+
+def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_path):
+    """A block whose constructor registered a handler and then ran out of memory: the
+    request fails, rpc keeps no handler of the half-made block, and the next request loads
+    the block again through _OnDemand."""
+    import sys
+    from firmware.station import Station
+    from host.sim_board import SimBoard
+    made = []
+
+    class Block:
+        def __init__(self, st):
+            made.append(self)
+            st.rpc.register("DataTransfer", lambda p: {"status": "Rejected"})  # half-made
+            if len(made) == 1:
+                raise MemoryError("memory allocation failed")
+            st.rpc.register("DataTransfer", lambda p: {"status": "Accepted"})
+
+    class Module:
+        pass
+
+    mod = Module()
+    mod.Block = Block
+    name = "firmware.od_half_made"
+    sys.modules[name] = mod
+    try:
+        st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD5", blocks=(),
+                     on_demand=(("od_half_made", ("DataTransfer",)),))
+        st.linger_ms = 0
+        first = _answers(st, ['[2,"m1","DataTransfer",{"vendorId":"x"}]'])
+        assert first[0][:3] == [4, "m1", "InternalError"], first
+        assert "DataTransfer" not in st.rpc.handlers
+        assert st._demand == {} and "od_half_made" not in st.blocks
+        second = _answers(st, ['[2,"m2","DataTransfer",{"vendorId":"x"}]'])
+        assert second == [[3, "m2", {"status": "Accepted"}]]
+        assert len(made) == 2 and "DataTransfer" not in st.rpc.handlers
+        assert st._demand == {}
+    finally:
+        sys.modules.pop(name, None)
