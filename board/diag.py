@@ -27,7 +27,13 @@ def _ask(line):
     if c is None:
         return {"ok": False, "error": "station not running"}
     from firmware.compat import asyncio
-    return asyncio.run(c.handle(line))
+    try:
+        return asyncio.run(c.handle(line))
+    finally:
+        # no event loop runs between REPL lines: the console's drop timer would not fire
+        # (MicroPython's asyncio.run returns leaving it pending), so the commands go now
+        if c.cmds is not None:
+            c.drop()
 
 
 def status():

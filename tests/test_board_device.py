@@ -550,6 +550,32 @@ def test_diag_helpers_print_json_without_secrets():
     assert r == {"ok": False, "error": "station not running"}
 
 
+def test_diag_get_drops_the_console_commands_after_the_line():
+    # at the REPL no event loop runs between lines: the console's drop timer would never
+    # fire (MicroPython's asyncio.run leaves it pending), keeping console_cmds loaded
+    import sys
+    from board import diag
+    from firmware.station import Station
+    b = make()
+    st = Station(b, "ws://127.0.0.1:9", "DIAG1", blocks=(), on_demand=())
+    diag.ctx.clear()
+    diag.ctx.update(board=b, station=st)
+    lines = []
+    import builtins
+    orig = builtins.print
+    builtins.print = lambda *a, **k: lines.append(" ".join(str(x) for x in a))
+    try:
+        diag.get("OCPPCommCtrlr.HeartbeatInterval")
+        loaded = "firmware.console_cmds" in sys.modules
+        diag.get("OCPPCommCtrlr.HeartbeatInterval")  # loaded again for the next line
+    finally:
+        builtins.print = orig
+        diag.ctx.clear()
+    assert [json.loads(x)["ok"] for x in lines] == [True, True], lines
+    assert json.loads(lines[1])["name"] == "OCPPCommCtrlr.HeartbeatInterval"
+    assert not loaded and "firmware.console_cmds" not in sys.modules
+
+
 def test_ntc_temperature_and_overtemp_hysteresis():
     from board import io
     machine.reset_all()
