@@ -333,7 +333,7 @@ def test_on_demand_block_without_the_resident_block_it_needs_is_not_offered(tmp_
         '[2,"b","ClearCache",{}]',
         '[2,"c","ChangeAvailability",{"operationalStatus":"Inoperative"}]',
         '[2,"d","SetNetworkProfile",{"configurationSlot":2,"connectionData":{'
-        '"ocppVersion":"OCPP20","ocppTransport":"JSON","ocppCsmsUrl":"ws://10.0.0.9:9",'
+        '"ocppVersion":"OCPP20","ocppTransport":"JSON","ocppCsmsUrl":"ws://127.0.0.1:9",'
         '"messageTimeout":10,"securityProfile":1,"ocppInterface":"Wired0"}}]',
         '[2,"e","DataTransfer",{"vendorId":"x"}]'])  # needs no resident block: answered
     unsupported = sent[0]

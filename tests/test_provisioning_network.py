@@ -174,11 +174,11 @@ def test_B09_profile_that_could_not_be_stored_is_not_saved_later(tmp_path):
     blk = st.borrow("network_profile")
     try:
         r = blk.set_network_profile({"configurationSlot": 2,
-                                     "connectionData": profile("ws://10.0.0.9:9000")})
+                                     "connectionData": profile("ws://127.0.0.1:9002")})
     finally:
         st.release("network_profile")
     assert r == {"status": "Failed", "statusInfo": {"reasonCode": "OutOfStorage"}}
     assert net.doc["slots"] == before and net.profile(2) is None
     st.store.save = save
     net.connected(1, net.profile(1))  # a successful connection saves the document
-    assert "10.0.0.9" not in str(st.store.load(NETDOC))
+    assert "127.0.0.1:9002" not in str(st.store.load(NETDOC))
