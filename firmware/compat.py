@@ -351,19 +351,22 @@ def unload(name):
 _lent = {}  # module name -> how many borrowers hold it (only modules borrow() imported)
 
 
-def borrow(name):
+def borrow(name, load=True):
     """Import module `name` for a while; give it back with release(name). A module that was
     loaded before its first borrow is someone's own import: borrowing it counts nothing and
-    releasing it never unloads it."""
-    fresh = name not in sys.modules
-    if fresh or name in _lent:
+    releasing it never unloads it. load=False counts a user without importing: a module the
+    borrower's code imports later (a lazy `from firmware import x509`, or one module's
+    import of another) is then the borrowers', and goes with the last release."""
+    counted = name not in sys.modules or name in _lent
+    if counted:
         _lent[name] = _lent.get(name, 0) + 1
-    try:
-        return __import__(name, None, None, ("_",))
-    except BaseException:
-        if fresh:
-            _lent.pop(name, None)
-        raise
+    if load:
+        try:
+            return __import__(name, None, None, ("_",))
+        except BaseException:
+            if counted:
+                release(name)
+            raise
 
 
 def release(name):
@@ -374,6 +377,23 @@ def release(name):
         _lent[name] = n - 1
     else:
         unload(name)
+
+
+def borrow_all(names):
+    """borrow(name, False) for each name (a tuple), all or none."""
+    i = 0
+    try:
+        for n in names:
+            borrow(n, False)
+            i += 1
+    except BaseException:
+        release_all(names[:i])
+        raise
+
+
+def release_all(names):
+    for n in names:
+        release(n)
 
 
 # ---------------------------------------------------------------- files
