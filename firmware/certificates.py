@@ -3,8 +3,9 @@
 # (CSMSRootCertificate, ManufacturerRootCertificate, MORootCertificate, V2GRootCertificate).
 #
 # Loaded on demand (station.ON_DEMAND) and dropped after, with the crypto modules it pulled
-# in (UNLOAD): it keeps nothing in RAM between requests; the certificates live in
-# firmware.cert_store's files, which is also where the station reads the CSMS roots for TLS.
+# in unless another user still has them (BORROWED): it keeps nothing in RAM between
+# requests; the certificates live in firmware.cert_store's files, which is also where the
+# station reads the CSMS roots for TLS.
 #
 # A certificate is installed when it parses, is a CA (basicConstraints) allowed to sign
 # certificates (keyUsage keyCertSign when present), is valid at the station clock and, when
@@ -16,9 +17,15 @@
 # root: a new one must be signed by the root in use (the installed one, or the installer's
 # --cafile while none is installed) and replaces it; the replaced root stays as fallback until
 # the station has connected with the new one (M05.FR.09..14, fallback in station.py).
-import sys
+from firmware import compat
 
-from firmware import cert_store, log, compat
+# modules its requests import, borrowed (counted, not imported) while the block is loaded and
+# given back when it is unloaded (compat.unload): the last of their users drops them
+BORROWED = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512",
+            "firmware.ecdsa", "firmware.rsa")
+compat.borrow_all(BORROWED)
+
+from firmware import cert_store, log
 from firmware.rpc import status_info
 from firmware.cert_store import CSMS
 
@@ -27,8 +34,6 @@ TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate", "MORootCertificat
          "V2GRootCertificate")
 DEFAULT_MAX_ENTRIES = 8
 _CAFILE_BYTES = 12288  # an installer's CA bundle: a few roots
-# modules imported for a request, dropped with the block (see station._unload)
-UNLOAD = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512", "firmware.ecdsa", "firmware.rsa")
 
 
 def _triple(h):
@@ -255,11 +260,11 @@ class Block:
 def _station_certificate(store, hash_data):
     """M04.FR.06: hash_data (CertificateHashDataType) names the Charging Station certificate.
     Matched on serialNumber and issuerNameHash (both from the leaf alone)."""
-    had = "firmware.client_cert" in sys.modules  # imported here only for this look
-    from firmware import client_cert
-    pair = client_cert.current(store)
-    if not had:
-        compat.unload("firmware.client_cert")
+    client_cert = compat.borrow("firmware.client_cert")  # only for this look
+    try:
+        pair = client_cert.current(store)
+    finally:
+        compat.release("firmware.client_cert")
     if pair is None:
         return False
     from firmware import x509

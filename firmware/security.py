@@ -9,8 +9,6 @@
 # 2 * LOG_BYTES and the newest LOG_BYTES are always kept. Never pass secrets as tech_info.
 import json
 
-import sys
-
 from firmware import compat, log, storage
 
 LOG_FILES = ("seclog.0.jnl", "seclog.1.jnl")
@@ -72,8 +70,11 @@ class Block:
 
     def _cert_entries(self, evse, connector):
         # counted from the certificate index (firmware.cert_store) whenever it is read
-        from firmware import cert_store
-        return cert_store.count(self.st.store)
+        cert_store = compat.borrow("firmware.cert_store")  # the certificates block's too
+        try:
+            return cert_store.count(self.st.store)
+        finally:
+            compat.release("firmware.cert_store")
 
     # ---------------------------------------------------------------- A02.FR.17-20
     def _csr_accepted(self):
@@ -237,9 +238,8 @@ class Block:
 def _cert_index(store):
     # a daily look at the station certificate's index: the module is not kept resident for it
     # (a wss:// connect imports it anyway)
-    had = "firmware.client_cert" in sys.modules
-    from firmware import client_cert
-    idx = client_cert.load(store)
-    if not had:
-        compat.unload("firmware.client_cert")
-    return idx
+    client_cert = compat.borrow("firmware.client_cert")
+    try:
+        return client_cert.load(store)
+    finally:
+        compat.release("firmware.client_cert")

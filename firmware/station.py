@@ -1,8 +1,6 @@
 # The station orchestrator: owns the connection to the CSMS (connect, back-off, keep-alive),
 # the RPC dispatcher, the device model, and the functional blocks. Blocks register their
 # handlers and listen to station events; they never import each other.
-import sys
-
 from firmware import compat, log
 from firmware.rpc import Rpc, CallError, Offline
 from firmware.storage import Store
@@ -50,6 +48,8 @@ OOM_REBOOTS = 3  # MemoryErrors in a row on the network path before a clean rebo
 # 10-bit window keeps the decompressor at about 1 KB; runtimes that cannot compress send
 # plain frames, which the extension allows.
 DEFLATE = True
+# borrowed for each use (compat.borrow): the certificates block and a firmware update share it
+CERT_STORE = "firmware.cert_store"
 
 
 class Station:
@@ -151,12 +151,9 @@ class Station:
     def _drop(self, name):
         del self._demand[name]
         del self.blocks[name]
-        # modules another loaded block shares (the crypto core) stay: unloaded now they
-        # would be imported a second time, both copies on the heap
-        keep = []
-        for other in self._demand:
-            keep.extend(getattr(sys.modules.get("firmware." + other), "UNLOAD", ()))
-        _unload(name, keep)
+        # the modules it borrowed (BORROWED: the crypto core) go back with it, and stay while
+        # another user (a block, a firmware update) still has them
+        compat.unload("firmware." + name)
 
     # ---------------------------------------------------------------- events
     def on(self, event, fn):
@@ -284,8 +281,11 @@ class Station:
         """The CSMS root certificate(s) for TLS: the installed CSMSRootCertificates
         (firmware.cert_store) when there are any, else the installer's --cafile, which
         provisions the first root until the CSMS installs its own."""
-        from firmware import cert_store
-        p = cert_store.csms_roots_pem_path(self.store)
+        cert_store = compat.borrow(CERT_STORE)
+        try:
+            p = cert_store.csms_roots_pem_path(self.store)
+        finally:
+            compat.release(CERT_STORE)
         if p is not None:
             return p
         if self.cafile and compat.path_exists(self.cafile):
@@ -326,29 +326,34 @@ class Station:
                 certfile=client[0] if client else None, keyfile=client[1] if client else None)
         if not tls:
             return await connect(None)
-        from firmware import cert_store, client_cert
-        gen, client, old = client_cert.pick(self.store, compat.now())
+        from firmware import client_cert
+        cert_store = compat.borrow(CERT_STORE)  # for the roots and the fallback, across the connect
         try:
-            ws, old_root = await self._connect_roots(connect, client)
-        except (wsmod.WsRefused, wsmod.WsCertError, wsmod.WsAuthError) as e:
-            # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
-            # kept until the new one has connected once. Only a refusal: an unreachable or
-            # slow CSMS says nothing about the certificate, and reverting on it would throw
-            # a good certificate away (and with it the renewal dates).
-            if old is None:
-                raise
-            log.warn("net", "%s; trying the previous station certificate" % (e,))
-            ws, old_root = await self._connect_roots(connect, old)
-            client_cert.revert(self.store)
-            self.security_event("InvalidChargingStationCertificate",
-                                "the CSMS refused the new station certificate; using the previous one")
+            gen, client, old = client_cert.pick(self.store, compat.now())
+            try:
+                ws, old_root = await self._connect_roots(connect, client)
+            except (wsmod.WsRefused, wsmod.WsCertError, wsmod.WsAuthError) as e:
+                # A02.FR.10: a new station certificate the CSMS refuses; the one it replaced is
+                # kept until the new one has connected once. Only a refusal: an unreachable or
+                # slow CSMS says nothing about the certificate, and reverting on it would throw
+                # a good certificate away (and with it the renewal dates).
+                if old is None:
+                    raise
+                log.warn("net", "%s; trying the previous station certificate" % (e,))
+                ws, old_root = await self._connect_roots(connect, old)
+                client_cert.revert(self.store)
+                self.security_event(
+                    "InvalidChargingStationCertificate",
+                    "the CSMS refused the new station certificate; using the previous one")
+                return ws
+            if gen is not None and client_cert.confirm(self.store, gen):
+                log.info("net", "connected with the new station certificate")
+            if not old_root and cert_store.drop_fallback(self.store):  # M05.FR.13
+                self.security_event("ReconfigurationOfSecurityParameters",
+                                    "previous CSMS root removed: connected with the new one")
             return ws
-        if gen is not None and client_cert.confirm(self.store, gen):
-            log.info("net", "connected with the new station certificate")
-        if not old_root and cert_store.drop_fallback(self.store):  # M05.FR.13
-            self.security_event("ReconfigurationOfSecurityParameters",
-                                "previous CSMS root removed: connected with the new one")
-        return ws
+        finally:
+            compat.release(CERT_STORE)
 
     async def _connect_roots(self, connect, client):
         """(ws, True if only the previous CSMS root accepted the CSMS)."""
@@ -570,15 +575,6 @@ class Station:
 
 def _load(name):
     return __import__("firmware." + name, None, None, ("Block",)).Block
-
-
-def _unload(name, keep=()):
-    # a block may name modules it imported for its requests (UNLOAD), dropped with it
-    mod = sys.modules.get("firmware." + name)
-    for dep in getattr(mod, "UNLOAD", ()):
-        if dep not in keep:
-            compat.unload(dep)
-    compat.unload("firmware." + name)
 
 
 class _OnDemand:

@@ -11,15 +11,20 @@
 # (compat.tls_context): a CSMS must know the intermediates of the station's chain.
 import hashlib
 
-from firmware import asn1, client_cert, compat, log, x509
+from firmware import compat
+
+# borrowed (counted, not imported) while the block is loaded, given back when it is unloaded
+# (compat.unload): shared with the certificates block and a firmware update's signature check
+BORROWED = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa")
+compat.borrow_all(BORROWED)
+
+from firmware import asn1, client_cert, log, x509
 from firmware.rpc import CallError, Offline
 
 SEC = "SecurityCtrlr"
 CS_CERT = "ChargingStationCertificate"
 OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 MAX_CA_BYTES = 16384  # the roots the chain is checked against, read from one file
-# modules only this block needs, dropped with it (station._unload)
-UNLOAD = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa")
 
 
 def build_csr(d, pub, org, cn):

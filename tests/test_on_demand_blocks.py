@@ -189,22 +189,65 @@ def test_a_burst_of_requests_keeps_one_drop_timer(tmp_path):
     assert sent == 200 and live == 1 and loaded and not still
 
 
-def test_dropping_one_crypto_block_keeps_the_modules_another_loaded_block_shares(tmp_path):
-    """certificates and station_cert both use the crypto core: dropping one while the other
-    is borrowed unloaded x509 & co., and the next import loaded a second copy."""
+# Users of the crypto core come and go: the certificates and station_cert blocks (loaded on
+# demand, BORROWED at import and given back when the station unloads them) and a firmware
+# update's steps (fw_job.STEP borrowed around each). Whoever ends first leaves the same
+# module objects to the other (dropped under it, the next import would load a second copy on
+# the heap); the last one drops them; a module someone imported for good stays.
+SHARED_CRYPTO = r"""
+import sys, json
+from firmware import compat
+CORE = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512")
+out = []
+def mods():
+    return [m for m in CORE if m in sys.modules]
+def block(name):
+    return __import__("firmware." + name, None, None, ("Block",))  # as station._load
+def use():
+    from firmware import x509, ecdsa  # a request's or a signature check's lazy imports
+    return x509
+fw_job = compat.borrow("firmware.fw_job")
+for a, b in (("station_cert", "certificates"), ("certificates", "station_cert"),
+             ("certificates", "step"), ("step", "certificates"), ("station_cert", "step")):
+    for name in (a, b):
+        if name == "step":
+            compat.borrow_all(fw_job.STEP)
+        else:
+            block(name)
+    x509 = use()
+    compat.unload("firmware." + a) if a != "step" else compat.release_all(fw_job.STEP)
+    out.append([a + " then " + b, mods(), sys.modules.get("firmware.x509") is x509])
+    compat.unload("firmware." + b) if b != "step" else compat.release_all(fw_job.STEP)
+    out.append([b + " last", mods() + [m for m in ("firmware.cert_store", "firmware.fw_bundle",
+               "firmware.certificates", "firmware.station_cert") if m in sys.modules]])
+compat.release("firmware.fw_job")
+out.append(["job over", "firmware.fw_job" in sys.modules])
+import firmware.asn1
+mine = firmware.asn1
+block("certificates")
+use()
+compat.unload("firmware.certificates")
+out.append(["resident kept", mods(), sys.modules.get("firmware.asn1") is mine])
+print(json.dumps(out))
+"""
+
+
+def test_crypto_modules_shared_by_blocks_and_a_firmware_step_go_with_the_last(target):
+    import json
+    import subprocess
     import sys
-    from firmware.station import Station
-    from host.sim_board import SimBoard
-    st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD3")
-    st.linger_ms = 0
-    st.borrow("station_cert")
-    st.borrow("certificates")
-    x509 = sys.modules["firmware.x509"]
-    st.release("certificates")
-    assert "certificates" not in st.blocks and "firmware.cert_store" not in sys.modules
-    assert sys.modules.get("firmware.x509") is x509      # station_cert still uses it
-    st.release("station_cert")
-    assert "firmware.x509" not in sys.modules and "firmware.station_cert" not in sys.modules
+    from tests.harness import ROOT, micropython_exe
+    exe = [micropython_exe()] if target == "micropython" else [sys.executable]
+    p = subprocess.run(exe + ["-c", SHARED_CRYPTO], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    core = ["firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512"]
+    want = []
+    for a, b in (("station_cert", "certificates"), ("certificates", "station_cert"),
+                 ("certificates", "step"), ("step", "certificates"), ("station_cert", "step")):
+        want += [[a + " then " + b, core, True], [b + " last", []]]
+    assert out == want + [["job over", False], ["resident kept", ["firmware.asn1"], True]], p.stderr
 
 
 def _dropped(csms, st, what):
