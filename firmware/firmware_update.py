@@ -28,11 +28,9 @@
 #
 # Resident here: the slot pointer, the version it reports, the request's entry point. The
 # update itself and the trial boot (firmware.fw_job, with the bundle, crypto and HTTP modules
-# it imports) load for a request, an update to resume or a bundle on trial, and are dropped
+# it borrows) load for a request, an update to resume or a bundle on trial, and are dropped
 # when that has ended. On a board, boot.py runs the slot's code (board/slot.py); the
 # simulator only reports the slot's version and keeps running the repository's code.
-import sys
-
 from firmware import compat, log
 
 DOC = "fw.json"
@@ -40,10 +38,7 @@ SLOT_DOC = "fw_slot.json"
 SLOTS = ("fw_a", "fw_b")
 ENDS = ("DownloadFailed", "InvalidSignature", "InstallVerificationFailed",
         "InstallationFailed", "Installed")
-# imported by the job, dropped with it unless they were loaded before (another block's); the
-# HTTP client is borrowed for each download attempt (compat.borrow: a GetLog may share it)
-JOB_MODULES = ("firmware.fw_job", "firmware.fw_bundle", "firmware.x509", "firmware.asn1",
-               "firmware.sha512", "firmware.ecdsa", "firmware.rsa", "firmware.cert_store")
+JOB = "firmware.fw_job"  # borrowed while a job exists (compat.borrow)
 
 
 class Block:
@@ -54,7 +49,6 @@ class Block:
         self.slots = self.store.load(SLOT_DOC) or {"active": None, "version": None, "trial": None}
         self.job = None   # firmware.fw_job.Job while an update runs or a new bundle is tried
         self.task = None  # the job's task
-        self._kept = ()
         if self.slots.get("trial"):
             self.load_job().trial_boot()  # may roll back to the previous bundle
         s = self.slots
@@ -96,23 +90,29 @@ class Block:
 
     def update_firmware(self, payload):
         had = self.job is not None
-        r = self.load_job().request(payload)
-        resp = r[0] if isinstance(r, tuple) else r
-        if not had and resp["status"] not in ("Accepted", "AcceptedCanceled"):
-            self.drop_job()  # refused: nothing runs
+        ok = False
+        try:
+            r = self.load_job().request(payload)
+            resp = r[0] if isinstance(r, tuple) else r
+            ok = resp["status"] in ("Accepted", "AcceptedCanceled")
+        finally:
+            if not had and not ok:
+                self.drop_job()  # refused (or failed): nothing runs
         return r
 
     def load_job(self):
         if self.job is None:
-            self._kept = [m for m in JOB_MODULES if m in sys.modules]
-            from firmware import fw_job
-            self.job = fw_job.Job(self)
+            fw_job = compat.borrow(JOB)
+            try:
+                self.job = fw_job.Job(self)
+            except BaseException:
+                compat.release(JOB)
+                raise
         return self.job
 
     def drop_job(self):
-        """The update ended: its code leaves the heap."""
-        self.job = None
+        """The update ended: its code leaves the heap (unless someone imported it)."""
+        if self.job is not None:
+            self.job = None
+            compat.release(JOB)
         self.task = None
-        for m in JOB_MODULES:
-            if m not in self._kept:
-                compat.unload(m)

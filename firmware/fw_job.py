@@ -3,7 +3,7 @@
 # update is in progress. State lives in the block (fw, slots) and in the data directory.
 from firmware import compat, log
 from firmware.rpc import status_info
-from firmware.firmware_update import DOC, SLOT_DOC, SLOTS, ENDS, JOB_MODULES
+from firmware.firmware_update import DOC, SLOT_DOC, SLOTS, ENDS
 
 MAX_TRIAL_BOOTS = 3
 TRIAL_S = 600
@@ -17,18 +17,11 @@ MAX_INSTALL_ATTEMPTS = 2  # a cut installation is redone once, then given up
 RESERVE_BYTES = 32768  # flash a download leaves free for the journals and the outbox
 HTTP = "firmware.http_client"
 _DOWNLOAD = (None, "DownloadScheduled", "Downloading", "DownloadPaused")
-
-
-def _loaded():
-    import sys
-    return [m for m in JOB_MODULES if m in sys.modules]
-
-
-def _drop_lazy(had):
-    # the crypto, bundle and HTTP modules are only needed during one step of the update
-    for m in JOB_MODULES[1:]:
-        if m not in had:
-            compat.unload(m)
+# the bundle and crypto modules, only needed during one step of the update: borrowed
+# (counted, not imported: compat.borrow_all) around it, so what the step imports goes after
+# it unless another user (the certificates or station_cert block) still has it
+STEP = ("firmware.fw_bundle", "firmware.x509", "firmware.asn1", "firmware.sha512",
+        "firmware.ecdsa", "firmware.rsa", "firmware.cert_store")
 
 
 class Job:
@@ -178,11 +171,11 @@ class Job:
             it = compat.parse_iso8601(f["installDateTime"]) if f.get("installDateTime") else None
         except ValueError:
             return status_info("Rejected", "InvalidValue", "unreadable date")
-        had = _loaded()
+        compat.borrow_all(STEP)
         try:
             why = self._check_cert(cert)
         finally:
-            _drop_lazy(had)
+            compat.release_all(STEP)
         if why:
             log.warn("fw", "UpdateFirmware %s: signing certificate refused: %s" % (p["requestId"], why))
 
@@ -202,12 +195,12 @@ class Job:
             self._release()
             log.info("fw", "request %s canceled by request %s" % (self.fw["id"], p["requestId"]))
         old = self.b.task if running else None
-        had = _loaded()
+        compat.borrow_all(STEP)
         try:
             from firmware.cert_store import write_file
             write_file(self.store, CERT, cert)
         finally:
-            _drop_lazy(had)
+            compat.release_all(STEP)
         self.b.fw = {"id": p["requestId"], "loc": f["location"], "rt": rt, "it": it,
                    "retries": p.get("retries"), "interval": p.get("retryInterval"),
                    "sig": sig, "st": None, "tries": 0, "inst": 0}
@@ -282,7 +275,6 @@ class Job:
                 self._report("Downloading")
             fw["tries"] = fw.get("tries", 0) + 1
             self.store.save(DOC, fw)
-            had = _loaded()
             http_client = compat.borrow(HTTP)  # shared with a GetLog upload
             try:
                 size = await http_client.download(fw["loc"], self.store.path(DL),
@@ -306,7 +298,6 @@ class Job:
                     self.store.remove(DL)  # not resumable: the next attempt starts over
             finally:
                 compat.release(HTTP)
-                _drop_lazy(had)
             await self._sleep_until(compat.now() + interval)
         self._report("Downloaded")
         return True
@@ -318,7 +309,7 @@ class Job:
             self._end("InvalidSignature", "the signature check did not complete")
             return False
         self.store.save(DOC, fw)
-        had = _loaded()
+        compat.borrow_all(STEP)
         try:
             from firmware import fw_bundle
             from firmware.cert_store import read_file
@@ -326,7 +317,7 @@ class Job:
             cert = read_file(self.store, CERT)
             ok = cert is not None and fw_bundle.signature_ok(cert, fw["sig"], digest)
         finally:
-            _drop_lazy(had)
+            compat.release_all(STEP)
         if not ok:
             self._end("InvalidSignature", "signature does not match the downloaded file")
             self.st.security_event("InvalidFirmwareSignature",
@@ -381,7 +372,7 @@ class Job:
             return
         self._report("Installing")
         slot = self._inactive()
-        had = _loaded()
+        compat.borrow_all(STEP)
         image = False
         try:
             from firmware import fw_bundle
@@ -401,7 +392,7 @@ class Job:
                 self._end("InstallationFailed", "%s" % (e,))
                 return
         finally:
-            _drop_lazy(had)
+            compat.release_all(STEP)
         if image:
             try:
                 # before the switch: if the bootloader refuses the image, the pointer and the
