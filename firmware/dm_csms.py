@@ -1,8 +1,8 @@
 # The device model as the CSMS (and the installer) sees it: GetVariables (B06), SetVariables
 # (B05) and the base reports (B07), as functions of a firmware.device_model.DeviceModel.
 # Only those requests, the console's get/set and the installer's settings need it, so it is
-# not resident: the variables block imports it and drops it with itself (UNLOAD), other
-# users unload it after use unless it was already loaded. It works on the model's internals
+# not resident: the variables block and the console borrow it (compat.borrow) and the last
+# to give it back drops it. It works on the model's internals
 # (rows, values, checks) as a part of it kept in its own module.
 from firmware import dm_table as T
 from firmware.device_model import UNKNOWN_COMPONENT, UNKNOWN_VARIABLE, _attr_code

@@ -3,10 +3,11 @@
 # enforces the message limits and streams reports part by part.
 import json
 
-from firmware import compat, dm_csms
+from firmware import compat
 from firmware.rpc import CallError
 
-UNLOAD = ("firmware.dm_csms",)  # dropped with the block (station._unload)
+BORROWED = ("firmware.dm_csms",)  # given back when the block is unloaded (compat.unload)
+dm_csms = compat.borrow(BORROWED[0])  # the console borrows it too
 
 DEV = "DeviceDataCtrlr"
 # NotifyReport frame without reportData items (id, requestId, generatedAt, seqNo, tbc).
