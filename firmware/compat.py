@@ -348,7 +348,7 @@ def unload(name):
 # HTTP client, the HTTP client by GetLog and a firmware download): each user borrows the
 # module and releases it, and the last release unloads it. Dropped while another user still
 # ran, it would be imported again: a second copy on the heap.
-_lent = {}  # module name -> how many borrowers hold it (only modules borrow() imported)
+_lent = {}  # module name -> how many borrowers hold it (only modules not loaded at the first borrow)
 
 
 def borrow(name, load=True):
