@@ -224,18 +224,9 @@ class _Conn:
         except (IndexError, ValueError):
             raise HttpBadResponse("not an HTTP response: %r" % (ln[:80],))
         self.reason = parts[2].strip() if len(parts) > 2 else ""
-        h = self.headers
-        for _ in range(_MAX_HEADERS):
-            ln = await self.line()
-            if not ln or ln == b"\r\n" or ln == b"\n":
-                break
-            i = ln.find(b":")
-            if i > 0:
-                k = ln[:i].decode().strip().lower()
-                v = ln[i + 1:].decode().strip()
-                h[k] = (h[k] + ", " + v) if k in h else v
-        else:
-            raise HttpBadResponse("too many HTTP headers", self.status)
+        why = await net.read_headers(self.line, self.headers)
+        if why:
+            raise HttpBadResponse(why, self.status)
         if 100 <= self.status < 200:  # interim (100 Continue): the real answer follows
             self.interim += 1
             if self.interim > 4:

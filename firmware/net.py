@@ -4,7 +4,10 @@
 # one of them is: both borrow it (compat.borrow) and the last to be unloaded drops it, so an
 # HTTP download and a reconnect during it use one copy.
 from firmware import compat
-from firmware.compat import asyncio
+from firmware.compat import asyncio, const
+
+_MAX_HEADERS = const(48)
+_MAX_LINE = const(2048)
 
 # why a connection failed (connect_failure)
 FAIL_OTHER = 0
@@ -46,6 +49,24 @@ def split_url(url, schemes):
     if not host:
         raise ValueError("no host in URL: %r" % (url,))
     return secure, host, port, path
+
+
+async def read_headers(readline, h):
+    """Header lines from `readline()` (a coroutine) up to the blank line into the dict `h`:
+    names lower-case, repeated ones joined with ", ". None, or what was wrong (the callers
+    raise their own error)."""
+    for _ in range(_MAX_HEADERS):
+        ln = await readline()
+        if len(ln) > _MAX_LINE:
+            return "HTTP header line too long"
+        if not ln or ln == b"\r\n" or ln == b"\n":
+            return None
+        i = ln.find(b":")
+        if i > 0:
+            k = ln[:i].decode().strip().lower()
+            v = ln[i + 1:].decode().strip()
+            h[k] = (h[k] + ", " + v) if k in h else v
+    return "too many HTTP headers"
 
 
 def host_header(host, port, secure):

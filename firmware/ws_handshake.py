@@ -15,8 +15,6 @@ BORROWED = ("firmware.net",)  # given back when this module is unloaded (compat.
 net = compat.borrow(BORROWED[0])
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_HEADERS = const(48)
-_MAX_LINE = const(2048)
 _DEFAULT_WBITS = const(10)  # 1 KB inflate window on the device
 
 _exc_text = compat.exc_text
@@ -156,19 +154,9 @@ async def _upgrade(reader, writer, host, port, secure, path, subprotocol,
         raise WsHandshakeError("not an HTTP response: %r" % (line[:80],))
     text = parts[2].strip() if len(parts) > 2 else ""
     headers = {}
-    for _ in range(_MAX_HEADERS):
-        line = await reader.readline()
-        if len(line) > _MAX_LINE:
-            raise WsHandshakeError("HTTP header line too long")
-        if not line or line == b"\r\n" or line == b"\n":
-            break
-        i = line.find(b":")
-        if i > 0:
-            k = line[:i].decode().strip().lower()
-            v = line[i + 1:].decode().strip()
-            headers[k] = (headers[k] + ", " + v) if k in headers else v
-    else:
-        raise WsHandshakeError("too many HTTP headers")
+    why = await net.read_headers(reader.readline, headers)
+    if why:
+        raise WsHandshakeError(why)
 
     if status != 101:
         if status == 401:
