@@ -107,6 +107,11 @@ class Station:
         if d is None:
             try:
                 blk = _load(name)(self)
+            except BaseException:
+                # a half-made block (out of memory in its import or constructor) goes with
+                # its module and what the module borrowed: the next request imports it afresh
+                compat.unload("firmware." + name)
+                raise
             finally:  # its handlers are taken back out of rpc (also those of a failed load):
                 # requests keep coming through _OnDemand
                 got = dict((a, self.rpc.handlers.pop(a, None)) for a in actions)

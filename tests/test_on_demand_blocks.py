@@ -407,10 +407,13 @@ def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_
     class Module:
         pass
 
+    from firmware import compat
     mod = Module()
     mod.Block = Block
+    mod.BORROWED = ("firmware.od_half_made_dep",)  # as a module borrows at its import
     name = "firmware.od_half_made"
     sys.modules[name] = mod
+    compat.borrow_all(mod.BORROWED)
     try:
         st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD5", blocks=(),
                      on_demand=(("od_half_made", ("DataTransfer",)),))
@@ -419,9 +422,14 @@ def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_
         assert first[0][:3] == [4, "m1", "InternalError"], first
         assert "DataTransfer" not in st.rpc.handlers
         assert st._demand == {} and "od_half_made" not in st.blocks
+        assert name not in sys.modules  # unloaded with the half-made block,
+        assert mod.BORROWED[0] not in compat._lent  # and what its import borrowed given back
+        sys.modules[name] = mod  # stands for the import of its file again
+        compat.borrow_all(mod.BORROWED)
         second = _answers(st, ['[2,"m2","DataTransfer",{"vendorId":"x"}]'])
         assert second == [[3, "m2", {"status": "Accepted"}]]
         assert len(made) == 2 and "DataTransfer" not in st.rpc.handlers
-        assert st._demand == {}
+        assert st._demand == {} and mod.BORROWED[0] not in compat._lent
     finally:
         sys.modules.pop(name, None)
+        compat._lent.pop(mod.BORROWED[0], None)
