@@ -23,7 +23,7 @@ from firmware import compat
 # given back when it is unloaded (compat.unload): the last of their users drops them
 BORROWED = ("firmware.cert_store", "firmware.x509", "firmware.asn1", "firmware.sha512",
             "firmware.ecdsa", "firmware.rsa")
-compat.borrow_all(BORROWED)
+compat.borrow_all(BORROWED, __name__)
 
 from firmware import cert_store, log
 from firmware.rpc import status_info

@@ -340,7 +340,10 @@ def unload(name):
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
-    for dep in getattr(mod, "BORROWED", ()):
+    # _owed also knows what a module borrowed when its import then failed: both runtimes drop
+    # a module whose body raised from sys.modules, and its BORROWED with it
+    deps = _owed.pop(name, None)
+    for dep in getattr(mod, "BORROWED", ()) if deps is None else deps:
         release(dep)
 
 
@@ -349,6 +352,7 @@ def unload(name):
 # module and releases it, and the last release unloads it. Dropped while another user still
 # ran, it would be imported again: a second copy on the heap.
 _lent = {}  # module name -> how many borrowers hold it (only modules not loaded at the first borrow)
+_owed = {}  # module name -> the names it borrowed at its import (borrow_all's owner)
 
 
 def borrow(name, load=True):
@@ -379,8 +383,9 @@ def release(name):
         unload(name)
 
 
-def borrow_all(names):
-    """borrow(name, False) for each name (a tuple), all or none."""
+def borrow_all(names, owner=None):
+    """borrow(name, False) for each name (a tuple), all or none. A module borrowing at its
+    import passes owner=__name__: unloading it gives them back even if its import failed."""
     i = 0
     try:
         for n in names:
@@ -389,6 +394,8 @@ def borrow_all(names):
     except BaseException:
         release_all(names[:i])
         raise
+    if owner is not None:
+        _owed[owner] = names
 
 
 def release_all(names):

@@ -22,7 +22,8 @@ from firmware.rpc import CallError, Offline
 
 # given back when the block is unloaded (compat.unload): a firmware download may share it
 BORROWED = ("firmware.http_client",)
-http_client = compat.borrow(BORROWED[0])
+compat.borrow_all(BORROWED, __name__)
+from firmware import http_client
 
 TMP = "getlog.tmp"
 RETRIES = 2          # when the request gives none (the station's choice)

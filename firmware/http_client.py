@@ -19,7 +19,8 @@ from firmware import compat
 from firmware.compat import asyncio, const
 
 BORROWED = ("firmware.net",)  # given back when this module is unloaded (compat.unload)
-net = compat.borrow(BORROWED[0])
+compat.borrow_all(BORROWED, __name__)
+from firmware import net
 
 _CHUNK = const(1024)
 _MAX_HEADERS = const(48)

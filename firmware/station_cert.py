@@ -16,7 +16,7 @@ from firmware import compat
 # borrowed (counted, not imported) while the block is loaded, given back when it is unloaded
 # (compat.unload): shared with the certificates block and a firmware update's signature check
 BORROWED = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa")
-compat.borrow_all(BORROWED)
+compat.borrow_all(BORROWED, __name__)
 
 from firmware import asn1, client_cert, log, x509
 from firmware.rpc import CallError, Offline

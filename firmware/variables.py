@@ -7,7 +7,8 @@ from firmware import compat
 from firmware.rpc import CallError
 
 BORROWED = ("firmware.dm_csms",)  # given back when the block is unloaded (compat.unload)
-dm_csms = compat.borrow(BORROWED[0])  # the console borrows it too
+compat.borrow_all(BORROWED, __name__)  # the console borrows it too
+from firmware import dm_csms
 
 DEV = "DeviceDataCtrlr"
 # NotifyReport frame without reportData items (id, requestId, generatedAt, seqNo, tbc).

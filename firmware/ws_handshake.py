@@ -12,7 +12,8 @@ from firmware.ws import (WebSocket, WsAuthError, WsCertError, WsError, WsHandsha
                          WsRefused)
 
 BORROWED = ("firmware.net",)  # given back when this module is unloaded (compat.unload)
-net = compat.borrow(BORROWED[0])
+compat.borrow_all(BORROWED, __name__)
+from firmware import net
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DEFAULT_WBITS = const(10)  # 1 KB inflate window on the device

@@ -2,6 +2,8 @@
 dropped afterwards; a request in progress keeps its block, and its state, loaded."""
 import json
 
+import pytest
+
 from firmware.station import ON_DEMAND
 
 ON_DEMAND_MODULES = ["firmware." + name for name, _ in ON_DEMAND]
@@ -413,7 +415,7 @@ def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_
     mod.BORROWED = ("firmware.od_half_made_dep",)  # as a module borrows at its import
     name = "firmware.od_half_made"
     sys.modules[name] = mod
-    compat.borrow_all(mod.BORROWED)
+    compat.borrow_all(mod.BORROWED, name)
     try:
         st = Station(SimBoard(1, str(tmp_path)), "ws://127.0.0.1:9", "OD5", blocks=(),
                      on_demand=(("od_half_made", ("DataTransfer",)),))
@@ -425,7 +427,7 @@ def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_
         assert name not in sys.modules  # unloaded with the half-made block,
         assert mod.BORROWED[0] not in compat._lent  # and what its import borrowed given back
         sys.modules[name] = mod  # stands for the import of its file again
-        compat.borrow_all(mod.BORROWED)
+        compat.borrow_all(mod.BORROWED, name)
         second = _answers(st, ['[2,"m2","DataTransfer",{"vendorId":"x"}]'])
         assert second == [[3, "m2", {"status": "Accepted"}]]
         assert len(made) == 2 and "DataTransfer" not in st.rpc.handlers
@@ -433,3 +435,28 @@ def test_on_demand_load_out_of_memory_half_way_is_loaded_again_next_request(tmp_
     finally:
         sys.modules.pop(name, None)
         compat._lent.pop(mod.BORROWED[0], None)
+        compat._owed.pop(name, None)
+
+
+def test_module_whose_import_fails_after_borrowing_gives_back_what_it_borrowed(tmp_path):
+    """A block module runs out of memory in its body after compat.borrow_all(BORROWED,
+    __name__): the runtime drops the half-run module from sys.modules, and the importer's
+    unload still gives back its borrowed modules (they would otherwise never be unloaded)."""
+    import sys
+    from firmware import compat
+    (tmp_path / "od_fails_at_import.py").write_text(
+        "from firmware import compat\n"
+        "BORROWED = ('od_fails_at_import_dep',)\n"
+        "compat.borrow_all(BORROWED, __name__)\n"
+        "raise MemoryError('memory allocation failed')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(MemoryError):
+            compat.borrow("od_fails_at_import")
+        assert "od_fails_at_import" not in sys.modules
+        assert "od_fails_at_import_dep" not in compat._lent
+        assert "od_fails_at_import" not in compat._lent
+    finally:
+        sys.path.remove(str(tmp_path))
+        compat._lent.pop("od_fails_at_import_dep", None)
+        compat._owed.pop("od_fails_at_import", None)
