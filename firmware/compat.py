@@ -332,18 +332,16 @@ def pow_mod(b, e, m):
 def unload(name):
     """Forget an imported module (e.g. "board.config") so its RAM can be collected:
     drop it from sys.modules and from its parent package, which keeps an attribute per
-    imported submodule. The modules it borrowed at import (its BORROWED) are given back."""
+    imported submodule. The modules it borrowed at import (borrow_all's owner) are given
+    back, also when its import failed: both runtimes then drop the half-run module."""
     _lent.pop(name, None)
-    mod = sys.modules.pop(name, None)
+    sys.modules.pop(name, None)
     pkg, _, attr = name.rpartition(".")
     parent = sys.modules.get(pkg)
     # checked first: MicroPython raises KeyError for a missing module attribute
     if parent is not None and attr in parent.__dict__:
         delattr(parent, attr)
-    # _owed also knows what a module borrowed when its import then failed: both runtimes drop
-    # a module whose body raised from sys.modules, and its BORROWED with it
-    deps = _owed.pop(name, None)
-    for dep in getattr(mod, "BORROWED", ()) if deps is None else deps:
+    for dep in _owed.pop(name, ()):
         release(dep)
 
 
