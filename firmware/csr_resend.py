@@ -1,14 +1,18 @@
 # Security block, A02.FR.17-20: resends of a SignCertificateRequest the CSMS accepted but
 # never answered with a CertificateSigned. Imported by firmware.security for the resends and
 # unloaded when they end: most of the time no CSR is pending.
-from firmware import compat, log
+from firmware import compat
+
+BORROWED = ("firmware.client_cert",)  # given back when firmware.security unloads this module
+compat.borrow_all(BORROWED, __name__)
+
+from firmware import client_cert, log
 from firmware.rpc import CallError
 
 
 async def resend(st):
     """Resend the pending CSR after CertSigningWaitMinimum, doubling the wait
     CertSigningRepeatTimes times, then stop until the next TriggerMessage."""
-    from firmware import client_cert
     wait = st.dm.get("SecurityCtrlr", "CertSigningWaitMinimum") or 0
     times = st.dm.get("SecurityCtrlr", "CertSigningRepeatTimes") or 0
     for n in range(times + 1):

@@ -86,9 +86,12 @@ class NetProfiles:
         if sp >= 2 and self.st.ca_file() is None:
             return "InvalidCertificate"  # A05.FR.02: no CSMS root certificate
         if sp >= 3:
-            from firmware import client_cert
-            if not client_cert.installed(self.st.store):
-                return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
+            client_cert = compat.borrow("firmware.client_cert")
+            try:
+                if not client_cert.installed(self.st.store):
+                    return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
+            finally:
+                compat.release("firmware.client_cert")
         return None
 
     def check_priority(self, value):

@@ -50,6 +50,7 @@ OOM_REBOOTS = 3  # MemoryErrors in a row on the network path before a clean rebo
 DEFLATE = True
 # borrowed for each use (compat.borrow): the certificates block and a firmware update share it
 CERT_STORE = "firmware.cert_store"
+TLS_NEEDS = (CERT_STORE, "firmware.client_cert")  # the station's own certificate (profile 3)
 
 
 class Station:
@@ -331,9 +332,9 @@ class Station:
                 certfile=client[0] if client else None, keyfile=client[1] if client else None)
         if not tls:
             return await connect(None)
-        from firmware import client_cert
-        cert_store = compat.borrow(CERT_STORE)  # for the roots and the fallback, across the connect
+        compat.borrow_all(TLS_NEEDS)  # across the connect: roots, fallback, own certificate
         try:
+            from firmware import cert_store, client_cert
             gen, client, old = client_cert.pick(self.store, compat.now())
             try:
                 ws, old_root = await self._connect_roots(connect, client)
@@ -358,7 +359,7 @@ class Station:
                                     "previous CSMS root removed: connected with the new one")
             return ws
         finally:
-            compat.release(CERT_STORE)
+            compat.release_all(TLS_NEEDS)
 
     async def _connect_roots(self, connect, client):
         """(ws, True if only the previous CSMS root accepted the CSMS)."""

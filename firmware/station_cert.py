@@ -14,8 +14,10 @@ import hashlib
 from firmware import compat
 
 # borrowed (counted, not imported) while the block is loaded, given back when it is unloaded
-# (compat.unload): shared with the certificates block and a firmware update's signature check
-BORROWED = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa")
+# (compat.unload): shared with the certificates block, a firmware update's signature check and
+# the TLS connect (client_cert)
+BORROWED = ("firmware.x509", "firmware.asn1", "firmware.ecdsa", "firmware.sha512", "firmware.rsa",
+            "firmware.client_cert")
 compat.borrow_all(BORROWED, __name__)
 
 from firmware import asn1, client_cert, log, x509
