@@ -11,7 +11,9 @@
    Reset, then a restart with 500 TransactionEvents in the outbox and their drain.
    It runs on CPython, under micropython from a dist/ of .mpy files, and under micropython
    from a ROMFS image (bytecode executed in place, as on a board with ROMFS or frozen code;
-   the image buffer itself is subtracted from the heap figures). Heap figures are live heap
+   the image buffer itself is subtracted from the heap figures), and when the micropython
+   first on PATH has the firmware frozen in (a custom build, see the README) also frozen,
+   from an empty working directory (only firmware/schemas.bin). Heap figures are live heap
    after gc.collect(): at every phase boundary (`mem gc`) and from an in-station sampler
    (`mem watch`); the smallest passing `-X heapsize` is found by bisection.
 2. Round trips: the same CSMS sends N DataTransfer CALLs as raw frames, one at a time, to our
@@ -52,8 +54,20 @@ sys.path[:] = ["/rom"] + [p for p in sys.path if p not in ("", ".")]
 import host.sim
 sys.exit(host.sim.main(sys.argv[2:]))
 """
+# A micropython with the firmware frozen in (a custom build, e.g. 32-bit words as on an ESP32):
+# only the frozen modules may be found, and the data files (firmware/schemas.bin) come from
+# the working directory, as on a board that keeps them on its filesystem.
+FROZENRUN = """import sys
+sys.path[:] = [".frozen"] + [p for p in sys.path if p not in ("", ".", ".frozen")]
+import host.sim
+sys.exit(host.sim.main(sys.argv[1:]))
+"""
+FROZEN_CHECK = "import sys; sys.path[:] = ['.frozen']; import firmware.station, host.sim"
+WORD_BITS = "import sys; print(64 if sys.maxsize > 2 ** 32 else 32)"
 IMPORT_PROBE = """import sys, gc, micropython
-if len(sys.argv) > 1:
+if sys.argv[-1] == "--frozen":
+    sys.path[:] = [".frozen"]
+elif len(sys.argv) > 1:
     import vfs, os
     f = open(sys.argv[1], "rb")
     img = bytearray(os.stat(sys.argv[1])[6])
@@ -124,7 +138,8 @@ def state_profile(dist, data_dir):
 # ---------------------------------------------------------------- builds
 def make_dist(out):
     """firmware/ board/ host/ as .mpy (tools build settings) plus a ROMFS image of them.
-    Returns {"dir", "rows" [(module, src, mpy)], "romfs" path or None}."""
+    Returns {"dir", "rows" [(module, src, mpy)], "romfs" path or None, "frozen": the
+    working directory for a micropython with the firmware frozen in, or None}."""
     from tools import build
     rows, _ = build.compile_all(out, ROOT, lambda *a: None)
     hrows, _ = build.compile_all(out, ROOT, lambda *a: None, packages=("host",))
@@ -132,11 +147,22 @@ def make_dist(out):
                             packages=build.PACKAGES + ("host",))
     with open(os.path.join(out, "romrun.py"), "w") as f:
         f.write(ROMRUN)
-    return {"dir": out, "rows": rows + hrows, "romfs": img}
+    with open(os.path.join(out, "frozenrun.py"), "w") as f:
+        f.write(FROZENRUN)
+    frozen = os.path.join(out, "frozen-cwd")
+    os.makedirs(os.path.join(frozen, "firmware"), exist_ok=True)
+    shutil.copy(os.path.join(ROOT, "firmware", "schemas.bin"), os.path.join(frozen, "firmware"))
+    from tests.harness import interpreter
+    p = subprocess.run(interpreter("micropython") + ["-c", FROZEN_CHECK], cwd=frozen,
+                       capture_output=True, timeout=60)
+    bits = subprocess.run(interpreter("micropython") + ["-c", WORD_BITS], capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+    return {"dir": out, "rows": rows + hrows, "romfs": img,
+            "frozen": frozen if p.returncode == 0 else None, "bits": bits}
 
 
 def launcher(variant, dist, heapsize=None):
-    """(argv prefix, cwd) that starts host.sim for a variant: cpython | mpy | romfs."""
+    """(argv prefix, cwd) that starts host.sim for a variant: cpython | mpy | romfs | frozen."""
     from tests.harness import ROOT as TROOT, interpreter
     if variant == "cpython":
         return None, TROOT
@@ -145,12 +171,14 @@ def launcher(variant, dist, heapsize=None):
         mp = mp + ["-X", "heapsize=%d" % heapsize]
     if variant == "mpy":
         return mp + ["-m", "host.sim"], dist["dir"]
+    if variant == "frozen":
+        return mp + [os.path.join(dist["dir"], "frozenrun.py")], dist["frozen"]
     empty = os.path.join(dist["dir"], ".empty")
     os.makedirs(empty, exist_ok=True)
     return mp + [os.path.join(dist["dir"], "romrun.py"), dist["romfs"]], empty
 
 
-def import_heap(dist, modules, romfs=False, qstr=False):
+def import_heap(dist, modules, romfs=False, qstr=False, frozen=False):
     """Live heap that importing `modules` costs under micropython (after gc.collect()); with
     qstr=True also the growth of the interned-name pool tables (which frozen code keeps in
     flash)."""
@@ -162,7 +190,10 @@ def import_heap(dist, modules, romfs=False, qstr=False):
     args = interpreter("micropython") + [probe]
     if romfs:
         args.append(dist["romfs"])
-    p = subprocess.run(args, cwd=dist["dir"], capture_output=True, text=True, timeout=60)
+    if frozen:
+        args.append("--frozen")
+    p = subprocess.run(args, cwd=dist["frozen"] if frozen else dist["dir"], capture_output=True,
+                       text=True, timeout=60)
     if p.returncode != 0:
         raise RuntimeError("import probe failed: %s" % p.stderr[-500:])
     heap = int(p.stdout.split()[-1])
@@ -393,7 +424,7 @@ def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
 
 def smallest_heapsize(t, dist, tmp, variant="mpy", lo=64 * 1024, hi=384 * 1024,
                       step=4 * 1024, log=print):
-    """Bisection on `-X heapsize` for the whole scenario (variant mpy or romfs; for ROMFS the
+    """Bisection on `-X heapsize` for the whole scenario (variant mpy, romfs or frozen; for ROMFS the
     figures are without the image, which the unix port has to read into its heap). Returns
     (smallest passing, {failing heapsize: the allocation that failed, bytes})."""
     n = [0]
@@ -407,8 +438,8 @@ def smallest_heapsize(t, dist, tmp, variant="mpy", lo=64 * 1024, hi=384 * 1024,
         try:
             run_scenario(t, variant, dist, tmp, name, heapsize=hs + extra)
             ok = True
-        except (Failed, AssertionError) as e:
-            ok = False
+        except Exception as e:  # noqa: BLE001 - e.g. a CALL to a station that has just
+            ok = False          # rebooted out of memory (KeyError: not connected) is a fail too
             try:
                 with open(os.path.join(tmp, name + ".log"), errors="replace") as f:
                     sizes = [int(x) for x in re.findall(r"allocating (\d+) bytes", f.read())]
@@ -417,7 +448,8 @@ def smallest_heapsize(t, dist, tmp, variant="mpy", lo=64 * 1024, hi=384 * 1024,
             if sizes:
                 failed[hs] = sizes[0]
             log("    %s heapsize %dK: fails (%s; first failed allocation %s B)"
-                % (variant, hs // 1024, str(e).splitlines()[0][:60], sizes[0] if sizes else "-"))
+                % (variant, hs // 1024, ("%s: %s" % (type(e).__name__, e)).splitlines()[0][:70],
+                   sizes[0] if sizes else "-"))
         else:
             log("    %s heapsize %dK: passes" % (variant, hs // 1024))
         return ok
@@ -719,7 +751,11 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
     if dist["romfs"]:
         say("scenario under micropython, ROMFS, heap sampler every 20 ms ...")
         rom = run_scenario(t, "romfs", dist, tmp, "BENCH-romfs", watch_ms=20)
-    hs = hs_rom = None
+    fro = None
+    if dist["frozen"]:
+        say("scenario under micropython, firmware frozen into it, heap sampler every 20 ms ...")
+        fro = run_scenario(t, "frozen", dist, tmp, "BENCH-frozen", watch_ms=20)
+    hs = hs_rom = hs_fro = None
     fails = {}
     if bisect:
         say("smallest -X heapsize (bisection, .mpy) ...")
@@ -729,6 +765,11 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
             hs_rom, f2 = smallest_heapsize(t, dist, tmp, "romfs", lo=32 * 1024,
                                            hi=256 * 1024, log=say)
             fails.update(("ROMFS %dK" % (k // 1024), v) for k, v in f2.items())
+        if fro:
+            say("smallest -X heapsize (bisection, frozen) ...")
+            hs_fro, f3 = smallest_heapsize(t, dist, tmp, "frozen", lo=32 * 1024,
+                                           hi=256 * 1024, log=say)
+            fails.update(("frozen %dK" % (k // 1024), v) for k, v in f3.items())
     rt, reaction = {}, {}
     if not heap_only:
         say("round trips ...")
@@ -750,6 +791,10 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
     if dist["romfs"]:
         imp_rom, qpool = import_heap(dist, fw_mods, romfs=True, qstr=True)
         imp_rom_sim = import_heap(dist, used, romfs=True)
+    imp_fro = imp_fro_sim = None
+    if fro:
+        imp_fro = import_heap(dist, fw_mods, frozen=True)
+        imp_fro_sim = import_heap(dist, used, frozen=True)
     img = os.path.getsize(dist["romfs"]) if dist["romfs"] else 0
     base = import_heap(dist, ["gc"])  # the probe's own cost
     state = state_profile(dist, os.path.join(tmp, "state-probe"))
@@ -769,7 +814,7 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
         "%d B (%d modules)" % (total, len([m for m in size if m.split(".")[0] in ("firmware", "board")])))
     row(".mpy the station imports (firmware; + host sim board)",
         "%d B (%d modules) + %d B" % (used_fw, len(fw_mods), used_host))
-    row("heap after import, .mpy (micropython 64-bit; + simulator)",
+    row("heap after import, .mpy (micropython %s-bit; + simulator)" % dist["bits"],
         "%s (%s)" % (_kb(imp - base), _kb(imp_sim - base)))
     row("heap after import, ROMFS (image excluded; + simulator)",
         "%s (%s)" % (_kb(imp_rom - base), _kb(imp_rom_sim - base)) if imp_rom else "-")
@@ -784,6 +829,14 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
         row("  of which above heap after import (phase / sampler)",
             "%s / %s" % (_kb(rom_live - (imp_rom_sim - base)),
                          _kb(rom_watch - (imp_rom_sim - base)) if rom_watch else "-"))
+    if fro:
+        row("heap after import, firmware frozen in (+ simulator)",
+            "%s (%s)" % (_kb(imp_fro - base), _kb(imp_fro_sim - base)))
+        row("live heap peak, frozen (phase samples / 20 ms sampler)",
+            "%s / %s" % (_kb(max(a for _, a in fro["samples"])), _kb(fro.get("live_max"))))
+        row("smallest passing -X heapsize, frozen",
+            ("%d KB" % (hs_fro // 1024)) if hs_fro else
+            ("not searched" if not bisect else "> 256 KB"))
     row("smallest passing -X heapsize, code as .mpy",
         ("%d KB" % (hs // 1024)) if hs else ("not searched" if not bisect else "> 384 KB"))
     row("smallest passing -X heapsize, ROMFS (image excluded)",
@@ -812,9 +865,10 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
             "%.0f /s (%.2fx mobilityhouse)" % (rt["micropython"], rt["micropython"] / base_rt))
     if base_rt:
         row("round trips/s, mobilityhouse ocpp ChargePoint, CPython", "%.0f /s" % base_rt)
-    print("phase samples (live heap after gc, .mpy / ROMFS bytecode excluded):")
-    for (ph, a), (_, b) in zip(mpy["samples"], rom["samples"] if rom else mpy["samples"]):
-        print("  %-20s %9d B %9s" % (ph, a, (b - img) if rom else "-"))
+    print("phase samples (live heap after gc, .mpy / ROMFS bytecode excluded / frozen):")
+    for i, (ph, a) in enumerate(mpy["samples"]):
+        print("  %-20s %9d B %9s %9s" % (ph, a, (rom["samples"][i][1] - img) if rom else "-",
+                                         fro["samples"][i][1] if fro else "-"))
     print("station state after construction (live heap, .mpy, all code imported first):")
     for label, b in state:
         print("  %-52s %6d B" % (label, b))
