@@ -35,7 +35,7 @@ no real timestamp needs them).
 import json
 import struct
 
-from firmware.compat import parse_iso8601
+from firmware.compat import parse_iso8601, path_exists
 
 FORMAT = "FormatViolation"
 OCCURRENCE = "OccurrenceConstraintViolation"
@@ -50,8 +50,13 @@ _MAX_DATETIME = 64  # longer than any sane RFC 3339 stamp; caps the parse cost
 
 try:
     _path = __file__.rsplit("/", 1)[0] + "/schemas.bin"
-except NameError:  # frozen without __file__
-    _path = "firmware/schemas.bin"
+except NameError:
+    _path = ""
+# Frozen code has no directory of its own (its __file__ names no file), and a firmware/
+# directory on the board's filesystem would hide the frozen package (sys.path has "" first):
+# there the table sits at the root, copied by `tools deploy --frozen`.
+if not path_exists(_path):
+    _path = "schemas.bin"
 _head = None  # (n_actions, n_records, name_width, offsets_at, max_record)
 _last = (None, -1)  # last action looked up, and its index
 

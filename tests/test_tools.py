@@ -79,6 +79,14 @@ def test_deploy_commands(tmp_path):
     assert all(c[1:4] == ["connect", "/dev/pts/7", "resume"] for c in cmds)
     assert cmds[0][4:] == ["cp", "-r", "firmware", "board", ":"]
     assert cmds[-1][4:] == ["cp", str(cfg), ":config.json"]
+    # frozen firmware: a firmware/ directory on the board would hide the frozen package, so
+    # only the schema table (to the root, where validate looks), boot.py and main.py go over
+    cmds = deploy.deploy("/dev/pts/7", str(tmp_path), frozen=True, dry_run=True,
+                         log=lambda s: None)
+    assert [c[3:] for c in cmds] == [["cp", os.path.join("firmware", "schemas.bin"), ":"],
+                                     ["cp", "boot.py", "main.py", ":"]]
+    with pytest.raises(SystemExit, match="exclude each other"):
+        deploy.deploy("x", str(tmp_path), romfs=True, frozen=True, dry_run=True)
     with pytest.raises(SystemExit, match="run `python -m tools build`"):
         deploy.deploy("x", str(tmp_path / "nope"), dry_run=True)
     with pytest.raises(SystemExit, match="not found"):

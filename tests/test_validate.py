@@ -506,3 +506,33 @@ def test_compiled_modules_run_and_fit_the_heap(tmp_path):
     assert sizes["validate"] < 8000
     assert res["import"] < 12000  # 64-bit unix port; about half on the 32-bit ESP32
     assert res["check_alloc"] < 16000
+
+
+FROZEN_LAYOUT = """import sys
+sys.path.insert(1, %r)
+from firmware import validate
+print(validate.__file__.startswith(sys.path[1]), validate._path, validate.table_ok(),
+      validate.check_request("BootNotification", {}) is not None)
+"""
+
+
+def test_frozen_layout_reads_the_table_from_the_filesystem_root(target, tmp_path):
+    """Frozen code has no directory of its own, and a firmware/ directory on the board would
+    hide the frozen package: with the package somewhere else (as .frozen is) and schemas.bin
+    alone in the working directory (as `tools deploy --frozen` leaves a board), the table is
+    found there and still checks payloads."""
+    from tests.harness import interpreter
+    code = tmp_path / "code"
+    shutil.copytree(os.path.join(ROOT, "firmware"), str(code / "firmware"),
+                    ignore=shutil.ignore_patterns("schemas.bin", "__pycache__"))
+    cwd = tmp_path / "root"
+    cwd.mkdir()
+    shutil.copy(TABLE, str(cwd))
+    p = subprocess.run(interpreter(target) + ["-c", FROZEN_LAYOUT % str(code)], cwd=str(cwd),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "schemas.bin", "True", "True"]
+    os.remove(str(cwd / "schemas.bin"))  # and without it the checks are off, and say so
+    p = subprocess.run(interpreter(target) + ["-c", FROZEN_LAYOUT % str(code)], cwd=str(cwd),
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.split() == ["True", "schemas.bin", "False", "False"], p.stderr

@@ -13,7 +13,7 @@
    from a ROMFS image (bytecode executed in place, as on a board with ROMFS or frozen code;
    the image buffer itself is subtracted from the heap figures), and when the micropython
    first on PATH has the firmware frozen in (a custom build, see the README) also frozen,
-   from an empty working directory (only firmware/schemas.bin). Heap figures are live heap
+   from a working directory holding only schemas.bin. Heap figures are live heap
    after gc.collect(): at every phase boundary (`mem gc`) and from an in-station sampler
    (`mem watch`); the smallest passing `-X heapsize` is found by bisection.
 2. Round trips: the same CSMS sends N DataTransfer CALLs as raw frames, one at a time, to our
@@ -54,15 +54,16 @@ sys.path[:] = ["/rom"] + [p for p in sys.path if p not in ("", ".")]
 import host.sim
 sys.exit(host.sim.main(sys.argv[2:]))
 """
-# A micropython with the firmware frozen in (a custom build, e.g. 32-bit words as on an ESP32):
-# only the frozen modules may be found, and the data files (firmware/schemas.bin) come from
-# the working directory, as on a board that keeps them on its filesystem.
+# A micropython with the firmware frozen in (a custom build, e.g. 32-bit words as on an ESP32),
+# laid out as `tools deploy --frozen` leaves a board: the working directory holds only
+# schemas.bin, and sys.path is the board's ("" first; not this script's directory).
 FROZENRUN = """import sys
-sys.path[:] = [".frozen"] + [p for p in sys.path if p not in ("", ".", ".frozen")]
+sys.path[:] = ["", ".frozen"]
 import host.sim
 sys.exit(host.sim.main(sys.argv[1:]))
 """
-FROZEN_CHECK = "import sys; sys.path[:] = ['.frozen']; import firmware.station, host.sim"
+FROZEN_CHECK = ("import sys; sys.path[:] = ['', '.frozen']; import firmware.station, host.sim; "
+                "from firmware import validate; assert validate.table_ok()")
 WORD_BITS = "import sys; print(64 if sys.maxsize > 2 ** 32 else 32)"
 IMPORT_PROBE = """import sys, gc, micropython
 if sys.argv[-1] == "--frozen":
@@ -150,8 +151,8 @@ def make_dist(out):
     with open(os.path.join(out, "frozenrun.py"), "w") as f:
         f.write(FROZENRUN)
     frozen = os.path.join(out, "frozen-cwd")
-    os.makedirs(os.path.join(frozen, "firmware"), exist_ok=True)
-    shutil.copy(os.path.join(ROOT, "firmware", "schemas.bin"), os.path.join(frozen, "firmware"))
+    os.makedirs(frozen, exist_ok=True)
+    shutil.copy(os.path.join(ROOT, "firmware", "schemas.bin"), frozen)
     from tests.harness import interpreter
     p = subprocess.run(interpreter("micropython") + ["-c", FROZEN_CHECK], cwd=frozen,
                        capture_output=True, timeout=60)

@@ -99,6 +99,8 @@ def write_manifest(out_dir, root=ROOT):
     with open(path, "w") as f:
         f.write("# Freeze the station into a custom MicroPython build:\n"
                 "#   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=%s\n"
+                "# then `python -m tools deploy PORT --frozen` copies what freezing cannot\n"
+                "# carry (schemas.bin to the root, boot.py, main.py).\n"
                 "include(\"$(PORT_DIR)/boards/manifest.py\")\n" % path)
         for pkg in PACKAGES:
             f.write("package(%r, base_path=%r)\n" % (pkg, root))

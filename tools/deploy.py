@@ -11,13 +11,19 @@ import subprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def commands(connect, dist, config=None, resume=False, reset=False, romfs=False, dest=":"):
+def commands(connect, dist, config=None, resume=False, reset=False, romfs=False, dest=":",
+             frozen=False):
     """The mpremote invocations deploy runs, as argument lists (cwd = dist). `dest` is the
-    device directory (":" = flash root; the unix port on a pty needs ":.")."""
+    device directory (":" = flash root; the unix port on a pty needs ":."). frozen: the
+    firmware is frozen into the MicroPython image, so only what freezing cannot carry is
+    copied: the schema table (to the root, as firmware/validate.py looks for it there),
+    boot.py and main.py."""
     exe = shutil.which("mpremote") or "mpremote"
     head = [exe, "connect", connect] + (["resume"] if resume else [])
     cmds = []
-    if romfs and os.path.exists(os.path.join(dist, "romfs.img")):
+    if frozen:
+        cmds.append(head + ["cp", os.path.join("firmware", "schemas.bin"), dest])
+    elif romfs and os.path.exists(os.path.join(dist, "romfs.img")):
         cmds.append(head + ["romfs", "deploy", os.path.join(dist, "romfs.img")])
     else:
         cmds.append(head + ["cp", "-r", "firmware", "board", dest])
@@ -60,7 +66,7 @@ def _read_json(path):
 
 
 def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=False,
-           dry_run=False, log=print, timeout=300, dest=":"):
+           dry_run=False, log=print, timeout=300, dest=":", frozen=False):
     dist = dist or os.path.join(ROOT, "dist")
     if not os.path.isdir(os.path.join(dist, "firmware")):
         raise SystemExit("%s has no build: run `python -m tools build` first" % dist)
@@ -69,7 +75,10 @@ def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=Fal
                          % config)
     if config:
         check_config(config, log)
-    cmds = commands(connect, dist, config, resume, reset, romfs, dest)
+    if romfs and frozen:
+        raise SystemExit("--romfs and --frozen exclude each other: the code is either in the "
+                         "ROMFS image or frozen into the MicroPython image")
+    cmds = commands(connect, dist, config, resume, reset, romfs, dest, frozen)
     for i, c in enumerate(cmds, 1):
         log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))
         if dry_run:
@@ -89,9 +98,13 @@ def main(argv=None):
     ap.add_argument("--reset", action="store_true", help="hard-reset the board afterwards")
     ap.add_argument("--romfs", action="store_true", help="deploy dist/romfs.img to the ROMFS "
                     "partition instead of copying .mpy files (MicroPython >= 1.25 builds)")
+    ap.add_argument("--frozen", action="store_true", help="the firmware is frozen into the "
+                    "board's MicroPython (dist/manifest.py): copy only schemas.bin, boot.py, "
+                    "main.py (a firmware/ directory on the board would hide the frozen one)")
     ap.add_argument("--dest", default=":", help="device directory (default ':' = root; "
                     "use ':.' for the unix port on a pty)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     a = ap.parse_args(argv)
-    deploy(a.connect, a.dist, a.config, a.resume, a.reset, a.romfs, a.dry_run, dest=a.dest)
+    deploy(a.connect, a.dist, a.config, a.resume, a.reset, a.romfs, a.dry_run, dest=a.dest,
+           frozen=a.frozen)
     return 0
