@@ -218,7 +218,10 @@ class ADC:
         return 0 if v < 0 else (65535 if v > 65535 else v)
 
     def read_uv(self):
-        return self.read_u16() * 3300000 // 65535
+        # = u16 * 3300000 // 65535, in small ints: on a 32-bit build (as on an ESP32, whose
+        # read_uv is C) that product is a bignum, which the no-allocation tests would count
+        v = self.read_u16()
+        return v * 50 + v * 1550 // 4369
 
 
 class SPI:
