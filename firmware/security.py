@@ -87,8 +87,8 @@ class Block:
             t.cancel()
 
     async def _csr_resend(self):
-        from firmware import csr_resend  # only while a CSR waits for its certificate
-        try:
+        try:  # inside: an import that fails after borrowing gives back what it borrowed
+            from firmware import csr_resend  # only while a CSR waits for its certificate
             await csr_resend.resend(self.st)
         finally:
             csr_resend = None

@@ -21,6 +21,9 @@ def test_TC_A_04_CS_valid_server_certificate_secured_websocket(tls_csms, station
     assert r["status"] == "Accepted"
     tls_csms.wait_for(lambda: tls_csms.csms.calls("Heartbeat", st.identity), 10, "Heartbeat")
     assert st.status()["connected"] and st.status()["csms"].startswith("wss://")
+    # what the connect borrowed (the CSMS roots, the station's own certificate) went after it
+    mods = st.cmd("modules")["modules"]
+    assert "firmware.client_cert" not in mods and "firmware.cert_store" not in mods, mods
 
 
 def _tls11_context(pki):
