@@ -260,11 +260,7 @@ class Block:
 def _station_certificate(store, hash_data):
     """M04.FR.06: hash_data (CertificateHashDataType) names the Charging Station certificate.
     Matched on serialNumber and issuerNameHash (both from the leaf alone)."""
-    client_cert = compat.borrow("firmware.client_cert")  # only for this look
-    try:
-        pair = client_cert.current(store)
-    finally:
-        compat.release("firmware.client_cert")
+    pair = compat.call_lent("firmware.client_cert", "current", store)
     if pair is None:
         return False
     from firmware import x509

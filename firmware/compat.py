@@ -381,6 +381,16 @@ def release(name):
         unload(name)
 
 
+def call_lent(name, fn, *args):
+    """Module `name`'s function `fn`(*args), the module borrowed only for the call (a look
+    at a file that does not justify keeping its code resident)."""
+    mod = borrow(name)
+    try:
+        return getattr(mod, fn)(*args)
+    finally:
+        release(name)
+
+
 def borrow_all(names, owner=None):
     """borrow(name, False) for each name (a tuple), all or none. A module borrowing at its
     import passes owner=__name__: unloading it gives them back even if its import failed."""

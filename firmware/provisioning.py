@@ -86,12 +86,8 @@ class NetProfiles:
         if sp >= 2 and self.st.ca_file() is None:
             return "InvalidCertificate"  # A05.FR.02: no CSMS root certificate
         if sp >= 3:
-            client_cert = compat.borrow("firmware.client_cert")
-            try:
-                if not client_cert.installed(self.st.store):
-                    return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
-            finally:
-                compat.release("firmware.client_cert")
+            if not compat.call_lent("firmware.client_cert", "installed", self.st.store):
+                return "InvalidCertificate"  # A05.FR.03: no ChargingStationCertificate
         return None
 
     def check_priority(self, value):

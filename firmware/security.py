@@ -70,11 +70,7 @@ class Block:
 
     def _cert_entries(self, evse, connector):
         # counted from the certificate index (firmware.cert_store) whenever it is read
-        cert_store = compat.borrow("firmware.cert_store")  # the certificates block's too
-        try:
-            return cert_store.count(self.st.store)
-        finally:
-            compat.release("firmware.cert_store")
+        return compat.call_lent("firmware.cert_store", "count", self.st.store)
 
     # ---------------------------------------------------------------- A02.FR.17-20
     def _csr_accepted(self):
@@ -237,9 +233,4 @@ class Block:
 
 def _cert_index(store):
     # a daily look at the station certificate's index: the module is not kept resident for it
-    # (a wss:// connect imports it anyway)
-    client_cert = compat.borrow("firmware.client_cert")
-    try:
-        return client_cert.load(store)
-    finally:
-        compat.release("firmware.client_cert")
+    return compat.call_lent("firmware.client_cert", "load", store)

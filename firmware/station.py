@@ -287,11 +287,7 @@ class Station:
         """The CSMS root certificate(s) for TLS: the installed CSMSRootCertificates
         (firmware.cert_store) when there are any, else the installer's --cafile, which
         provisions the first root until the CSMS installs its own."""
-        cert_store = compat.borrow(CERT_STORE)
-        try:
-            p = cert_store.csms_roots_pem_path(self.store)
-        finally:
-            compat.release(CERT_STORE)
+        p = compat.call_lent(CERT_STORE, "csms_roots_pem_path", self.store)
         if p is not None:
             return p
         if self.cafile and compat.path_exists(self.cafile):

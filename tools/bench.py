@@ -62,9 +62,18 @@ sys.path[:] = ["", ".frozen"]
 import host.sim
 sys.exit(host.sim.main(sys.argv[1:]))
 """
-FROZEN_CHECK = ("import sys; sys.path[:] = ['', '.frozen']; import firmware.station, host.sim; "
-                "from firmware import validate; print(validate.table_ok())")
-WORD_BITS = "import sys; print(64 if sys.maxsize > 2 ** 32 else 32)"
+# The interpreter's word size, then (only with the firmware frozen in) whether the frozen
+# validator finds its table: "64" | "32 True" | "32 False"
+INTERPRETER_PROBE = """import sys
+print(64 if sys.maxsize > 2 ** 32 else 32)
+sys.path[:] = ["", ".frozen"]
+try:
+    import firmware.station, host.sim
+except ImportError:
+    sys.exit()
+from firmware import validate
+print(validate.table_ok())
+"""
 IMPORT_PROBE = """import sys, gc, micropython
 if sys.argv[-1] == "--frozen":
     sys.path[:] = [".frozen"]
@@ -136,6 +145,10 @@ def state_profile(dist, data_dir):
     return [(ln.rsplit(" ", 1)[0], int(ln.rsplit(" ", 1)[1])) for ln in p.stdout.splitlines()]
 
 
+def _say(s):
+    print(s, file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------- builds
 def make_dist(out):
     """firmware/ board/ host/ as .mpy (tools build settings) plus a ROMFS image of them.
@@ -154,22 +167,17 @@ def make_dist(out):
     os.makedirs(frozen, exist_ok=True)
     shutil.copy(os.path.join(ROOT, "firmware", "schemas.bin"), frozen)
     from tests.harness import interpreter
-    p = subprocess.run(interpreter("micropython") + ["-c", FROZEN_CHECK], cwd=frozen,
-                       capture_output=True, text=True, timeout=60)
-    if p.returncode == 0:
-        say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-        if p.stdout.split() != ["True"]:  # a build older than the table's root location
-            say("frozen: %s has the firmware frozen in, but it finds no schemas.bin in its "
-                "working directory: not measured (rebuild it from this tree)"
-                % interpreter("micropython")[0])
-            p.returncode = 1
-        else:
-            say("frozen: measuring the firmware frozen into %s, as it was built (build it "
-                "from this tree)" % interpreter("micropython")[0])
-    bits = subprocess.run(interpreter("micropython") + ["-c", WORD_BITS], capture_output=True,
-                          text=True, timeout=60).stdout.strip()
+    exe = interpreter("micropython")
+    got = subprocess.run(exe + ["-c", INTERPRETER_PROBE], cwd=frozen, capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    if got[1:] == ["False"]:  # built before the table's root location
+        _say("frozen: %s has the firmware frozen in, but it finds no schemas.bin in its "
+             "working directory: not measured (rebuild it from this tree)" % exe[0])
+    elif got[1:]:
+        _say("frozen: measuring the firmware frozen into %s, as it was built (build it from "
+             "this tree)" % exe[0])
     return {"dir": out, "rows": rows + hrows, "romfs": img,
-            "frozen": frozen if p.returncode == 0 else None, "bits": bits}
+            "frozen": frozen if got[1:] == ["True"] else None, "bits": int(got[0])}
 
 
 def launcher(variant, dist, heapsize=None):
@@ -344,7 +352,7 @@ def run_scenario(t, variant, dist, tmp, name, heapsize=None, watch_ms=0):
             stall()  # the forced collection below is the bench's, not the station's
             m = _ok(st.cmd("mem gc", 20))
             res["samples"].append((phase, m["alloc"]))
-            blk = mem_blocks(st, int(dist["bits"])) if variant == "mpy" else 0  # ROMFS: the image is the biggest
+            blk = mem_blocks(st, dist["bits"]) if variant == "mpy" else 0  # ROMFS: the image is the biggest
             if blk > res.get("max_block", (0, ""))[0]:
                 res["max_block"] = (blk, phase)
             res["mem_peak"] = max(res.get("mem_peak", 0), m["peak"])  # both processes
@@ -757,7 +765,7 @@ def _main_soak(t, tmp, n):
 
 
 def _main_bench(t, tmp, n, bisect, heap_only=False):
-    say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    say = _say
     say("building .mpy + ROMFS image ...")
     dist = make_dist(os.path.join(tmp, "dist"))
     say("scenario on CPython ...")
@@ -829,6 +837,10 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
 
     def row(label, value):
         print("%-58s %s" % (label, value))
+
+    def smallest(hs, hi_kb):  # bisection result, or why there is none
+        return ("%d KB" % (hs // 1024)) if hs else \
+            ("not searched" if not bisect else "> %d KB" % hi_kb)
     row(".mpy total, firmware/ + board/ (-O%d)" % __import__("tools.build").build.OPT,
         "%d B (%d modules)" % (total, len([m for m in size if m.split(".")[0] in ("firmware", "board")])))
     row(".mpy the station imports (firmware; + host sim board)",
@@ -853,13 +865,9 @@ def _main_bench(t, tmp, n, bisect, heap_only=False):
             "%s (%s)" % (_kb(imp_fro - base), _kb(imp_fro_sim - base)))
         row("live heap peak, frozen (phase samples / 20 ms sampler)",
             "%s / %s" % (_kb(max(a for _, a in fro["samples"])), _kb(fro.get("live_max"))))
-        row("smallest passing -X heapsize, frozen",
-            ("%d KB" % (hs_fro // 1024)) if hs_fro else
-            ("not searched" if not bisect else "> 256 KB"))
-    row("smallest passing -X heapsize, code as .mpy",
-        ("%d KB" % (hs // 1024)) if hs else ("not searched" if not bisect else "> 384 KB"))
-    row("smallest passing -X heapsize, ROMFS (image excluded)",
-        ("%d KB" % (hs_rom // 1024)) if hs_rom else ("not searched" if not bisect else "> 256 KB"))
+        row("smallest passing -X heapsize, frozen", smallest(hs_fro, 256))
+    row("smallest passing -X heapsize, code as .mpy", smallest(hs, 384))
+    row("smallest passing -X heapsize, ROMFS (image excluded)", smallest(hs_rom, 256))
     if "max_block" in mpy:
         row("largest live block (mem_info max blk, .mpy, phase samples)",
             "%d B (%s)" % mpy["max_block"])

@@ -67,6 +67,9 @@ def _read_json(path):
 
 def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=False,
            dry_run=False, log=print, timeout=300, dest=":", frozen=False):
+    if romfs and frozen:  # refused before anything is read or copied
+        raise SystemExit("--romfs and --frozen exclude each other: the code is either in the "
+                         "ROMFS image or frozen into the MicroPython image")
     dist = dist or os.path.join(ROOT, "dist")
     if not os.path.isdir(os.path.join(dist, "firmware")):
         raise SystemExit("%s has no build: run `python -m tools build` first" % dist)
@@ -75,9 +78,6 @@ def deploy(connect, dist=None, config=None, resume=False, reset=False, romfs=Fal
                          % config)
     if config:
         check_config(config, log)
-    if romfs and frozen:
-        raise SystemExit("--romfs and --frozen exclude each other: the code is either in the "
-                         "ROMFS image or frozen into the MicroPython image")
     cmds = commands(connect, dist, config, resume, reset, romfs, dest, frozen)
     for i, c in enumerate(cmds, 1):
         log("[%d/%d] %s" % (i, len(cmds), " ".join(c)))
